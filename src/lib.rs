@@ -1,0 +1,20 @@
+//! pg-integrity: audit and remediate the integrity of multi-tenant PostgreSQL databases.
+//!
+//! Where things are: `cli` (arguments) → `app` (commands) → `catalog` (check files),
+//! `config`, `connection`, `runner` (runs checks), `gate` (score, waivers, baseline),
+//! `report/` (renders), `sandbox` (throwaway servers), `checktest` (`[[test]]` cases).
+
+pub mod app;
+pub mod catalog;
+pub mod checktest;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod diag;
+pub mod gate;
+pub mod glob;
+pub mod model;
+pub mod params;
+pub mod report;
+pub mod runner;
+pub mod sandbox;

@@ -1,0 +1,36 @@
+-- Every table in scope that is not a partition, with its tenant column (the first
+-- name of tenancy.column it has, or null) and whether it is global: the tenant
+-- table, tables matching tenancy.global_tables, and known migration-history tables.
+-- A table is a tenant table when it is not global and the database is multi-tenant
+-- at all (some table in scope has a tenant column); otherwise nothing is.
+-- Columns: those of scope_tables, tenant_column, is_global, is_tenant.
+-- params: tenant_columns, tenant_table, global_tables
+-- requires: scope_tables
+select x.*,
+       (not x.is_global and exists (
+           select 1 from scope_tables s
+           join pg_attribute a on a.attrelid = s.oid and a.attnum > 0 and not a.attisdropped
+           where a.attname = any((select tenant_columns from params)::text[]))) as is_tenant
+from (
+    select t.*,
+           (select a.attname::text
+            from unnest((select tenant_columns from params)) with ordinality as want(name, ord)
+            join pg_attribute a on a.attrelid = t.oid and a.attname = want.name
+                               and a.attnum > 0 and not a.attisdropped
+            order by want.ord
+            limit 1) as tenant_column,
+           (t.table_name = (select tenant_table from params)
+            or t.object = (select tenant_table from params)
+            or t.table_name ~ any((select global_tables from params)::text[])
+            or t.object ~ any((select global_tables from params)::text[])
+            or t.table_name in ('schema_migrations', 'ar_internal_metadata',
+                                'refinery_schema_history', 'flyway_schema_history',
+                                '_sqlx_migrations', 'knex_migrations', 'knex_migrations_lock',
+                                'alembic_version', 'goose_db_version',
+                                '__diesel_schema_migrations', 'databasechangelog',
+                                'databasechangeloglock', 'django_migrations',
+                                '__EFMigrationsHistory', 'pgmigrations', '_prisma_migrations',
+                                'schema_version')) as is_global
+    from scope_tables t
+    where not t.is_partition
+) x

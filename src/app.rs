@@ -1,0 +1,305 @@
+//! Command implementations: resolve arguments once, call the engine, hand results
+//! to the reports, and map the outcome to an exit code (SPEC §1).
+
+use crate::catalog::Catalog;
+use crate::cli::{AuditArgs, CatalogArgs, ChecksCommand, Cli, Command, TargetArgs};
+use crate::config::LoadedConfig;
+use crate::connection::{ConnectOptions, ConnectionError};
+use crate::gate::{assess, Baseline, FailOn, GateOptions};
+use crate::report::{self, Format};
+use crate::runner::{self, AuditOptions};
+use crate::sandbox::{Sandbox, SandboxError};
+use miette::Report;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_GATE: u8 = 1;
+pub const EXIT_INPUT: u8 = 2;
+pub const EXIT_DATABASE: u8 = 3;
+
+/// A command that could not finish: the exit code and what to tell the user.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub report: Report,
+}
+
+impl Failure {
+    pub fn input(e: impl Into<Report>) -> Self {
+        Failure { code: EXIT_INPUT, report: e.into() }
+    }
+    pub fn database(e: impl Into<Report>) -> Self {
+        Failure { code: EXIT_DATABASE, report: e.into() }
+    }
+    fn msg(code: u8, msg: String, help: &str) -> Self {
+        Failure {
+            code,
+            report: miette::miette!(help = help.to_string(), "{msg}"),
+        }
+    }
+}
+
+impl From<ConnectionError> for Failure {
+    fn from(e: ConnectionError) -> Self {
+        let code = if e.is_input_error() { EXIT_INPUT } else { EXIT_DATABASE };
+        Failure { code, report: e.into() }
+    }
+}
+
+impl From<SandboxError> for Failure {
+    fn from(e: SandboxError) -> Self {
+        let code = if e.is_input_error() { EXIT_INPUT } else { EXIT_DATABASE };
+        Failure { code, report: e.into() }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Audit(args) => audit(args).await,
+        Command::Checks(cmd) => checks(cmd).await,
+    }
+}
+
+fn load_catalog(args: &CatalogArgs) -> Result<(Catalog, LoadedConfig), Failure> {
+    let catalog = Catalog::load(&args.checks_dirs).map_err(Failure::input)?;
+    let config = LoadedConfig::load(args.config.as_deref()).map_err(Failure::input)?;
+    config.check_ids(&catalog.ids()).map_err(Failure::input)?;
+    Ok((catalog, config))
+}
+
+/// The database a command works on; the sandbox (if any) lives as long as this.
+pub struct Target {
+    pub options: ConnectOptions,
+    pub sandbox: Option<Sandbox>,
+}
+
+pub const SANDBOX_DB: &str = "pg_integrity";
+
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+pub async fn open_target(args: &TargetArgs) -> Result<Target, Failure> {
+    if args.schema.is_empty() {
+        let options = ConnectOptions::resolve(args.database_url.as_deref(), &env_var)?;
+        return Ok(Target { options, sandbox: None });
+    }
+    let files = args.schema.clone();
+    let migrations = args.migrations.clone();
+    let sandbox = tokio::task::spawn_blocking(move || -> Result<Sandbox, Failure> {
+        let sb = Sandbox::start(&[])?;
+        sb.create_database(SANDBOX_DB)?;
+        sb.load_files(SANDBOX_DB, &files)?;
+        if let Some(dir) = migrations {
+            sb.load_files(SANDBOX_DB, &migration_files(&dir)?)?;
+        }
+        Ok(sb)
+    })
+    .await
+    .map_err(|e| Failure::msg(EXIT_DATABASE, e.to_string(), "the throwaway server task failed"))??;
+    Ok(Target {
+        options: sandbox.options(SANDBOX_DB),
+        sandbox: Some(sandbox),
+    })
+}
+
+/// `V{n}__name.sql` files of `dir`, in version order.
+pub fn migration_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Failure::msg(EXIT_INPUT, format!("cannot read {}: {e}", dir.display()), "--migrations takes a directory of V{n}__name.sql files")
+    })?;
+    let mut files: Vec<(u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let rest = name.strip_prefix('V').or_else(|| name.strip_prefix('U'))?;
+            let (v, _) = rest.split_once("__")?;
+            name.ends_with(".sql").then_some((v.parse().ok()?, p))
+        })
+        .collect();
+    files.sort();
+    Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+fn parse_output(spec: &str) -> Result<(Format, PathBuf), Failure> {
+    let (f, p) = spec.split_once(':').ok_or_else(|| {
+        Failure::msg(EXIT_INPUT, format!("--output `{spec}` is not FORMAT:PATH"), "e.g. --output sarif:results.sarif")
+    })?;
+    let format = Format::parse(f).ok_or_else(|| {
+        Failure::msg(EXIT_INPUT, format!("unknown format `{f}` in --output"), "formats: table, markdown, json, sarif, junit, github")
+    })?;
+    Ok((format, PathBuf::from(p)))
+}
+
+async fn audit(args: AuditArgs) -> Result<u8, Failure> {
+    let (catalog, config) = load_catalog(&args.catalog)?;
+    let fail_on = FailOn::parse(&args.fail_on).ok_or_else(|| {
+        Failure::msg(EXIT_INPUT, format!("unknown --fail-on `{}`", args.fail_on), "use critical, high, medium, low or never")
+    })?;
+    let outputs: Vec<(Format, PathBuf)> = args.output.iter().map(|o| parse_output(o)).collect::<Result<_, _>>()?;
+    let baseline = match &args.baseline {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Failure::msg(EXIT_INPUT, format!("cannot read baseline {}: {e}", p.display()), "create one with --write-baseline FILE")
+            })?;
+            Some(Baseline::parse(&p.display().to_string(), &text).map_err(|m| {
+                Failure::msg(EXIT_INPUT, m, "regenerate it with --write-baseline FILE")
+            })?)
+        }
+        None => None,
+    };
+    let opts = AuditOptions {
+        jobs: args.jobs,
+        deep: args.deep,
+        probe: args.probe,
+        only: args.only.clone(),
+        skip: args.skip.clone(),
+        progress: true,
+    };
+    let selected = runner::select(&catalog, &config, &opts)
+        .map_err(|m| Failure::msg(EXIT_INPUT, m, "`pg-integrity checks list` shows every id"))?;
+    let target = open_target(&args.target).await?;
+    let run = runner::audit(&target.options, &catalog, &config, &opts, selected).await?;
+    drop(target);
+    let gate_opts = GateOptions {
+        fail_on,
+        min_score: args.min_score,
+        today: chrono::Utc::now().date_naive(),
+    };
+    let assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
+    if let Some(path) = &args.write_baseline {
+        let b = Baseline::from_assessment(&assessment);
+        let text = serde_json::to_string_pretty(&b).unwrap_or_default() + "\n";
+        std::fs::write(path, text).map_err(|e| {
+            Failure::msg(EXIT_INPUT, format!("cannot write baseline {}: {e}", path.display()), "check the directory exists and is writable")
+        })?;
+    }
+    let stdout_terminal = std::io::stdout().is_terminal();
+    let format = args.format.unwrap_or(if stdout_terminal { Format::Table } else { Format::Json });
+    let width = if stdout_terminal { None } else { Some(120) };
+    for (f, path) in &outputs {
+        let text = report::render(*f, &assessment, Some(120)).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+        std::fs::write(path, text).map_err(|e| {
+            Failure::msg(EXIT_INPUT, format!("cannot write {}: {e}", path.display()), "check the directory exists and is writable")
+        })?;
+    }
+    let text = report::render(format, &assessment, width).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+    write_stdout(&text);
+    Ok(if assessment.gate.passed { EXIT_OK } else { EXIT_GATE })
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+pub fn write_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
+    match cmd {
+        ChecksCommand::List(args) => {
+            let (catalog, config) = load_catalog(&args)?;
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::NOTHING)
+                .set_header(vec!["ID", "SEVERITY", "KIND", "TITLE"]);
+            for c in catalog.ordered() {
+                let sev = config.severity_override(&c.id).unwrap_or(c.severity);
+                let kind = if config.is_disabled(&c.id) {
+                    format!("{} (disabled)", c.kind.as_str())
+                } else {
+                    c.kind.as_str().to_string()
+                };
+                t.add_row(vec![c.id.clone(), sev.to_string(), kind, c.title.clone()]);
+            }
+            write_stdout(&format!("{t}\n"));
+            Ok(EXIT_OK)
+        }
+        ChecksCommand::Show { id, catalog: args } => {
+            let (catalog, _) = load_catalog(&args)?;
+            let Some(c) = catalog.checks.get(&id) else {
+                let hint = crate::diag::did_you_mean(&id, catalog.ids()).unwrap_or_else(|| "`pg-integrity checks list` shows every id".into());
+                return Err(Failure::msg(EXIT_INPUT, format!("unknown check id `{id}`"), &hint));
+            };
+            write_stdout(&show_check(&catalog, c));
+            Ok(EXIT_OK)
+        }
+        ChecksCommand::Validate { dirs } => {
+            let catalog = if dirs.is_empty() {
+                Catalog::load(&dirs)
+            } else {
+                Catalog::load_only(&dirs)
+            }
+            .map_err(Failure::input)?;
+            write_stdout(&format!("{} checks valid\n", catalog.checks.len()));
+            Ok(EXIT_OK)
+        }
+        ChecksCommand::Test { dirs, only, database_url, jobs } => {
+            let catalog = if dirs.is_empty() { Catalog::load(&dirs) } else { Catalog::load_only(&dirs) }
+                .map_err(Failure::input)?;
+            let (admin, _sandbox) = match database_url {
+                Some(url) => (ConnectOptions::resolve(Some(&url), &env_var)?, None),
+                None => {
+                    let sb = tokio::task::spawn_blocking(|| Sandbox::start(&[]))
+                        .await
+                        .map_err(|e| Failure::msg(EXIT_DATABASE, e.to_string(), ""))??;
+                    (sb.options("postgres"), Some(sb))
+                }
+            };
+            let outcomes = crate::checktest::run_cases(&admin, &catalog, &only, jobs).await?;
+            let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+            let mut text = String::new();
+            for o in &outcomes {
+                match (&o.failure, &o.skipped) {
+                    (Some(f), _) => {
+                        failed += 1;
+                        text.push_str(&format!("FAIL {} — {}\n    {f}\n", o.check, o.case));
+                    }
+                    (None, Some(s)) => {
+                        skipped += 1;
+                        text.push_str(&format!("skip {} — {} ({s})\n", o.check, o.case));
+                    }
+                    _ => passed += 1,
+                }
+            }
+            text.push_str(&format!("{passed} passed, {failed} failed, {skipped} skipped\n"));
+            write_stdout(&text);
+            Ok(if failed == 0 { EXIT_OK } else { EXIT_GATE })
+        }
+    }
+}
+
+fn show_check(catalog: &Catalog, c: &crate::catalog::Check) -> String {
+    let mut s = format!("{} — {}\n", c.id, c.title);
+    s.push_str(&format!("section: {}  severity: {}  kind: {}{}\n", c.section, c.severity, c.kind.as_str(), if c.strict { "  strict" } else { "" }));
+    s.push_str(&format!("file: {}\n\n{}\n", c.file.name, c.description.trim()));
+    if let Some(g) = &c.guidance {
+        s.push_str(&format!("\nGuidance:\n{}\n", g.trim()));
+    }
+    if !c.remediation.is_empty() {
+        s.push_str(&format!("\nRemediation:\n{}\n", c.remediation.trim()));
+    }
+    if !c.fixed_by.is_empty() {
+        s.push_str(&format!("Fixed by: {}\n", c.fixed_by.join(", ")));
+    }
+    if c.sql.is_some() {
+        let composed = catalog.compose(c);
+        s.push_str("\nParameters:\n");
+        for (i, p) in composed.params.iter().enumerate() {
+            let d = crate::params::PARAMS.iter().find(|(n, _)| n == p).map_or("", |(_, d)| *d);
+            s.push_str(&format!("  ${} {p}: {d}\n", i + 1));
+        }
+        if !c.uses.is_empty() {
+            s.push_str(&format!("Uses: {}\n", c.uses.join(", ")));
+        }
+        s.push_str(&format!("\nSQL:\n{}\n", c.sql.as_deref().unwrap_or("").trim_end()));
+    }
+    if !c.tests.is_empty() {
+        s.push_str("\nTests:\n");
+        for t in &c.tests {
+            s.push_str(&format!("  - {} → {}\n", t.name, t.expect));
+        }
+    }
+    s
+}

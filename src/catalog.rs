@@ -1,0 +1,784 @@
+//! The check catalog: one TOML file per check under `checks/` (compiled in), plus
+//! `--checks DIR` directories that add or override checks by id, plus SQL building
+//! blocks under `checks/lib/` that checks name in `uses` and the engine prepends as CTEs.
+
+use crate::diag::{did_you_mean, Problem, Problems, SourceFile};
+use crate::model::{Kind, Severity, Status};
+use crate::params;
+use include_dir::{include_dir, Dir};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use toml::Spanned;
+
+static EMBEDDED: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/checks");
+
+/// Sections of SPEC §5, in report order, with their display names.
+pub const SECTIONS: &[(&str, &str)] = &[
+    ("schema", "Migration/Schema"),
+    ("tenancy", "Multi-Tenant"),
+    ("transactions", "Transaction Usage"),
+    ("locking", "Locking"),
+    ("queries", "Query Patterns"),
+    ("races", "Race Conditions"),
+    ("pool", "Connection Pool"),
+    ("rls", "Row Level Security"),
+    ("functions", "Data Integrity Functions"),
+    ("isolation", "Tenant Isolation Probes"),
+    ("data", "Data Integrity"),
+];
+
+pub fn section_title(section: &str) -> &str {
+    SECTIONS
+        .iter()
+        .find(|(s, _)| *s == section)
+        .map_or(section, |(_, t)| t)
+}
+
+pub fn section_rank(section: &str) -> usize {
+    SECTIONS
+        .iter()
+        .position(|(s, _)| *s == section)
+        .unwrap_or(SECTIONS.len())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    id: Spanned<String>,
+    section: Spanned<String>,
+    title: String,
+    severity: Spanned<String>,
+    kind: Spanned<String>,
+    description: String,
+    #[serde(default)]
+    remediation: String,
+    #[serde(default)]
+    guidance: Option<String>,
+    #[serde(default)]
+    fixed_by: Vec<String>,
+    #[serde(default)]
+    params: Vec<Spanned<String>>,
+    #[serde(default)]
+    uses: Vec<Spanned<String>>,
+    #[serde(default)]
+    requires: Requires,
+    #[serde(default)]
+    strict: bool,
+    #[serde(default)]
+    sql: Option<Spanned<String>>,
+    #[serde(default, rename = "test")]
+    tests: Vec<RawTest>,
+}
+
+/// What a check needs before it can run; a missing one makes it `skipped`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    /// Minimum `server_version_num`.
+    pub server_version: Option<i32>,
+    /// An extension that must be installed in the database.
+    pub extension: Option<String>,
+    /// Parameters that must not be empty (e.g. `app_roles`).
+    #[serde(default)]
+    pub config: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: String,
+    #[serde(default)]
+    setup: String,
+    expect: Spanned<String>,
+    #[serde(default)]
+    failing: Option<Vec<String>>,
+    #[serde(default)]
+    config: Option<toml::Table>,
+    #[serde(default)]
+    min_server_version: Option<i32>,
+}
+
+/// One `[[test]]` case of a check.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    pub name: String,
+    pub setup: String,
+    pub expect: Status,
+    /// When given, exactly these objects must be reported not ok.
+    pub failing: Option<Vec<String>>,
+    /// Configuration for this case, written as in `pg-integrity.toml`.
+    pub config: Option<String>,
+    pub min_server_version: Option<i32>,
+}
+
+/// A check, validated.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub id: String,
+    pub section: String,
+    pub title: String,
+    pub severity: Severity,
+    pub kind: Kind,
+    pub description: String,
+    pub remediation: String,
+    pub guidance: Option<String>,
+    pub fixed_by: Vec<String>,
+    pub params: Vec<String>,
+    pub uses: Vec<String>,
+    pub requires: Requires,
+    pub strict: bool,
+    pub sql: Option<String>,
+    pub tests: Vec<TestCase>,
+    pub file: SourceFile,
+    /// Byte offset of the SQL text inside `file`, when it can be mapped exactly.
+    pub sql_offset: Option<usize>,
+}
+
+/// A SQL building block from `checks/lib/NAME.sql`, prepended as `NAME AS (...)`.
+/// Header comments declare what it needs: `-- params: a, b` and `-- requires: x, y`.
+#[derive(Debug, Clone)]
+pub struct Fragment {
+    pub name: String,
+    pub params: Vec<String>,
+    pub requires: Vec<String>,
+    pub body: String,
+    pub file: SourceFile,
+}
+
+/// The SQL sent to the server for one check.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    pub sql: String,
+    /// Parameter names in `$n` order.
+    pub params: Vec<String>,
+    /// Character offset of the check's own SQL inside `sql`.
+    pub check_char_offset: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub checks: BTreeMap<String, Check>,
+    pub fragments: BTreeMap<String, Fragment>,
+}
+
+struct FileText {
+    name: String,
+    stem: String,
+    text: String,
+}
+
+impl Catalog {
+    /// The built-in checks plus every directory given, later ones overriding by id.
+    pub fn load(dirs: &[impl AsRef<Path>]) -> Result<Self, Problems> {
+        let mut checks = vec![];
+        let mut libs = vec![];
+        collect_embedded(&EMBEDDED, &mut checks, &mut libs);
+        for dir in dirs {
+            collect_dir(dir.as_ref(), &mut checks, &mut libs)?;
+        }
+        Self::build(checks, libs)
+    }
+
+    /// Only the checks in `dirs` (for `checks validate DIR`), with the built-in
+    /// fragments available.
+    pub fn load_only(dirs: &[impl AsRef<Path>]) -> Result<Self, Problems> {
+        let mut checks = vec![];
+        let mut libs = vec![];
+        let mut ignored = vec![];
+        collect_embedded(&EMBEDDED, &mut ignored, &mut libs);
+        for dir in dirs {
+            collect_dir(dir.as_ref(), &mut checks, &mut libs)?;
+        }
+        Self::build(checks, libs)
+    }
+
+    fn build(checks: Vec<FileText>, libs: Vec<FileText>) -> Result<Self, Problems> {
+        let mut problems = vec![];
+        let mut catalog = Catalog::default();
+        for lib in libs {
+            let frag = parse_fragment(lib);
+            catalog.fragments.insert(frag.name.clone(), frag);
+        }
+        for frag in catalog.fragments.values() {
+            for p in &frag.params {
+                if !params::is_known(p) {
+                    problems.push(frag.file.problem(
+                        format!("fragment {} names unknown parameter `{p}`", frag.name),
+                        None,
+                        "",
+                        did_you_mean(p, params::PARAMS.iter().map(|(n, _)| *n)),
+                    ));
+                }
+            }
+            for r in &frag.requires {
+                if !catalog.fragments.contains_key(r) {
+                    problems.push(frag.file.problem(
+                        format!("fragment {} requires unknown fragment `{r}`", frag.name),
+                        None,
+                        "",
+                        None,
+                    ));
+                }
+            }
+        }
+        for file in checks {
+            match parse_check(&file, &catalog.fragments) {
+                Ok(check) => {
+                    catalog.checks.insert(check.id.clone(), check);
+                }
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+        if problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(Problems::new(problems))
+        }
+    }
+
+    pub fn ids(&self) -> Vec<&str> {
+        self.checks.keys().map(String::as_str).collect()
+    }
+
+    /// Checks in report order: by section, then id.
+    pub fn ordered(&self) -> Vec<&Check> {
+        let mut v: Vec<&Check> = self.checks.values().collect();
+        v.sort_by(|a, b| {
+            (section_rank(&a.section), &a.id).cmp(&(section_rank(&b.section), &b.id))
+        });
+        v
+    }
+
+    /// The fragments `uses` needs, dependencies first.
+    fn fragment_order(&self, uses: &[String]) -> Vec<&Fragment> {
+        fn visit<'a>(
+            cat: &'a Catalog,
+            name: &str,
+            seen: &mut BTreeSet<String>,
+            out: &mut Vec<&'a Fragment>,
+        ) {
+            if !seen.insert(name.to_string()) {
+                return;
+            }
+            if let Some(f) = cat.fragments.get(name) {
+                for r in &f.requires {
+                    visit(cat, r, seen, out);
+                }
+                out.push(f);
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = vec![];
+        for u in uses {
+            visit(self, u, &mut seen, &mut out);
+        }
+        out
+    }
+
+    /// Build the statement for `check`: a `params` CTE binding every parameter, the
+    /// fragments it uses, then its own SQL (whose leading `WITH` is merged in).
+    pub fn compose(&self, check: &Check) -> Composed {
+        let sql = check.sql.as_deref().unwrap_or("select null::text, null::bool, null::text where false");
+        let frags = self.fragment_order(&check.uses);
+        let mut names: Vec<String> = check.params.clone();
+        for f in &frags {
+            for p in &f.params {
+                if !names.contains(p) {
+                    names.push(p.clone());
+                }
+            }
+        }
+        let config = crate::config::Config::default();
+        let cols: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let ty = params::value(&config, n).map_or("text", |v| v.sql_type());
+                format!("${}::{ty} as {n}", i + 1)
+            })
+            .collect();
+        let mut out = String::from("with recursive params as (select ");
+        if cols.is_empty() {
+            out.push_str("true as _none");
+        } else {
+            out.push_str(&cols.join(", "));
+        }
+        out.push(')');
+        for f in &frags {
+            out.push_str(&format!(",\n{} as (\n{}\n)", f.name, f.body.trim_end()));
+        }
+        let own = blank_leading_with(sql);
+        out.push_str(if own.1 { ",\n" } else { "\n" });
+        let check_char_offset = out.chars().count();
+        out.push_str(&own.0);
+        Composed {
+            sql: out,
+            params: names,
+            check_char_offset,
+        }
+    }
+
+    /// Map a server error position (1-based characters in the composed SQL) to a byte
+    /// range in the check's file, when it falls inside the check's own SQL.
+    pub fn error_span(
+        &self,
+        check: &Check,
+        composed: &Composed,
+        position: usize,
+    ) -> Option<std::ops::Range<usize>> {
+        let base = check.sql_offset?;
+        let sql = check.sql.as_deref()?;
+        let idx = position.checked_sub(1)?.checked_sub(composed.check_char_offset)?;
+        let byte = sql.char_indices().nth(idx).map(|(b, _)| b)?;
+        Some(base + byte..base + byte + 1)
+    }
+}
+
+/// Replace a leading `with [recursive]` by spaces (keeping offsets) and say whether it was there.
+fn blank_leading_with(sql: &str) -> (String, bool) {
+    let mut i = 0;
+    let bytes = sql.as_bytes();
+    loop {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if sql[i..].starts_with("--") {
+            i = sql[i..].find('\n').map_or(sql.len(), |n| i + n);
+        } else {
+            break;
+        }
+    }
+    let word = |at: usize, w: &str| {
+        sql.len() >= at + w.len()
+            && sql[at..at + w.len()].eq_ignore_ascii_case(w)
+            && sql[at + w.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_whitespace())
+    };
+    if !word(i, "with") {
+        return (sql.to_string(), false);
+    }
+    let mut end = i + 4;
+    let mut j = end;
+    while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+        j += 1;
+    }
+    if word(j, "recursive") {
+        end = j + "recursive".len();
+    }
+    let mut s = String::with_capacity(sql.len());
+    s.push_str(&sql[..i]);
+    s.push_str(&" ".repeat(end - i));
+    s.push_str(&sql[end..]);
+    (s, true)
+}
+
+fn parse_fragment(file: FileText) -> Fragment {
+    let mut params = vec![];
+    let mut requires = vec![];
+    for line in file.text.lines() {
+        let l = line.trim();
+        let list = |rest: &str| -> Vec<String> {
+            rest.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        if let Some(rest) = l.strip_prefix("-- params:") {
+            params.extend(list(rest));
+        } else if let Some(rest) = l.strip_prefix("-- requires:") {
+            requires.extend(list(rest));
+        }
+    }
+    Fragment {
+        name: file.stem.clone(),
+        params,
+        requires,
+        body: file.text.clone(),
+        file: SourceFile::new(file.name, file.text),
+    }
+}
+
+fn collect_embedded(dir: &Dir<'_>, checks: &mut Vec<FileText>, libs: &mut Vec<FileText>) {
+    for file in dir.files() {
+        let path = file.path();
+        let Some(text) = file.contents_utf8() else { continue };
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let ft = FileText {
+            name: format!("checks/{}", path.display()),
+            stem,
+            text: text.to_string(),
+        };
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => checks.push(ft),
+            Some("sql") if path.starts_with("lib") => libs.push(ft),
+            _ => {}
+        }
+    }
+    for sub in dir.dirs() {
+        collect_embedded(sub, checks, libs);
+    }
+}
+
+fn collect_dir(
+    dir: &Path,
+    checks: &mut Vec<FileText>,
+    libs: &mut Vec<FileText>,
+) -> Result<(), Problems> {
+    let unreadable = |p: &Path, e: std::io::Error| {
+        Problems::new(vec![SourceFile::new(p.display().to_string(), "").problem(
+            format!("cannot read {}: {e}", p.display()),
+            None,
+            "",
+            Some("--checks takes a directory of check files (*.toml)".into()),
+        )])
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| unreadable(dir, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "lib") {
+                let mut sqls: Vec<_> = std::fs::read_dir(&path)
+                    .map_err(|e| unreadable(&path, e))?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+                    .collect();
+                sqls.sort();
+                for sql in sqls {
+                    libs.push(read(&sql).map_err(|e| unreadable(&sql, e))?);
+                }
+            } else {
+                collect_dir(&path, checks, libs)?;
+            }
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            checks.push(read(&path).map_err(|e| unreadable(&path, e))?);
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> std::io::Result<FileText> {
+    Ok(FileText {
+        name: path.display().to_string(),
+        stem: path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string(),
+        text: std::fs::read_to_string(path)?,
+    })
+}
+
+/// Byte offset where a TOML string's content starts, given the span of the literal.
+fn string_content_offset(text: &str, span: std::ops::Range<usize>) -> Option<usize> {
+    let lit = text.get(span.clone())?;
+    let (delim, escapes) = if lit.starts_with("\"\"\"") {
+        (3, true)
+    } else if lit.starts_with("'''") {
+        (3, false)
+    } else if lit.starts_with('"') {
+        (1, true)
+    } else {
+        (1, false)
+    };
+    // With escapes in a basic string, offsets would drift: don't pretend.
+    if escapes && lit.contains('\\') {
+        return None;
+    }
+    let mut start = span.start + delim;
+    if delim == 3 {
+        if text[start..].starts_with("\r\n") {
+            start += 2;
+        } else if text[start..].starts_with('\n') {
+            start += 1;
+        }
+    }
+    Some(start)
+}
+
+fn parse_check(
+    file: &FileText,
+    fragments: &BTreeMap<String, Fragment>,
+) -> Result<Check, Vec<Problem>> {
+    let src = SourceFile::new(file.name.clone(), file.text.clone());
+    let raw: RawCheck = toml::from_str(&file.text).map_err(|e| {
+        vec![src.problem(
+            format!("invalid check file: {}", e.message()),
+            e.span(),
+            "here",
+            Some("a check has id, section, title, severity, kind, description and sql (SPEC §3)".into()),
+        )]
+    })?;
+    let mut problems = vec![];
+    let id = raw.id.get_ref().clone();
+    if id != file.stem {
+        problems.push(src.problem(
+            format!("check id `{id}` does not match its file name `{}.toml`", file.stem),
+            Some(raw.id.span()),
+            "id",
+            Some(format!("rename the file to {id}.toml or change the id")),
+        ));
+    }
+    match id.split_once('.') {
+        Some((section, name)) if !name.is_empty() => {
+            if section != raw.section.get_ref() {
+                problems.push(src.problem(
+                    format!("section `{}` does not match the id's prefix `{section}`", raw.section.get_ref()),
+                    Some(raw.section.span()),
+                    "section",
+                    None,
+                ));
+            }
+        }
+        _ => problems.push(src.problem(
+            format!("check id `{id}` is not of the form section.name"),
+            Some(raw.id.span()),
+            "id",
+            None,
+        )),
+    }
+    let severity = Severity::parse(raw.severity.get_ref());
+    if severity.is_none() {
+        problems.push(src.problem(
+            format!("unknown severity `{}`", raw.severity.get_ref()),
+            Some(raw.severity.span()),
+            "severity",
+            Some("use one of critical, high, medium, low".into()),
+        ));
+    }
+    let kind = match raw.kind.get_ref().as_str() {
+        "catalog" => Some(Kind::Catalog),
+        "runtime" => Some(Kind::Runtime),
+        "data" => Some(Kind::Data),
+        "probe" => Some(Kind::Probe),
+        "manual" => Some(Kind::Manual),
+        _ => None,
+    };
+    if kind.is_none() {
+        problems.push(src.problem(
+            format!("unknown kind `{}`", raw.kind.get_ref()),
+            Some(raw.kind.span()),
+            "kind",
+            Some("use one of catalog, runtime, data, probe, manual".into()),
+        ));
+    }
+    let manual = kind == Some(Kind::Manual);
+    match (&raw.sql, manual) {
+        (None, false) => problems.push(src.problem(
+            format!("check {id} has no sql"),
+            Some(raw.kind.span()),
+            "an automated check",
+            Some("add sql = \"\"\"select object, ok, evidence ...\"\"\", or make it kind = \"manual\"".into()),
+        )),
+        (Some(sql), true) => problems.push(src.problem(
+            "a manual check carries guidance, not sql",
+            Some(sql.span()),
+            "remove this",
+            None,
+        )),
+        (None, true) if raw.guidance.is_none() => problems.push(src.problem(
+            format!("manual check {id} has no guidance"),
+            Some(raw.kind.span()),
+            "manual",
+            Some("add guidance = \"what to look for and how to verify it\"".into()),
+        )),
+        _ => {}
+    }
+    for p in &raw.params {
+        if !params::is_known(p.get_ref()) {
+            problems.push(src.problem(
+                format!("unknown parameter `{}`", p.get_ref()),
+                Some(p.span()),
+                "parameter",
+                did_you_mean(p.get_ref(), params::PARAMS.iter().map(|(n, _)| *n)),
+            ));
+        }
+    }
+    for u in &raw.uses {
+        if !fragments.contains_key(u.get_ref()) {
+            problems.push(src.problem(
+                format!("unknown fragment `{}`", u.get_ref()),
+                Some(u.span()),
+                "not in checks/lib",
+                did_you_mean(u.get_ref(), fragments.keys().map(String::as_str)),
+            ));
+        }
+    }
+    for c in &raw.requires.config {
+        if !params::is_known(c) {
+            problems.push(src.problem(
+                format!("requires.config names unknown parameter `{c}`"),
+                None,
+                "",
+                None,
+            ));
+        }
+    }
+    let mut tests = vec![];
+    for t in raw.tests {
+        let Some(expect) = Status::parse(t.expect.get_ref()).filter(|s| {
+            matches!(s, Status::Pass | Status::Partial | Status::Fail | Status::NotApplicable | Status::Skipped)
+        }) else {
+            problems.push(src.problem(
+                format!("test `{}` expects unknown status `{}`", t.name, t.expect.get_ref()),
+                Some(t.expect.span()),
+                "expect",
+                Some("use pass, fail, partial, not_applicable or skipped".into()),
+            ));
+            continue;
+        };
+        let config = match t.config {
+            Some(table) => match toml::to_string(&table) {
+                Ok(s) => {
+                    if let Err(e) = crate::config::LoadedConfig::parse("test config", &s) {
+                        problems.push(src.problem(
+                            format!("test `{}` has an invalid config: {}", t.name, e.summary),
+                            Some(t.expect.span()),
+                            "in this test",
+                            None,
+                        ));
+                    }
+                    Some(s)
+                }
+                Err(e) => {
+                    problems.push(src.problem(format!("test `{}`: {e}", t.name), None, "", None));
+                    None
+                }
+            },
+            None => None,
+        };
+        tests.push(TestCase {
+            name: t.name,
+            setup: t.setup,
+            expect,
+            failing: t.failing,
+            config,
+            min_server_version: t.min_server_version,
+        });
+    }
+    if !manual && kind.is_some() {
+        let has = |f: fn(Status) -> bool| tests.iter().any(|t| f(t.expect));
+        if !has(|s| s == Status::Pass) || !has(|s| s == Status::Fail || s == Status::Partial) {
+            problems.push(src.problem(
+                format!("check {id} needs a [[test]] that passes and one that fails"),
+                Some(raw.id.span()),
+                "this check",
+                Some("add [[test]] cases with expect = \"pass\" and expect = \"fail\"".into()),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let sql_offset = raw
+        .sql
+        .as_ref()
+        .and_then(|s| string_content_offset(&file.text, s.span()));
+    Ok(Check {
+        id,
+        section: raw.section.into_inner(),
+        title: raw.title,
+        severity: severity.unwrap_or(Severity::Low),
+        kind: kind.unwrap_or(Kind::Manual),
+        description: raw.description,
+        remediation: raw.remediation,
+        guidance: raw.guidance,
+        fixed_by: raw.fixed_by,
+        params: raw.params.into_iter().map(Spanned::into_inner).collect(),
+        uses: raw.uses.into_iter().map(Spanned::into_inner).collect(),
+        requires: raw.requires,
+        strict: raw.strict,
+        sql: raw.sql.map(Spanned::into_inner),
+        tests,
+        file: src,
+        sql_offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(stem: &str, text: &str) -> FileText {
+        FileText {
+            name: format!("{stem}.toml"),
+            stem: stem.into(),
+            text: text.into(),
+        }
+    }
+
+    const GOOD: &str = r#"
+id = "demo.x"
+section = "demo"
+title = "Demo"
+severity = "low"
+kind = "catalog"
+description = "d"
+params = ["schemas"]
+sql = """
+with t as (select 1)
+select 'o'::text as object, true as ok, ''::text as evidence from t
+"""
+[[test]]
+name = "p"
+expect = "pass"
+[[test]]
+name = "f"
+expect = "fail"
+"#;
+
+    #[test]
+    fn composes_params_and_merges_with() {
+        let cat = Catalog::build(vec![file("demo.x", GOOD)], vec![]).unwrap();
+        let check = &cat.checks["demo.x"];
+        let c = cat.compose(check);
+        assert!(c.sql.starts_with("with recursive params as (select $1::text[] as schemas)"));
+        assert!(c.sql.contains(",\n    t as (select 1)"), "{}", c.sql);
+        assert_eq!(c.params, vec!["schemas"]);
+        // error positions map back into the file
+        let pos = c.check_char_offset + 5 + 1; // the `t` of `t as`
+        let span = cat.error_span(check, &c, pos).unwrap();
+        assert_eq!(&GOOD[span.start..span.start + 4], "t as");
+    }
+
+    #[test]
+    fn reports_every_problem_of_a_file() {
+        let bad = GOOD
+            .replace("\"low\"", "\"urgent\"")
+            .replace("[\"schemas\"]", "[\"schema\"]");
+        let err = Catalog::build(vec![file("demo.y", &bad)], vec![]).unwrap_err();
+        let msgs: Vec<_> = err.problems.iter().map(|p| p.message.clone()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+    }
+
+    #[test]
+    fn fragments_come_first_with_their_params() {
+        let lib = FileText {
+            name: "lib/base.sql".into(),
+            stem: "base".into(),
+            text: "-- params: tenant_columns\nselect 1 as x".into(),
+        };
+        let text = GOOD.replace("params = [\"schemas\"]", "params = [\"schemas\"]\nuses = [\"base\"]");
+        let cat = Catalog::build(vec![file("demo.x", &text)], vec![lib]).unwrap();
+        let c = cat.compose(&cat.checks["demo.x"]);
+        assert_eq!(c.params, vec!["schemas", "tenant_columns"]);
+        assert!(c.sql.contains("base as (\n-- params"));
+    }
+
+    #[test]
+    fn embedded_catalog_is_valid() {
+        let empty: [&str; 0] = [];
+        Catalog::load(&empty).unwrap();
+    }
+}

@@ -1,0 +1,167 @@
+//! Command-line arguments. Every flag's doc comment is its help.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pg-integrity",
+    version,
+    about = "Audit and remediate the integrity of multi-tenant PostgreSQL databases",
+    long_about = "Audit and remediate the integrity of multi-tenant PostgreSQL databases.\n\n\
+        Runs declarative SQL checks (foreign keys, tenant-scoped uniques, row level security,\n\
+        timeouts, queue claims, idempotency keys, ...) against a live database or a throwaway\n\
+        server built from schema files, reports them, and gates CI with exit codes:\n\
+        0 gate passed, 1 gate failed, 2 bad input, 3 database unreachable or refused us."
+)]
+pub struct Cli {
+    /// When to colour output: auto (a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Audit a database and report; the exit code is the CI gate
+    ///
+    /// Examples:
+    ///   pg-integrity audit --database-url postgres://app@db/prod
+    ///   pg-integrity audit --schema schema.sql --format json --fail-on medium
+    Audit(AuditArgs),
+    /// List, show, validate and test check definitions
+    #[command(subcommand)]
+    Checks(ChecksCommand),
+}
+
+/// Which database to work on: a connection, or a throwaway server built from files.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TargetArgs {
+    /// Connection string, URL (postgres://user@host:5432/db?sslmode=require) or
+    /// key=value (host=db dbname=app). Without it, DATABASE_URL, then the libpq
+    /// variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE and
+    /// ~/.pgpass are used, as psql does
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, conflicts_with = "schema")]
+    pub database_url: Option<String>,
+
+    /// Start a throwaway PostgreSQL from the local server binaries, load these SQL
+    /// files with psql (in order), work there, then remove it. Repeatable
+    #[arg(long, value_name = "FILE.sql", num_args = 1..)]
+    pub schema: Vec<PathBuf>,
+
+    /// With --schema: then apply the V{n}__name.sql files of this directory in version order
+    #[arg(long, value_name = "DIR", requires = "schema")]
+    pub migrations: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CatalogArgs {
+    /// Add or override checks (by id) from this directory of *.toml files. Repeatable
+    #[arg(long = "checks", value_name = "DIR")]
+    pub checks_dirs: Vec<PathBuf>,
+
+    /// Configuration file (default: ./pg-integrity.toml when present)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+
+    /// Run only these checks (comma-separated ids)
+    #[arg(long, value_delimiter = ',', value_name = "ID,..")]
+    pub only: Vec<String>,
+
+    /// Do not run these checks (comma-separated ids)
+    #[arg(long, value_delimiter = ',', value_name = "ID,..")]
+    pub skip: Vec<String>,
+
+    /// Also run the data checks (orphans, NULLs, duplicates...): reads table data
+    #[arg(long)]
+    pub deep: bool,
+
+    /// Also run the isolation probes as the app roles (writes only inside rolled-back transactions)
+    #[arg(long)]
+    pub probe: bool,
+
+    /// Output format on stdout (default: table on a terminal, json otherwise)
+    #[arg(long, value_enum)]
+    pub format: Option<crate::report::Format>,
+
+    /// Also write a report to a file, e.g. --output sarif:results.sarif. Repeatable
+    #[arg(long, value_name = "FORMAT:PATH")]
+    pub output: Vec<String>,
+
+    /// Lowest severity whose findings fail the gate: critical, high, medium, low or never
+    #[arg(long, default_value = "high", value_name = "SEVERITY")]
+    pub fail_on: String,
+
+    /// Fail the gate when the score (percent of applicable checks passing) is below this
+    #[arg(long, value_name = "PCT")]
+    pub min_score: Option<f64>,
+
+    /// Only findings not in this baseline file fail the gate
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Write the current findings as a baseline file
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// Connections running checks concurrently
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+
+    /// Do not emit GitHub annotations even when GITHUB_ACTIONS=true
+    #[arg(long)]
+    pub no_annotations: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChecksCommand {
+    /// List every check: id, severity, kind, title
+    List(CatalogArgs),
+    /// Show one check: its metadata, parameters, SQL and test cases
+    Show {
+        /// Check id, e.g. schema.foreign_keys
+        id: String,
+        #[command(flatten)]
+        catalog: CatalogArgs,
+    },
+    /// Validate check files and report every problem in every file (exit 2 if any)
+    Validate {
+        /// Directories of check files (default: the built-in checks)
+        dirs: Vec<PathBuf>,
+    },
+    /// Run the [[test]] cases of checks, each in a fresh database, and report failures
+    ///
+    /// Without --database-url (or DATABASE_URL / PG_INTEGRITY_TEST_URL) a throwaway
+    /// server is started. The connecting role must be able to create databases and roles.
+    Test {
+        /// Directories of check files (default: the built-in checks)
+        dirs: Vec<PathBuf>,
+        /// Test only these checks (comma-separated ids)
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Server to create test databases on (a maintenance database URL)
+        #[arg(long, env = "PG_INTEGRITY_TEST_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Cases run concurrently (cases that create roles always run alone)
+        #[arg(long, short = 'j', default_value_t = 4)]
+        jobs: usize,
+    },
+}

@@ -1,0 +1,380 @@
+//! `pg-integrity.toml` (SPEC §4): every key defaulted; unknown keys, unknown check
+//! ids, bad severities and bad globs are reported with the line and column.
+
+use crate::diag::{did_you_mean, Problem, Problems, SourceFile};
+use crate::glob;
+use crate::model::Severity;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use toml::Spanned;
+
+pub const DEFAULT_FILE: &str = "pg-integrity.toml";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub scope: Scope,
+    pub tenancy: Tenancy,
+    pub roles: Roles,
+    pub columns: Columns,
+    pub queues: Queues,
+    pub functions: Functions,
+    pub checks: ChecksConfig,
+    pub report: ReportConfig,
+    pub audit: AuditConfig,
+    pub waiver: Vec<Waiver>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scope {
+    pub schemas: Vec<String>,
+    pub exclude_tables: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tenancy {
+    pub column: OneOrMany,
+    pub tenant_table: String,
+    pub setting: String,
+    pub global_tables: Vec<Spanned<String>>,
+}
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        Tenancy {
+            column: OneOrMany::One("tenant_id".into()),
+            tenant_table: "tenants".into(),
+            setting: "app.current_tenant".into(),
+            global_tables: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Roles {
+    pub app: Vec<String>,
+    pub service: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Columns {
+    pub required: Vec<Spanned<String>>,
+    pub natural_keys: Vec<Spanned<String>>,
+    pub inventory: Vec<Spanned<String>>,
+    pub money: Vec<Spanned<String>>,
+    pub checked_numbers: Vec<Spanned<String>>,
+}
+
+fn globs(items: &[&str]) -> Vec<Spanned<String>> {
+    items
+        .iter()
+        .map(|s| Spanned::new(0..0, s.to_string()))
+        .collect()
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns {
+            required: globs(&["created_at", "status"]),
+            natural_keys: globs(&["*_number", "slug", "email", "external_id"]),
+            inventory: globs(&["available_quantity", "*_available", "stock", "remaining_*"]),
+            money: globs(&["*price*", "*amount*", "*total*", "*fee*", "*cost*", "*revenue*"]),
+            checked_numbers: globs(&["*quantity*", "*price*", "*amount*", "capacity", "*_count"]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Queues {
+    pub tables: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Functions {
+    pub expected: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksConfig {
+    pub disable: Vec<Spanned<String>>,
+    pub severity: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// The service named in report titles.
+    pub service: Option<String>,
+}
+
+/// Limits of the audit session (SPEC §2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// statement_timeout of every audit statement, in milliseconds.
+    pub statement_timeout_ms: u64,
+    /// lock_timeout of every audit statement, in milliseconds.
+    pub lock_timeout_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            statement_timeout_ms: 30_000,
+            lock_timeout_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    pub check: Spanned<String>,
+    pub object: Spanned<String>,
+    pub reason: String,
+    pub expires: Option<Spanned<String>>,
+}
+
+impl Waiver {
+    /// The expiry date, once validated.
+    pub fn expiry(&self) -> Option<chrono::NaiveDate> {
+        self.expires
+            .as_ref()
+            .and_then(|e| chrono::NaiveDate::parse_from_str(e.get_ref(), "%Y-%m-%d").ok())
+    }
+}
+
+/// A loaded configuration and the file it came from (for later spans).
+#[derive(Debug, Clone, Default)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub source: Option<SourceFile>,
+}
+
+impl LoadedConfig {
+    /// Load `path`, or `pg-integrity.toml` in the working directory when present, or defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, Problems> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = Path::new(DEFAULT_FILE);
+                if !p.exists() {
+                    return Ok(LoadedConfig::default());
+                }
+                p.to_path_buf()
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            let src = SourceFile::new(path.display().to_string(), "");
+            Problems::new(vec![src.problem(
+                format!("cannot read configuration {}: {e}", path.display()),
+                None,
+                "",
+                Some("pass an existing file with --config, or omit it to use defaults".into()),
+            )])
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn parse(name: &str, text: &str) -> Result<Self, Problems> {
+        let src = SourceFile::new(name, text);
+        let config: Config = toml::from_str(text).map_err(|e| {
+            Problems::new(vec![src.problem(
+                format!("invalid configuration: {}", e.message()),
+                e.span(),
+                "here",
+                Some("see SPEC §4 or `pg-integrity --help` for the keys".into()),
+            )])
+        })?;
+        let loaded = LoadedConfig {
+            config,
+            source: Some(src),
+        };
+        let problems = loaded.static_problems();
+        if problems.is_empty() {
+            Ok(loaded)
+        } else {
+            Err(Problems::new(problems))
+        }
+    }
+
+    fn src(&self) -> SourceFile {
+        self.source
+            .clone()
+            .unwrap_or_else(|| SourceFile::new("<defaults>", ""))
+    }
+
+    /// Problems that need no check catalog: globs, severities, dates.
+    fn static_problems(&self) -> Vec<Problem> {
+        let c = &self.config;
+        let src = self.src();
+        let mut out = vec![];
+        let glob_lists = [
+            &c.scope.exclude_tables,
+            &c.tenancy.global_tables,
+            &c.columns.required,
+            &c.columns.natural_keys,
+            &c.columns.inventory,
+            &c.columns.money,
+            &c.columns.checked_numbers,
+            &c.queues.tables,
+        ];
+        let waiver_globs = c.waiver.iter().map(|w| &w.object);
+        for g in glob_lists.into_iter().flatten().chain(waiver_globs) {
+            if let Err(e) = glob::validate(g.get_ref()) {
+                out.push(src.problem(
+                    format!("invalid glob `{}`: {e}", g.get_ref()),
+                    Some(g.span()),
+                    "this pattern",
+                    Some("globs use `*`, `?` and `[...]`; close every bracket".into()),
+                ));
+            }
+        }
+        for (id, sev) in &c.checks.severity {
+            if Severity::parse(sev.get_ref()).is_none() {
+                out.push(src.problem(
+                    format!("unknown severity `{}` for {}", sev.get_ref(), id.get_ref()),
+                    Some(sev.span()),
+                    "not a severity",
+                    Some("use one of critical, high, medium, low".into()),
+                ));
+            }
+        }
+        for w in &c.waiver {
+            if let Some(e) = &w.expires {
+                if w.expiry().is_none() {
+                    out.push(src.problem(
+                        format!("invalid waiver expiry `{}`", e.get_ref()),
+                        Some(e.span()),
+                        "not a date",
+                        Some("write the date as YYYY-MM-DD".into()),
+                    ));
+                }
+            }
+        }
+        if c.tenancy.column.to_vec().is_empty() {
+            out.push(src.problem(
+                "tenancy.column is empty",
+                None,
+                "",
+                Some("name the tenant column, e.g. column = \"tenant_id\"".into()),
+            ));
+        }
+        out
+    }
+
+    /// Problems that need the check ids: unknown ids in `[checks]` and waivers.
+    pub fn check_ids(&self, known: &[&str]) -> Result<(), Problems> {
+        let c = &self.config;
+        let src = self.src();
+        let mut out = vec![];
+        let referenced = c
+            .checks
+            .disable
+            .iter()
+            .chain(c.checks.severity.keys())
+            .chain(c.waiver.iter().map(|w| &w.check));
+        for id in referenced {
+            if !known.contains(&id.get_ref().as_str()) {
+                out.push(src.problem(
+                    format!("unknown check id `{}`", id.get_ref()),
+                    Some(id.span()),
+                    "no such check",
+                    did_you_mean(id.get_ref(), known.iter().copied())
+                        .or_else(|| Some("`pg-integrity checks list` shows every id".into())),
+                ));
+            }
+        }
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(Problems::new(out))
+        }
+    }
+
+    pub fn service_name(&self) -> Option<&str> {
+        self.config.report.service.as_deref()
+    }
+
+    /// The severity a check runs with, after `[checks] severity` overrides.
+    pub fn severity_override(&self, id: &str) -> Option<Severity> {
+        self.config
+            .checks
+            .severity
+            .iter()
+            .find(|(k, _)| k.get_ref() == id)
+            .and_then(|(_, v)| Severity::parse(v.get_ref()))
+    }
+
+    pub fn is_disabled(&self, id: &str) -> bool {
+        self.config.checks.disable.iter().any(|d| d.get_ref() == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = LoadedConfig::parse("x.toml", "").unwrap();
+        assert_eq!(c.config.tenancy.column.to_vec(), vec!["tenant_id"]);
+        assert_eq!(c.config.columns.required.len(), 2);
+    }
+
+    #[test]
+    fn tenant_column_may_be_a_list() {
+        let c = LoadedConfig::parse("x.toml", "[tenancy]\ncolumn = [\"org_id\", \"organization_id_fk\"]\n")
+            .unwrap();
+        assert_eq!(c.config.tenancy.column.to_vec(), vec!["org_id", "organization_id_fk"]);
+    }
+
+    #[test]
+    fn unknown_keys_point_at_the_line() {
+        let err = LoadedConfig::parse("x.toml", "[tenancy]\ncolum = \"x\"\n").unwrap_err();
+        let p = &err.problems[0];
+        assert!(p.message.contains("unknown field `colum`"), "{}", p.message);
+        assert_eq!(p.span.unwrap().offset(), 10);
+    }
+
+    #[test]
+    fn collects_every_static_problem() {
+        let text = "[columns]\nrequired = [\"[oops\"]\n[checks]\nseverity = { \"schema.primary_keys\" = \"urgent\" }\n";
+        let err = LoadedConfig::parse("x.toml", text).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err:?}");
+    }
+
+    #[test]
+    fn unknown_check_ids_get_a_suggestion() {
+        let c = LoadedConfig::parse("x.toml", "[checks]\ndisable = [\"schema.primary_key\"]\n").unwrap();
+        let err = c.check_ids(&["schema.primary_keys"]).unwrap_err();
+        assert_eq!(
+            err.problems[0].help.as_deref(),
+            Some("did you mean `schema.primary_keys`?")
+        );
+    }
+}

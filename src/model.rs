@@ -1,0 +1,177 @@
+//! Shared vocabulary: severities, kinds, statuses, and the result of one audit.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Catalog,
+    Runtime,
+    Data,
+    Probe,
+    Manual,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Catalog => "catalog",
+            Kind::Runtime => "runtime",
+            Kind::Data => "data",
+            Kind::Probe => "probe",
+            Kind::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Partial,
+    Fail,
+    NotApplicable,
+    Skipped,
+    Error,
+    Manual,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Pass,
+        Status::Partial,
+        Status::Fail,
+        Status::NotApplicable,
+        Status::Skipped,
+        Status::Error,
+        Status::Manual,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Partial => "partial",
+            Status::Fail => "fail",
+            Status::NotApplicable => "not_applicable",
+            Status::Skipped => "skipped",
+            Status::Error => "error",
+            Status::Manual => "manual",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+    /// Counted in the score (SPEC §3).
+    pub fn is_applicable(self) -> bool {
+        matches!(
+            self,
+            Status::Pass | Status::Partial | Status::Fail | Status::Error
+        )
+    }
+    /// Has findings that can fail the gate.
+    pub fn is_failing(self) -> bool {
+        matches!(self, Status::Partial | Status::Fail)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row a check returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectResult {
+    pub object: String,
+    pub ok: bool,
+    pub evidence: String,
+}
+
+/// Derive a status from a check's rows exactly as SPEC §3 says.
+pub fn derive_status(rows: &[ObjectResult], strict: bool) -> Status {
+    if rows.is_empty() {
+        return Status::NotApplicable;
+    }
+    let ok = rows.iter().filter(|r| r.ok).count();
+    if ok == rows.len() {
+        Status::Pass
+    } else if ok == 0 || strict {
+        Status::Fail
+    } else {
+        Status::Partial
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ok: bool) -> ObjectResult {
+        ObjectResult {
+            object: "o".into(),
+            ok,
+            evidence: String::new(),
+        }
+    }
+
+    #[test]
+    fn status_derivation_follows_the_spec() {
+        assert_eq!(derive_status(&[], false), Status::NotApplicable);
+        assert_eq!(derive_status(&[row(true), row(true)], false), Status::Pass);
+        assert_eq!(derive_status(&[row(false), row(false)], false), Status::Fail);
+        assert_eq!(derive_status(&[row(true), row(false)], false), Status::Partial);
+        assert_eq!(derive_status(&[row(true), row(false)], true), Status::Fail);
+        assert_eq!(derive_status(&[row(true)], true), Status::Pass);
+    }
+
+    #[test]
+    fn only_counted_statuses_are_applicable() {
+        let counted: Vec<_> = Status::ALL.into_iter().filter(|s| s.is_applicable()).collect();
+        assert_eq!(
+            counted,
+            vec![Status::Pass, Status::Partial, Status::Fail, Status::Error]
+        );
+    }
+}

@@ -1,0 +1,410 @@
+//! Runs checks: one read-only snapshot shared by a small pool of connections
+//! (exported with `pg_export_snapshot`, adopted with `SET TRANSACTION SNAPSHOT`, as
+//! `pg_dump --jobs` does). A failing check becomes `error`; the others still run.
+//! The runner returns data and never prints results.
+
+use crate::catalog::{Catalog, Check};
+use crate::config::LoadedConfig;
+use crate::connection::{connect, ConnectOptions, ConnectionError};
+use crate::model::{derive_status, Kind, ObjectResult, Severity, Status};
+use crate::params::{self, ParamValue};
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio_postgres::Client;
+
+pub const APPLICATION_NAME: &str = "pg-integrity";
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub jobs: usize,
+    pub deep: bool,
+    pub probe: bool,
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+    pub progress: bool,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            jobs: 4,
+            deep: false,
+            probe: false,
+            only: vec![],
+            skip: vec![],
+            progress: false,
+        }
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub check: Arc<Check>,
+    /// After `[checks] severity` overrides.
+    pub severity: Severity,
+    pub status: Status,
+    /// Why a check was skipped, or the error message.
+    pub reason: Option<String>,
+    /// Every row the check returned (ok and not ok), sorted by object.
+    pub objects: Vec<ObjectResult>,
+    pub duration_ms: u64,
+}
+
+impl CheckResult {
+    pub fn findings(&self) -> impl Iterator<Item = &ObjectResult> {
+        self.objects.iter().filter(|o| !o.ok)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRun {
+    pub database: String,
+    pub server_version: String,
+    pub server_version_num: i32,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub duration_ms: u64,
+    pub results: Vec<CheckResult>,
+}
+
+/// What the server offers, read once before the checks run.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub database: String,
+    pub version: String,
+    pub version_num: i32,
+    pub extensions: Vec<String>,
+}
+
+/// Which checks an audit runs, in report order. Unknown ids in --only/--skip are input errors.
+pub fn select<'a>(
+    catalog: &'a Catalog,
+    config: &LoadedConfig,
+    opts: &AuditOptions,
+) -> Result<Vec<&'a Check>, String> {
+    let ids = catalog.ids();
+    for id in opts.only.iter().chain(&opts.skip) {
+        if !ids.contains(&id.as_str()) {
+            let hint = crate::diag::did_you_mean(id, ids.iter().copied()).unwrap_or_default();
+            return Err(format!("unknown check id `{id}` {hint}").trim_end().to_string());
+        }
+    }
+    Ok(catalog
+        .ordered()
+        .into_iter()
+        .filter(|c| !config.is_disabled(&c.id))
+        .filter(|c| opts.only.is_empty() || opts.only.contains(&c.id))
+        .filter(|c| !opts.skip.contains(&c.id))
+        .filter(|c| match c.kind {
+            Kind::Data => opts.deep || opts.only.contains(&c.id),
+            Kind::Probe => opts.probe || opts.only.contains(&c.id),
+            _ => true,
+        })
+        .collect())
+}
+
+pub async fn server_info(client: &Client) -> Result<ServerInfo, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "select current_database()::text, current_setting('server_version'), \
+             current_setting('server_version_num')::int, \
+             coalesce((select array_agg(extname::text) from pg_extension), '{}')",
+            &[],
+        )
+        .await?;
+    Ok(ServerInfo {
+        database: row.get(0),
+        version: row.get(1),
+        version_num: row.get(2),
+        extensions: row.get(3),
+    })
+}
+
+/// Open the read-only, time-limited transaction every audit statement runs in.
+async fn begin_read_only(
+    client: &Client,
+    config: &LoadedConfig,
+    snapshot: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    let audit = &config.config.audit;
+    let mut sql = String::from("begin isolation level repeatable read, read only;\n");
+    if let Some(s) = snapshot {
+        // The snapshot id comes from pg_export_snapshot(); SET TRANSACTION SNAPSHOT
+        // takes no bind parameter, so it is checked to be a plain id and quoted.
+        debug_assert!(s.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        sql.push_str(&format!("set transaction snapshot '{s}';\n"));
+    }
+    sql.push_str(&format!(
+        "set local statement_timeout = {};\nset local lock_timeout = {};",
+        audit.statement_timeout_ms, audit.lock_timeout_ms
+    ));
+    client.batch_execute(&sql).await
+}
+
+/// Why `check` cannot run here, if it cannot.
+pub fn unmet_requirement(check: &Check, server: &ServerInfo, config: &LoadedConfig) -> Option<String> {
+    let r = &check.requires;
+    if let Some(v) = r.server_version {
+        if server.version_num < v {
+            return Some(format!(
+                "needs PostgreSQL server_version_num >= {v}; this server is {}",
+                server.version
+            ));
+        }
+    }
+    if let Some(ext) = &r.extension {
+        if !server.extensions.iter().any(|e| e == ext) {
+            return Some(format!("needs the {ext} extension, which is not installed in this database"));
+        }
+    }
+    for p in &r.config {
+        if params::value(&config.config, p).is_some_and(|v| v.is_empty()) {
+            let key = params::PARAMS
+                .iter()
+                .find(|(n, _)| n == p)
+                .map_or(p.as_str(), |(_, d)| d.split(':').next().unwrap_or(d));
+            return Some(format!("needs `{key}` in the configuration"));
+        }
+    }
+    None
+}
+
+/// Run one check inside the current transaction, under a savepoint so that an
+/// error leaves the transaction usable for the next check.
+pub async fn run_check(
+    client: &Client,
+    catalog: &Catalog,
+    check: &Arc<Check>,
+    config: &LoadedConfig,
+    server: &ServerInfo,
+) -> CheckResult {
+    let started = Instant::now();
+    let severity = config.severity_override(&check.id).unwrap_or(check.severity);
+    let mut result = CheckResult {
+        check: check.clone(),
+        severity,
+        status: Status::Manual,
+        reason: None,
+        objects: vec![],
+        duration_ms: 0,
+    };
+    if check.kind == Kind::Manual {
+        return result;
+    }
+    if let Some(reason) = unmet_requirement(check, server, config) {
+        result.status = Status::Skipped;
+        result.reason = Some(reason);
+        return result;
+    }
+    match query_check(client, catalog, check, config).await {
+        Ok(rows) => {
+            // A row with ok = NULL is the check saying it cannot judge: skipped.
+            if let Some(reason) = rows.iter().find_map(|r| r.1.is_none().then(|| r.2.clone())) {
+                result.status = Status::Skipped;
+                result.reason = Some(reason);
+            } else {
+                let mut objects: Vec<ObjectResult> = rows
+                    .into_iter()
+                    .map(|(object, ok, evidence)| ObjectResult {
+                        object,
+                        ok: ok.unwrap_or(false),
+                        evidence,
+                    })
+                    .collect();
+                objects.sort_by(|a, b| a.object.cmp(&b.object));
+                result.status = derive_status(&objects, check.strict);
+                result.objects = objects;
+            }
+        }
+        Err(message) => {
+            result.status = Status::Error;
+            result.reason = Some(message);
+        }
+    }
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result
+}
+
+type Row3 = (String, Option<bool>, String);
+
+async fn query_check(
+    client: &Client,
+    catalog: &Catalog,
+    check: &Check,
+    config: &LoadedConfig,
+) -> Result<Vec<Row3>, String> {
+    let composed = catalog.compose(check);
+    let values: Vec<ParamValue> = composed
+        .params
+        .iter()
+        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
+        .collect();
+    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
+    client
+        .batch_execute("savepoint pgi_check")
+        .await
+        .map_err(|e| db_message(&e))?;
+    let outcome = client.query(&composed.sql, &refs).await;
+    match outcome {
+        Ok(rows) => {
+            client
+                .batch_execute("release savepoint pgi_check")
+                .await
+                .map_err(|e| db_message(&e))?;
+            rows.iter()
+                .map(|r| {
+                    if r.len() < 3 {
+                        return Err("a check must return the columns object, ok, evidence".into());
+                    }
+                    Ok((
+                        r.try_get::<_, Option<String>>(0)
+                            .map_err(|e| format!("column object: {e}"))?
+                            .unwrap_or_default(),
+                        r.try_get::<_, Option<bool>>(1)
+                            .map_err(|e| format!("column ok: {e}"))?,
+                        r.try_get::<_, Option<String>>(2)
+                            .map_err(|e| format!("column evidence: {e}"))?
+                            .unwrap_or_default(),
+                    ))
+                })
+                .collect()
+        }
+        Err(e) => {
+            let _ = client.batch_execute("rollback to savepoint pgi_check").await;
+            Err(db_message(&e))
+        }
+    }
+}
+
+/// A server error as one line: message, then detail and hint when present.
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} ({})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; {d}"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!("; hint: {h}"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Audit the database `target` points at.
+pub async fn audit(
+    target: &ConnectOptions,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+    opts: &AuditOptions,
+    checks: Vec<&Check>,
+) -> Result<AuditRun, ConnectionError> {
+    let started_at = chrono::Utc::now();
+    let clock = Instant::now();
+    let target = target.clone().with_application_name(APPLICATION_NAME);
+    let first = connect(&target).await?;
+    let server = server_info(&first)
+        .await
+        .map_err(|e| ConnectionError::Other {
+            target: target.redacted(),
+            message: db_message(&e),
+        })?;
+    let setup_err = |e: tokio_postgres::Error| ConnectionError::Other {
+        target: target.redacted(),
+        message: db_message(&e),
+    };
+    begin_read_only(&first, config, None).await.map_err(setup_err)?;
+    // Share one snapshot; a server that cannot export one (e.g. some poolers) still
+    // gets an audit, each connection with its own snapshot.
+    let snapshot: Option<String> = first
+        .query_one("select pg_export_snapshot()", &[])
+        .await
+        .ok()
+        .map(|r| r.get(0))
+        .filter(|s: &String| s.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+
+    let runnable: Vec<Arc<Check>> = checks.into_iter().map(|c| Arc::new(c.clone())).collect();
+    let automated = runnable.iter().filter(|c| c.kind != Kind::Manual).count();
+    let jobs = opts.jobs.clamp(1, automated.max(1));
+    let mut clients = vec![first];
+    for _ in 1..jobs {
+        let Ok(c) = connect(&target).await else { break };
+        if begin_read_only(&c, config, snapshot.as_deref()).await.is_err() {
+            break;
+        }
+        clients.push(c);
+    }
+
+    let queue: Arc<Mutex<VecDeque<(usize, Arc<Check>)>>> =
+        Arc::new(Mutex::new(runnable.iter().cloned().enumerate().collect()));
+    let progress = Progress::new(opts.progress && std::io::stderr().is_terminal(), runnable.len());
+    let catalog = Arc::new(catalog.clone());
+    let config = Arc::new(config.clone());
+    let server = Arc::new(server);
+    let mut handles = vec![];
+    for client in clients {
+        let queue = queue.clone();
+        let catalog = catalog.clone();
+        let config = config.clone();
+        let server = server.clone();
+        let progress = progress.clone();
+        handles.push(tokio::spawn(async move {
+            let mut out = vec![];
+            loop {
+                let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
+                let Some((i, check)) = next else { break };
+                progress.start(&check.id);
+                out.push((i, run_check(&client, &catalog, &check, &config, &server).await));
+            }
+            let _ = client.batch_execute("rollback").await;
+            out
+        }));
+    }
+    let mut results: Vec<(usize, CheckResult)> = vec![];
+    for h in handles {
+        if let Ok(mut r) = h.await {
+            results.append(&mut r);
+        }
+    }
+    progress.finish();
+    results.sort_by_key(|(i, _)| *i);
+    Ok(AuditRun {
+        database: server.database.clone(),
+        server_version: server.version.clone(),
+        server_version_num: server.version_num,
+        started_at,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        results: results.into_iter().map(|(_, r)| r).collect(),
+    })
+}
+
+/// "which check is running, how many are done" on stderr, only on a terminal.
+#[derive(Clone)]
+struct Progress {
+    inner: Option<Arc<Mutex<(usize, usize)>>>,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: usize) -> Self {
+        Progress {
+            inner: enabled.then(|| Arc::new(Mutex::new((0, total)))),
+        }
+    }
+    fn start(&self, id: &str) {
+        if let Some(m) = &self.inner {
+            if let Ok(mut g) = m.lock() {
+                g.0 += 1;
+                eprint!("\r\x1b[2K[{}/{}] {id}", g.0, g.1);
+            }
+        }
+    }
+    fn finish(&self) {
+        if self.inner.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Throwaway PostgreSQL servers: `--schema FILE...` and the test suite.
+//!
+//! initdb into a temporary directory, start on a private Unix socket (no TCP port,
+//! so nothing can collide), load files with the server's own `psql -v ON_ERROR_STOP=1`
+//! (so every psql meta-command such as `\i`, `\ir`, `\set` and `\copy` works), run,
+//! stop and delete — on success, on error, and on Ctrl-C (the guard's `Drop`). When we
+//! run as root (CI does), initdb, pg_ctl and the server run as the unprivileged
+//! `postgres` OS user, since they refuse to run as root.
+//!
+//! Not built on the `pgtemp` crate: it runs initdb as the current user (so it fails
+//! as root), listens on TCP, and has no way to load files through psql.
+
+use crate::connection::ConnectOptions;
+use crate::diag::SourceFile;
+use miette::Diagnostic;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const SUPERUSER: &str = "postgres";
+const PORT: u16 = 5432;
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum SandboxError {
+    #[error("no PostgreSQL server binaries found (initdb, pg_ctl, postgres)")]
+    #[diagnostic(
+        code(pg_integrity::sandbox::no_binaries),
+        help("install the server package (e.g. `apt-get install postgresql`), put its bin directory on PATH, or set PG_INTEGRITY_PG_BIN")
+    )]
+    NoBinaries,
+    #[error("running as root, but there is no unprivileged `postgres` OS user to run the server as")]
+    #[diagnostic(
+        code(pg_integrity::sandbox::no_user),
+        help("create one (`useradd --system postgres`) or run pg-integrity as a normal user")
+    )]
+    NoUser,
+    #[error("{step} failed: {message}")]
+    #[diagnostic(code(pg_integrity::sandbox::server))]
+    Server { step: String, message: String },
+    #[error("{file}:{line}: {message}")]
+    #[diagnostic(
+        code(pg_integrity::sandbox::load),
+        help("fix the SQL at that line; the file is loaded with psql -v ON_ERROR_STOP=1")
+    )]
+    Load {
+        file: String,
+        line: usize,
+        message: String,
+        #[related]
+        context: Vec<crate::diag::Problem>,
+    },
+}
+
+impl SandboxError {
+    /// A file that fails to load is bad input (exit 2); the rest are server trouble.
+    pub fn is_input_error(&self) -> bool {
+        matches!(self, SandboxError::Load { .. })
+    }
+}
+
+/// A running throwaway server; stopped and removed when dropped.
+pub struct Sandbox {
+    dir: Option<tempfile::TempDir>,
+    bindir: PathBuf,
+    run_as: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+    running: bool,
+    pub server_version_num: i32,
+}
+
+/// Where the server binaries are: PG_INTEGRITY_PG_BIN, PATH, `pg_config --bindir`,
+/// then the newest /usr/lib/postgresql/*/bin.
+pub fn find_bindir() -> Result<PathBuf, SandboxError> {
+    let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+    if let Some(d) = std::env::var_os("PG_INTEGRITY_PG_BIN").map(PathBuf::from) {
+        return if has(&d) { Ok(d) } else { Err(SandboxError::NoBinaries) };
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(d) = std::env::split_paths(&path).find(|d| has(d)) {
+            return Ok(d);
+        }
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has(&d) {
+            return Ok(d);
+        }
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let d = e.path().join("bin");
+            has(&d).then_some((v, d))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, d)| d).ok_or(SandboxError::NoBinaries)
+}
+
+fn server_err(step: &str, out: &Output) -> SandboxError {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    SandboxError::Server {
+        step: step.into(),
+        message: text.trim().lines().last().unwrap_or("").to_string(),
+    }
+}
+
+impl Sandbox {
+    /// initdb and start a server; `settings` are extra postgresql.conf lines.
+    pub fn start(settings: &[&str]) -> Result<Self, SandboxError> {
+        let bindir = find_bindir()?;
+        let run_as = if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name(SUPERUSER)
+                .ok()
+                .flatten()
+                .ok_or(SandboxError::NoUser)?;
+            Some((user.uid, user.gid))
+        } else {
+            None
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("pg-integrity-")
+            .tempdir()
+            .map_err(|e| SandboxError::Server {
+                step: "creating a temporary directory".into(),
+                message: e.to_string(),
+            })?;
+        if let Some((uid, gid)) = run_as {
+            nix::unistd::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| SandboxError::Server {
+                step: "handing the temporary directory to the postgres user".into(),
+                message: e.to_string(),
+            })?;
+        }
+        let mut sb = Sandbox {
+            dir: Some(dir),
+            bindir,
+            run_as,
+            running: false,
+            server_version_num: 0,
+        };
+        let data = sb.data_dir();
+        let out = sb
+            .server_command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .output()
+            .map_err(|e| SandboxError::Server { step: "initdb".into(), message: e.to_string() })?;
+        if !out.status.success() {
+            return Err(server_err("initdb", &out));
+        }
+        let mut conf = format!(
+            "\n# pg-integrity throwaway server\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {PORT}\nfsync = off\nfull_page_writes = off\nsynchronous_commit = off\nmax_connections = 50\n",
+            sb.socket_dir().display()
+        );
+        for s in settings {
+            conf.push_str(s);
+            conf.push('\n');
+        }
+        let conf_path = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path).unwrap_or_default();
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing).map_err(|e| SandboxError::Server {
+            step: "writing postgresql.conf".into(),
+            message: e.to_string(),
+        })?;
+        let log = sb.dir_path().join("server.log");
+        let out = sb
+            .server_command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| SandboxError::Server { step: "pg_ctl start".into(), message: e.to_string() })?;
+        if !out.status.success() {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(SandboxError::Server {
+                step: "starting the server".into(),
+                message: tail.lines().rev().take(3).collect::<Vec<_>>().join(" / "),
+            });
+        }
+        sb.running = true;
+        let v = sb.psql_capture("postgres", "show server_version_num")?;
+        sb.server_version_num = v.trim().parse().unwrap_or(0);
+        Ok(sb)
+    }
+
+    fn dir_path(&self) -> &Path {
+        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
+    }
+    fn data_dir(&self) -> PathBuf {
+        self.dir_path().join("data")
+    }
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir_path().to_path_buf()
+    }
+
+    fn server_command(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bindir.join(program));
+        if let Some((uid, gid)) = self.run_as {
+            c.uid(uid.as_raw()).gid(gid.as_raw());
+            c.env("HOME", self.dir_path());
+        }
+        c.env_remove("PGDATA");
+        c
+    }
+
+    fn psql(&self, dbname: &str) -> Command {
+        let psql = if self.bindir.join("psql").is_file() {
+            self.bindir.join("psql")
+        } else {
+            PathBuf::from("psql")
+        };
+        let mut c = Command::new(psql);
+        c.arg("-X")
+            .arg("-q")
+            .arg("-h")
+            .arg(self.socket_dir())
+            .args(["-p", &PORT.to_string(), "-U", SUPERUSER, "-d", dbname])
+            .env_remove("PGPASSWORD")
+            .env_remove("PGSERVICE")
+            .env("PGOPTIONS", "-c client_min_messages=warning")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn psql_capture(&self, dbname: &str, sql: &str) -> Result<String, SandboxError> {
+        let out = self
+            .psql(dbname)
+            .args(["-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .map_err(|e| SandboxError::Server { step: "psql".into(), message: e.to_string() })?;
+        if !out.status.success() {
+            return Err(server_err("psql", &out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Connection options for `dbname` over the private socket.
+    pub fn options(&self, dbname: &str) -> ConnectOptions {
+        ConnectOptions::from_socket(&self.socket_dir(), PORT, SUPERUSER, dbname)
+    }
+
+    pub fn create_database(&self, name: &str) -> Result<(), SandboxError> {
+        // `name` is ours (never user input), but quote it anyway.
+        let sql = format!("create database \"{}\"", name.replace('"', "\"\""));
+        self.psql_capture("postgres", &sql).map(|_| ())
+    }
+
+    /// Load SQL files into `dbname` in order, as `psql -v ON_ERROR_STOP=1 -f` would,
+    /// from the file's directory so that `\i` finds its neighbours.
+    pub fn load_files(&self, dbname: &str, files: &[PathBuf]) -> Result<(), SandboxError> {
+        for file in files {
+            let abs = std::fs::canonicalize(file).map_err(|e| SandboxError::Load {
+                file: file.display().to_string(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+                context: vec![],
+            })?;
+            let mut cmd = self.psql(dbname);
+            cmd.args(["-v", "ON_ERROR_STOP=1", "-f"]).arg(&abs);
+            if let Some(parent) = abs.parent() {
+                cmd.current_dir(parent);
+            }
+            let out = cmd.output().map_err(|e| SandboxError::Server {
+                step: "running psql".into(),
+                message: e.to_string(),
+            })?;
+            if !out.status.success() {
+                return Err(load_error(file, &abs, &String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop the server (fast) and remove its directory.
+    pub fn stop(&mut self) {
+        if self.running {
+            let data = self.data_dir();
+            let _ = self
+                .server_command("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            self.running = false;
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Turn psql's "psql:FILE:LINE: ERROR:  message" into file, line and message.
+fn load_error(shown: &Path, abs: &Path, stderr: &str) -> SandboxError {
+    let abs_s = abs.display().to_string();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix("psql:") else { continue };
+        // The error may come from a file included with \i: take whatever file psql names.
+        let Some(idx) = rest.find(": ERROR:").or_else(|| rest.find(": FATAL:")) else { continue };
+        let loc = &rest[..idx];
+        let message = rest[idx + 2..].split_once(':').map_or("", |(_, m)| m).trim().to_string();
+        let (file, lineno) = match loc.rsplit_once(':') {
+            Some((f, l)) => (f.to_string(), l.parse::<usize>().unwrap_or(0)),
+            None => (loc.to_string(), 0),
+        };
+        let display = if file == abs_s { shown.display().to_string() } else { file.clone() };
+        let context = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| {
+                let start = text.split_inclusive('\n').take(lineno.saturating_sub(1)).map(str::len).sum::<usize>();
+                let len = text[start.min(text.len())..].find('\n').unwrap_or(0);
+                let src = SourceFile::new(display.clone(), text.clone());
+                (lineno > 0).then(|| src.problem(message.clone(), Some(start..start + len), "this statement", None))
+            })
+            .into_iter()
+            .collect();
+        return SandboxError::Load {
+            file: display,
+            line: lineno,
+            message,
+            context,
+        };
+    }
+    SandboxError::Load {
+        file: shown.display().to_string(),
+        line: 0,
+        message: stderr.trim().lines().last().unwrap_or("psql failed").to_string(),
+        context: vec![],
+    }
+}
+
