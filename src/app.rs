@@ -27,10 +27,16 @@ pub struct Failure {
 
 impl Failure {
     pub fn input(e: impl Into<Report>) -> Self {
-        Failure { code: EXIT_INPUT, report: e.into() }
+        Failure {
+            code: EXIT_INPUT,
+            report: e.into(),
+        }
     }
     pub fn database(e: impl Into<Report>) -> Self {
-        Failure { code: EXIT_DATABASE, report: e.into() }
+        Failure {
+            code: EXIT_DATABASE,
+            report: e.into(),
+        }
     }
     fn msg(code: u8, msg: String, help: &str) -> Self {
         Failure {
@@ -42,21 +48,35 @@ impl Failure {
 
 impl From<ConnectionError> for Failure {
     fn from(e: ConnectionError) -> Self {
-        let code = if e.is_input_error() { EXIT_INPUT } else { EXIT_DATABASE };
-        Failure { code, report: e.into() }
+        let code = if e.is_input_error() {
+            EXIT_INPUT
+        } else {
+            EXIT_DATABASE
+        };
+        Failure {
+            code,
+            report: e.into(),
+        }
     }
 }
 
 impl From<SandboxError> for Failure {
     fn from(e: SandboxError) -> Self {
-        let code = if e.is_input_error() { EXIT_INPUT } else { EXIT_DATABASE };
-        Failure { code, report: e.into() }
+        let code = if e.is_input_error() {
+            EXIT_INPUT
+        } else {
+            EXIT_DATABASE
+        };
+        Failure {
+            code,
+            report: e.into(),
+        }
     }
 }
 
 pub async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Audit(args) => audit(args).await,
+        Command::Audit(args) => audit(*args).await,
         Command::Checks(cmd) => checks(cmd).await,
     }
 }
@@ -83,7 +103,10 @@ pub fn env_var(name: &str) -> Option<String> {
 pub async fn open_target(args: &TargetArgs) -> Result<Target, Failure> {
     if args.schema.is_empty() {
         let options = ConnectOptions::resolve(args.database_url.as_deref(), &env_var)?;
-        return Ok(Target { options, sandbox: None });
+        return Ok(Target {
+            options,
+            sandbox: None,
+        });
     }
     let files = args.schema.clone();
     let migrations = args.migrations.clone();
@@ -97,7 +120,13 @@ pub async fn open_target(args: &TargetArgs) -> Result<Target, Failure> {
         Ok(sb)
     })
     .await
-    .map_err(|e| Failure::msg(EXIT_DATABASE, e.to_string(), "the throwaway server task failed"))??;
+    .map_err(|e| {
+        Failure::msg(
+            EXIT_DATABASE,
+            e.to_string(),
+            "the throwaway server task failed",
+        )
+    })??;
     Ok(Target {
         options: sandbox.options(SANDBOX_DB),
         sandbox: Some(sandbox),
@@ -107,7 +136,11 @@ pub async fn open_target(args: &TargetArgs) -> Result<Target, Failure> {
 /// `V{n}__name.sql` files of `dir`, in version order.
 pub fn migration_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        Failure::msg(EXIT_INPUT, format!("cannot read {}: {e}", dir.display()), "--migrations takes a directory of V{n}__name.sql files")
+        Failure::msg(
+            EXIT_INPUT,
+            format!("cannot read {}: {e}", dir.display()),
+            "--migrations takes a directory of V{n}__name.sql files",
+        )
     })?;
     let mut files: Vec<(u64, PathBuf)> = entries
         .filter_map(Result::ok)
@@ -125,10 +158,18 @@ pub fn migration_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
 
 fn parse_output(spec: &str) -> Result<(Format, PathBuf), Failure> {
     let (f, p) = spec.split_once(':').ok_or_else(|| {
-        Failure::msg(EXIT_INPUT, format!("--output `{spec}` is not FORMAT:PATH"), "e.g. --output sarif:results.sarif")
+        Failure::msg(
+            EXIT_INPUT,
+            format!("--output `{spec}` is not FORMAT:PATH"),
+            "e.g. --output sarif:results.sarif",
+        )
     })?;
     let format = Format::parse(f).ok_or_else(|| {
-        Failure::msg(EXIT_INPUT, format!("unknown format `{f}` in --output"), "formats: table, markdown, json, sarif, junit, github")
+        Failure::msg(
+            EXIT_INPUT,
+            format!("unknown format `{f}` in --output"),
+            "formats: table, markdown, json, sarif, junit, github",
+        )
     })?;
     Ok((format, PathBuf::from(p)))
 }
@@ -136,17 +177,31 @@ fn parse_output(spec: &str) -> Result<(Format, PathBuf), Failure> {
 async fn audit(args: AuditArgs) -> Result<u8, Failure> {
     let (catalog, config) = load_catalog(&args.catalog)?;
     let fail_on = FailOn::parse(&args.fail_on).ok_or_else(|| {
-        Failure::msg(EXIT_INPUT, format!("unknown --fail-on `{}`", args.fail_on), "use critical, high, medium, low or never")
+        Failure::msg(
+            EXIT_INPUT,
+            format!("unknown --fail-on `{}`", args.fail_on),
+            "use critical, high, medium, low or never",
+        )
     })?;
-    let outputs: Vec<(Format, PathBuf)> = args.output.iter().map(|o| parse_output(o)).collect::<Result<_, _>>()?;
+    let outputs: Vec<(Format, PathBuf)> = args
+        .output
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<_, _>>()?;
     let baseline = match &args.baseline {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| {
-                Failure::msg(EXIT_INPUT, format!("cannot read baseline {}: {e}", p.display()), "create one with --write-baseline FILE")
+                Failure::msg(
+                    EXIT_INPUT,
+                    format!("cannot read baseline {}: {e}", p.display()),
+                    "create one with --write-baseline FILE",
+                )
             })?;
-            Some(Baseline::parse(&p.display().to_string(), &text).map_err(|m| {
-                Failure::msg(EXIT_INPUT, m, "regenerate it with --write-baseline FILE")
-            })?)
+            Some(
+                Baseline::parse(&p.display().to_string(), &text).map_err(|m| {
+                    Failure::msg(EXIT_INPUT, m, "regenerate it with --write-baseline FILE")
+                })?,
+            )
         }
         None => None,
     };
@@ -173,21 +228,39 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
         let b = Baseline::from_assessment(&assessment);
         let text = serde_json::to_string_pretty(&b).unwrap_or_default() + "\n";
         std::fs::write(path, text).map_err(|e| {
-            Failure::msg(EXIT_INPUT, format!("cannot write baseline {}: {e}", path.display()), "check the directory exists and is writable")
+            Failure::msg(
+                EXIT_INPUT,
+                format!("cannot write baseline {}: {e}", path.display()),
+                "check the directory exists and is writable",
+            )
         })?;
     }
     let stdout_terminal = std::io::stdout().is_terminal();
-    let format = args.format.unwrap_or(if stdout_terminal { Format::Table } else { Format::Json });
+    let format = args.format.unwrap_or(if stdout_terminal {
+        Format::Table
+    } else {
+        Format::Json
+    });
     let width = if stdout_terminal { None } else { Some(120) };
     for (f, path) in &outputs {
-        let text = report::render(*f, &assessment, Some(120)).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+        let text = report::render(*f, &assessment, Some(120))
+            .map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
         std::fs::write(path, text).map_err(|e| {
-            Failure::msg(EXIT_INPUT, format!("cannot write {}: {e}", path.display()), "check the directory exists and is writable")
+            Failure::msg(
+                EXIT_INPUT,
+                format!("cannot write {}: {e}", path.display()),
+                "check the directory exists and is writable",
+            )
         })?;
     }
-    let text = report::render(format, &assessment, width).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+    let text =
+        report::render(format, &assessment, width).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
     write_stdout(&text);
-    Ok(if assessment.gate.passed { EXIT_OK } else { EXIT_GATE })
+    Ok(if assessment.gate.passed {
+        EXIT_OK
+    } else {
+        EXIT_GATE
+    })
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error.
@@ -219,8 +292,13 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
         ChecksCommand::Show { id, catalog: args } => {
             let (catalog, _) = load_catalog(&args)?;
             let Some(c) = catalog.checks.get(&id) else {
-                let hint = crate::diag::did_you_mean(&id, catalog.ids()).unwrap_or_else(|| "`pg-integrity checks list` shows every id".into());
-                return Err(Failure::msg(EXIT_INPUT, format!("unknown check id `{id}`"), &hint));
+                let hint = crate::diag::did_you_mean(&id, catalog.ids())
+                    .unwrap_or_else(|| "`pg-integrity checks list` shows every id".into());
+                return Err(Failure::msg(
+                    EXIT_INPUT,
+                    format!("unknown check id `{id}`"),
+                    &hint,
+                ));
             };
             write_stdout(&show_check(&catalog, c));
             Ok(EXIT_OK)
@@ -235,9 +313,18 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
             write_stdout(&format!("{} checks valid\n", catalog.checks.len()));
             Ok(EXIT_OK)
         }
-        ChecksCommand::Test { dirs, only, database_url, jobs } => {
-            let catalog = if dirs.is_empty() { Catalog::load(&dirs) } else { Catalog::load_only(&dirs) }
-                .map_err(Failure::input)?;
+        ChecksCommand::Test {
+            dirs,
+            only,
+            database_url,
+            jobs,
+        } => {
+            let catalog = if dirs.is_empty() {
+                Catalog::load(&dirs)
+            } else {
+                Catalog::load_only(&dirs)
+            }
+            .map_err(Failure::input)?;
             let (admin, _sandbox) = match database_url {
                 Some(url) => (ConnectOptions::resolve(Some(&url), &env_var)?, None),
                 None => {
@@ -263,7 +350,9 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
                     _ => passed += 1,
                 }
             }
-            text.push_str(&format!("{passed} passed, {failed} failed, {skipped} skipped\n"));
+            text.push_str(&format!(
+                "{passed} passed, {failed} failed, {skipped} skipped\n"
+            ));
             write_stdout(&text);
             Ok(if failed == 0 { EXIT_OK } else { EXIT_GATE })
         }
@@ -272,8 +361,18 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
 
 fn show_check(catalog: &Catalog, c: &crate::catalog::Check) -> String {
     let mut s = format!("{} — {}\n", c.id, c.title);
-    s.push_str(&format!("section: {}  severity: {}  kind: {}{}\n", c.section, c.severity, c.kind.as_str(), if c.strict { "  strict" } else { "" }));
-    s.push_str(&format!("file: {}\n\n{}\n", c.file.name, c.description.trim()));
+    s.push_str(&format!(
+        "section: {}  severity: {}  kind: {}{}\n",
+        c.section,
+        c.severity,
+        c.kind.as_str(),
+        if c.strict { "  strict" } else { "" }
+    ));
+    s.push_str(&format!(
+        "file: {}\n\n{}\n",
+        c.file.name,
+        c.description.trim()
+    ));
     if let Some(g) = &c.guidance {
         s.push_str(&format!("\nGuidance:\n{}\n", g.trim()));
     }
@@ -287,13 +386,19 @@ fn show_check(catalog: &Catalog, c: &crate::catalog::Check) -> String {
         let composed = catalog.compose(c);
         s.push_str("\nParameters:\n");
         for (i, p) in composed.params.iter().enumerate() {
-            let d = crate::params::PARAMS.iter().find(|(n, _)| n == p).map_or("", |(_, d)| *d);
+            let d = crate::params::PARAMS
+                .iter()
+                .find(|(n, _)| n == p)
+                .map_or("", |(_, d)| *d);
             s.push_str(&format!("  ${} {p}: {d}\n", i + 1));
         }
         if !c.uses.is_empty() {
             s.push_str(&format!("Uses: {}\n", c.uses.join(", ")));
         }
-        s.push_str(&format!("\nSQL:\n{}\n", c.sql.as_deref().unwrap_or("").trim_end()));
+        s.push_str(&format!(
+            "\nSQL:\n{}\n",
+            c.sql.as_deref().unwrap_or("").trim_end()
+        ));
     }
     if !c.tests.is_empty() {
         s.push_str("\nTests:\n");

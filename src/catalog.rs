@@ -244,9 +244,7 @@ impl Catalog {
     /// Checks in report order: by section, then id.
     pub fn ordered(&self) -> Vec<&Check> {
         let mut v: Vec<&Check> = self.checks.values().collect();
-        v.sort_by(|a, b| {
-            (section_rank(&a.section), &a.id).cmp(&(section_rank(&b.section), &b.id))
-        });
+        v.sort_by(|a, b| (section_rank(&a.section), &a.id).cmp(&(section_rank(&b.section), &b.id)));
         v
     }
 
@@ -279,7 +277,10 @@ impl Catalog {
     /// Build the statement for `check`: a `params` CTE binding every parameter, the
     /// fragments it uses, then its own SQL (whose leading `WITH` is merged in).
     pub fn compose(&self, check: &Check) -> Composed {
-        let sql = check.sql.as_deref().unwrap_or("select null::text, null::bool, null::text where false");
+        let sql = check
+            .sql
+            .as_deref()
+            .unwrap_or("select null::text, null::bool, null::text where false");
         let frags = self.fragment_order(&check.uses);
         let mut names: Vec<String> = check.params.clone();
         for f in &frags {
@@ -329,7 +330,9 @@ impl Catalog {
     ) -> Option<std::ops::Range<usize>> {
         let base = check.sql_offset?;
         let sql = check.sql.as_deref()?;
-        let idx = position.checked_sub(1)?.checked_sub(composed.check_char_offset)?;
+        let idx = position
+            .checked_sub(1)?
+            .checked_sub(composed.check_char_offset)?;
         let byte = sql.char_indices().nth(idx).map(|(b, _)| b)?;
         Some(base + byte..base + byte + 1)
     }
@@ -404,7 +407,9 @@ fn parse_fragment(file: FileText) -> Fragment {
 fn collect_embedded(dir: &Dir<'_>, checks: &mut Vec<FileText>, libs: &mut Vec<FileText>) {
     for file in dir.files() {
         let path = file.path();
-        let Some(text) = file.contents_utf8() else { continue };
+        let Some(text) = file.contents_utf8() else {
+            continue;
+        };
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -517,14 +522,20 @@ fn parse_check(
             format!("invalid check file: {}", e.message()),
             e.span(),
             "here",
-            Some("a check has id, section, title, severity, kind, description and sql (SPEC §3)".into()),
+            Some(
+                "a check has id, section, title, severity, kind, description and sql (SPEC §3)"
+                    .into(),
+            ),
         )]
     })?;
     let mut problems = vec![];
     let id = raw.id.get_ref().clone();
     if id != file.stem {
         problems.push(src.problem(
-            format!("check id `{id}` does not match its file name `{}.toml`", file.stem),
+            format!(
+                "check id `{id}` does not match its file name `{}.toml`",
+                file.stem
+            ),
             Some(raw.id.span()),
             "id",
             Some(format!("rename the file to {id}.toml or change the id")),
@@ -534,7 +545,10 @@ fn parse_check(
         Some((section, name)) if !name.is_empty() => {
             if section != raw.section.get_ref() {
                 problems.push(src.problem(
-                    format!("section `{}` does not match the id's prefix `{section}`", raw.section.get_ref()),
+                    format!(
+                        "section `{}` does not match the id's prefix `{section}`",
+                        raw.section.get_ref()
+                    ),
                     Some(raw.section.span()),
                     "section",
                     None,
@@ -628,10 +642,21 @@ fn parse_check(
     let mut tests = vec![];
     for t in raw.tests {
         let Some(expect) = Status::parse(t.expect.get_ref()).filter(|s| {
-            matches!(s, Status::Pass | Status::Partial | Status::Fail | Status::NotApplicable | Status::Skipped)
+            matches!(
+                s,
+                Status::Pass
+                    | Status::Partial
+                    | Status::Fail
+                    | Status::NotApplicable
+                    | Status::Skipped
+            )
         }) else {
             problems.push(src.problem(
-                format!("test `{}` expects unknown status `{}`", t.name, t.expect.get_ref()),
+                format!(
+                    "test `{}` expects unknown status `{}`",
+                    t.name,
+                    t.expect.get_ref()
+                ),
                 Some(t.expect.span()),
                 "expect",
                 Some("use pass, fail, partial, not_applicable or skipped".into()),
@@ -743,7 +768,9 @@ expect = "fail"
         let cat = Catalog::build(vec![file("demo.x", GOOD)], vec![]).unwrap();
         let check = &cat.checks["demo.x"];
         let c = cat.compose(check);
-        assert!(c.sql.starts_with("with recursive params as (select $1::text[] as schemas)"));
+        assert!(c
+            .sql
+            .starts_with("with recursive params as (select $1::text[] as schemas)"));
         assert!(c.sql.contains(",\n    t as (select 1)"), "{}", c.sql);
         assert_eq!(c.params, vec!["schemas"]);
         // error positions map back into the file
@@ -769,7 +796,10 @@ expect = "fail"
             stem: "base".into(),
             text: "-- params: tenant_columns\nselect 1 as x".into(),
         };
-        let text = GOOD.replace("params = [\"schemas\"]", "params = [\"schemas\"]\nuses = [\"base\"]");
+        let text = GOOD.replace(
+            "params = [\"schemas\"]",
+            "params = [\"schemas\"]\nuses = [\"base\"]",
+        );
         let cat = Catalog::build(vec![file("demo.x", &text)], vec![lib]).unwrap();
         let c = cat.compose(&cat.checks["demo.x"]);
         assert_eq!(c.params, vec!["schemas", "tenant_columns"]);

@@ -27,9 +27,16 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn touches_roles(setup: &str) -> bool {
     let s = setup.to_ascii_lowercase();
-    ["create role", "create user", "alter role", "alter user", "drop role", "grant "]
-        .iter()
-        .any(|k| s.contains(k))
+    [
+        "create role",
+        "create user",
+        "alter role",
+        "alter user",
+        "drop role",
+        "grant ",
+    ]
+    .iter()
+    .any(|k| s.contains(k))
 }
 
 /// Run the cases of `checks` (all of the catalog when empty) against the server
@@ -151,7 +158,10 @@ async fn run_case_inner(
         .unwrap_or_default();
     for role in new_roles {
         let _ = admin
-            .batch_execute(&format!("drop role if exists \"{}\"", role.replace('"', "\"\"")))
+            .batch_execute(&format!(
+                "drop role if exists \"{}\"",
+                role.replace('"', "\"\"")
+            ))
             .await;
     }
     result.map(|_| None)
@@ -193,7 +203,14 @@ async fn in_database(
             let rows: Vec<String> = result
                 .objects
                 .iter()
-                .map(|o| format!("{} {}: {}", if o.ok { "ok" } else { "NOT OK" }, o.object, o.evidence))
+                .map(|o| {
+                    format!(
+                        "{} {}: {}",
+                        if o.ok { "ok" } else { "NOT OK" },
+                        o.object,
+                        o.evidence
+                    )
+                })
                 .collect();
             s.push_str(&format!("\n      {}", rows.join("\n      ")));
         }

@@ -37,7 +37,7 @@ pub enum Command {
     /// Examples:
     ///   pg-integrity audit --database-url postgres://app@db/prod
     ///   pg-integrity audit --schema schema.sql --format json --fail-on medium
-    Audit(AuditArgs),
+    Audit(Box<AuditArgs>),
     /// List, show, validate and test check definitions
     #[command(subcommand)]
     Checks(ChecksCommand),
@@ -50,7 +50,12 @@ pub struct TargetArgs {
     /// key=value (host=db dbname=app). Without it, DATABASE_URL, then the libpq
     /// variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE and
     /// ~/.pgpass are used, as psql does
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, conflicts_with = "schema")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "schema"
+    )]
     pub database_url: Option<String>,
 
     /// Start a throwaway PostgreSQL from the local server binaries, load these SQL

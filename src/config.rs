@@ -99,7 +99,14 @@ impl Default for Columns {
             required: globs(&["created_at", "status"]),
             natural_keys: globs(&["*_number", "slug", "email", "external_id"]),
             inventory: globs(&["available_quantity", "*_available", "stock", "remaining_*"]),
-            money: globs(&["*price*", "*amount*", "*total*", "*fee*", "*cost*", "*revenue*"]),
+            money: globs(&[
+                "*price*",
+                "*amount*",
+                "*total*",
+                "*fee*",
+                "*cost*",
+                "*revenue*",
+            ]),
             checked_numbers: globs(&["*quantity*", "*price*", "*amount*", "capacity", "*_count"]),
         }
     }
@@ -300,13 +307,15 @@ impl LoadedConfig {
             .chain(c.waiver.iter().map(|w| &w.check));
         for id in referenced {
             if !known.contains(&id.get_ref().as_str()) {
-                out.push(src.problem(
-                    format!("unknown check id `{}`", id.get_ref()),
-                    Some(id.span()),
-                    "no such check",
-                    did_you_mean(id.get_ref(), known.iter().copied())
-                        .or_else(|| Some("`pg-integrity checks list` shows every id".into())),
-                ));
+                out.push(
+                    src.problem(
+                        format!("unknown check id `{}`", id.get_ref()),
+                        Some(id.span()),
+                        "no such check",
+                        did_you_mean(id.get_ref(), known.iter().copied())
+                            .or_else(|| Some("`pg-integrity checks list` shows every id".into())),
+                    ),
+                );
             }
         }
         if out.is_empty() {
@@ -348,9 +357,15 @@ mod tests {
 
     #[test]
     fn tenant_column_may_be_a_list() {
-        let c = LoadedConfig::parse("x.toml", "[tenancy]\ncolumn = [\"org_id\", \"organization_id_fk\"]\n")
-            .unwrap();
-        assert_eq!(c.config.tenancy.column.to_vec(), vec!["org_id", "organization_id_fk"]);
+        let c = LoadedConfig::parse(
+            "x.toml",
+            "[tenancy]\ncolumn = [\"org_id\", \"organization_id_fk\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.config.tenancy.column.to_vec(),
+            vec!["org_id", "organization_id_fk"]
+        );
     }
 
     #[test]
@@ -370,7 +385,8 @@ mod tests {
 
     #[test]
     fn unknown_check_ids_get_a_suggestion() {
-        let c = LoadedConfig::parse("x.toml", "[checks]\ndisable = [\"schema.primary_key\"]\n").unwrap();
+        let c = LoadedConfig::parse("x.toml", "[checks]\ndisable = [\"schema.primary_key\"]\n")
+            .unwrap();
         let err = c.check_ids(&["schema.primary_keys"]).unwrap_err();
         assert_eq!(
             err.problems[0].help.as_deref(),

@@ -199,7 +199,11 @@ pub fn assess(
     for c in &checks {
         let r = &c.result;
         if r.status == Status::Error {
-            reasons.push(format!("{} errored: {}", r.check.id, r.reason.as_deref().unwrap_or("")));
+            reasons.push(format!(
+                "{} errored: {}",
+                r.check.id,
+                r.reason.as_deref().unwrap_or("")
+            ));
         } else if r.status.is_failing() && opts.fail_on.includes(r.severity) {
             let n = c.findings.iter().filter(|f| f.counts()).count();
             if n > 0 {

@@ -4,7 +4,9 @@
 
 /// Check a glob is well formed; the error text comes from globset.
 pub fn validate(glob: &str) -> Result<(), String> {
-    globset::Glob::new(glob).map(|_| ()).map_err(|e| e.kind().to_string())
+    globset::Glob::new(glob)
+        .map(|_| ())
+        .map_err(|e| e.kind().to_string())
 }
 
 /// Whether `name` matches `glob` (case-sensitive, `*` crosses dots).

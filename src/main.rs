@@ -1,5 +1,8 @@
 use clap::Parser;
-use pg_integrity::{app, cli::{Cli, Color}};
+use pg_integrity::{
+    app,
+    cli::{Cli, Color},
+};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -8,7 +11,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { app::EXIT_INPUT } else { app::EXIT_OK });
+            return ExitCode::from(if e.use_stderr() {
+                app::EXIT_INPUT
+            } else {
+                app::EXIT_OK
+            });
         }
     };
     let color = match cli.color {
@@ -26,7 +33,10 @@ fn main() -> ExitCode {
                 .build(),
         )
     }));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -160,15 +160,24 @@ mod tests {
     fn status_derivation_follows_the_spec() {
         assert_eq!(derive_status(&[], false), Status::NotApplicable);
         assert_eq!(derive_status(&[row(true), row(true)], false), Status::Pass);
-        assert_eq!(derive_status(&[row(false), row(false)], false), Status::Fail);
-        assert_eq!(derive_status(&[row(true), row(false)], false), Status::Partial);
+        assert_eq!(
+            derive_status(&[row(false), row(false)], false),
+            Status::Fail
+        );
+        assert_eq!(
+            derive_status(&[row(true), row(false)], false),
+            Status::Partial
+        );
         assert_eq!(derive_status(&[row(true), row(false)], true), Status::Fail);
         assert_eq!(derive_status(&[row(true)], true), Status::Pass);
     }
 
     #[test]
     fn only_counted_statuses_are_applicable() {
-        let counted: Vec<_> = Status::ALL.into_iter().filter(|s| s.is_applicable()).collect();
+        let counted: Vec<_> = Status::ALL
+            .into_iter()
+            .filter(|s| s.is_applicable())
+            .collect();
         assert_eq!(
             counted,
             vec![Status::Pass, Status::Partial, Status::Fail, Status::Error]

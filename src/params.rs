@@ -35,9 +35,15 @@ impl ParamValue {
 
 /// Every parameter name with its meaning (shown by `checks show`).
 pub const PARAMS: &[(&str, &str)] = &[
-    ("schemas", "scope.schemas: schemas in scope (empty: all but system/extension schemas)"),
+    (
+        "schemas",
+        "scope.schemas: schemas in scope (empty: all but system/extension schemas)",
+    ),
     ("exclude_tables", "scope.exclude_tables as regexes"),
-    ("tenant_columns", "tenancy.column: candidate tenant column names, in order"),
+    (
+        "tenant_columns",
+        "tenancy.column: candidate tenant column names, in order",
+    ),
     ("tenant_table", "tenancy.tenant_table"),
     ("tenant_setting", "tenancy.setting"),
     ("global_tables", "tenancy.global_tables as regexes"),

@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio_postgres::Client;
 
+/// Checks waiting to run, with their report position.
+type WorkQueue = Arc<Mutex<VecDeque<(usize, Arc<Check>)>>>;
+
 pub const APPLICATION_NAME: &str = "pg-integrity";
 
 #[derive(Debug, Clone)]
@@ -88,7 +91,9 @@ pub fn select<'a>(
     for id in opts.only.iter().chain(&opts.skip) {
         if !ids.contains(&id.as_str()) {
             let hint = crate::diag::did_you_mean(id, ids.iter().copied()).unwrap_or_default();
-            return Err(format!("unknown check id `{id}` {hint}").trim_end().to_string());
+            return Err(format!("unknown check id `{id}` {hint}")
+                .trim_end()
+                .to_string());
         }
     }
     Ok(catalog
@@ -144,7 +149,11 @@ async fn begin_read_only(
 }
 
 /// Why `check` cannot run here, if it cannot.
-pub fn unmet_requirement(check: &Check, server: &ServerInfo, config: &LoadedConfig) -> Option<String> {
+pub fn unmet_requirement(
+    check: &Check,
+    server: &ServerInfo,
+    config: &LoadedConfig,
+) -> Option<String> {
     let r = &check.requires;
     if let Some(v) = r.server_version {
         if server.version_num < v {
@@ -156,7 +165,9 @@ pub fn unmet_requirement(check: &Check, server: &ServerInfo, config: &LoadedConf
     }
     if let Some(ext) = &r.extension {
         if !server.extensions.iter().any(|e| e == ext) {
-            return Some(format!("needs the {ext} extension, which is not installed in this database"));
+            return Some(format!(
+                "needs the {ext} extension, which is not installed in this database"
+            ));
         }
     }
     for p in &r.config {
@@ -181,7 +192,9 @@ pub async fn run_check(
     server: &ServerInfo,
 ) -> CheckResult {
     let started = Instant::now();
-    let severity = config.severity_override(&check.id).unwrap_or(check.severity);
+    let severity = config
+        .severity_override(&check.id)
+        .unwrap_or(check.severity);
     let mut result = CheckResult {
         check: check.clone(),
         severity,
@@ -272,7 +285,9 @@ async fn query_check(
                 .collect()
         }
         Err(e) => {
-            let _ = client.batch_execute("rollback to savepoint pgi_check").await;
+            let _ = client
+                .batch_execute("rollback to savepoint pgi_check")
+                .await;
             Err(db_message(&e))
         }
     }
@@ -317,7 +332,9 @@ pub async fn audit(
         target: target.redacted(),
         message: db_message(&e),
     };
-    begin_read_only(&first, config, None).await.map_err(setup_err)?;
+    begin_read_only(&first, config, None)
+        .await
+        .map_err(setup_err)?;
     // Share one snapshot; a server that cannot export one (e.g. some poolers) still
     // gets an audit, each connection with its own snapshot.
     let snapshot: Option<String> = first
@@ -333,15 +350,21 @@ pub async fn audit(
     let mut clients = vec![first];
     for _ in 1..jobs {
         let Ok(c) = connect(&target).await else { break };
-        if begin_read_only(&c, config, snapshot.as_deref()).await.is_err() {
+        if begin_read_only(&c, config, snapshot.as_deref())
+            .await
+            .is_err()
+        {
             break;
         }
         clients.push(c);
     }
 
-    let queue: Arc<Mutex<VecDeque<(usize, Arc<Check>)>>> =
+    let queue: WorkQueue =
         Arc::new(Mutex::new(runnable.iter().cloned().enumerate().collect()));
-    let progress = Progress::new(opts.progress && std::io::stderr().is_terminal(), runnable.len());
+    let progress = Progress::new(
+        opts.progress && std::io::stderr().is_terminal(),
+        runnable.len(),
+    );
     let catalog = Arc::new(catalog.clone());
     let config = Arc::new(config.clone());
     let server = Arc::new(server);
@@ -358,7 +381,10 @@ pub async fn audit(
                 let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
                 let Some((i, check)) = next else { break };
                 progress.start(&check.id);
-                out.push((i, run_check(&client, &catalog, &check, &config, &server).await));
+                out.push((
+                    i,
+                    run_check(&client, &catalog, &check, &config, &server).await,
+                ));
             }
             let _ = client.batch_execute("rollback").await;
             out

@@ -28,7 +28,9 @@ pub enum SandboxError {
         help("install the server package (e.g. `apt-get install postgresql`), put its bin directory on PATH, or set PG_INTEGRITY_PG_BIN")
     )]
     NoBinaries,
-    #[error("running as root, but there is no unprivileged `postgres` OS user to run the server as")]
+    #[error(
+        "running as root, but there is no unprivileged `postgres` OS user to run the server as"
+    )]
     #[diagnostic(
         code(pg_integrity::sandbox::no_user),
         help("create one (`useradd --system postgres`) or run pg-integrity as a normal user")
@@ -72,11 +74,21 @@ pub struct Sandbox {
 pub fn find_bindir() -> Result<PathBuf, SandboxError> {
     let has = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
     if let Some(d) = std::env::var_os("PG_INTEGRITY_PG_BIN").map(PathBuf::from) {
-        return if has(&d) { Ok(d) } else { Err(SandboxError::NoBinaries) };
+        return if has(&d) {
+            Ok(d)
+        } else {
+            Err(SandboxError::NoBinaries)
+        };
     }
     if let Some(path) = std::env::var_os("PATH") {
         if let Some(d) = std::env::split_paths(&path).find(|d| has(d)) {
-            return Ok(d);
+            // Follow a symlinked initdb (e.g. /usr/local/bin/initdb) to the real
+            // bin directory, where psql and pg_dump of the same version live.
+            let real = std::fs::canonicalize(d.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .filter(|r| has(r));
+            return Ok(real.unwrap_or(d));
         }
     }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
@@ -114,6 +126,12 @@ fn server_err(step: &str, out: &Output) -> SandboxError {
 impl Sandbox {
     /// initdb and start a server; `settings` are extra postgresql.conf lines.
     pub fn start(settings: &[&str]) -> Result<Self, SandboxError> {
+        Self::start_with(settings, None)
+    }
+
+    /// Like `start`, with `hba` replacing pg_hba.conf (the superuser keeps trust
+    /// on the socket, which the sandbox itself uses).
+    pub fn start_with(settings: &[&str], hba: Option<&str>) -> Result<Self, SandboxError> {
         let bindir = find_bindir()?;
         let run_as = if nix::unistd::geteuid().is_root() {
             let user = nix::unistd::User::from_name(SUPERUSER)
@@ -132,9 +150,11 @@ impl Sandbox {
                 message: e.to_string(),
             })?;
         if let Some((uid, gid)) = run_as {
-            nix::unistd::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| SandboxError::Server {
-                step: "handing the temporary directory to the postgres user".into(),
-                message: e.to_string(),
+            nix::unistd::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| {
+                SandboxError::Server {
+                    step: "handing the temporary directory to the postgres user".into(),
+                    message: e.to_string(),
+                }
             })?;
         }
         let mut sb = Sandbox {
@@ -149,9 +169,21 @@ impl Sandbox {
             .server_command("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .output()
-            .map_err(|e| SandboxError::Server { step: "initdb".into(), message: e.to_string() })?;
+            .map_err(|e| SandboxError::Server {
+                step: "initdb".into(),
+                message: e.to_string(),
+            })?;
         if !out.status.success() {
             return Err(server_err("initdb", &out));
         }
@@ -170,6 +202,13 @@ impl Sandbox {
             step: "writing postgresql.conf".into(),
             message: e.to_string(),
         })?;
+        if let Some(hba) = hba {
+            let text = format!("local all {SUPERUSER} trust\n{hba}\n");
+            std::fs::write(data.join("pg_hba.conf"), text).map_err(|e| SandboxError::Server {
+                step: "writing pg_hba.conf".into(),
+                message: e.to_string(),
+            })?;
+        }
         let log = sb.dir_path().join("server.log");
         let out = sb
             .server_command("pg_ctl")
@@ -180,7 +219,10 @@ impl Sandbox {
             .args(["-w", "-t", "60", "start"])
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| SandboxError::Server { step: "pg_ctl start".into(), message: e.to_string() })?;
+            .map_err(|e| SandboxError::Server {
+                step: "pg_ctl start".into(),
+                message: e.to_string(),
+            })?;
         if !out.status.success() {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(SandboxError::Server {
@@ -189,16 +231,43 @@ impl Sandbox {
             });
         }
         sb.running = true;
+        sb.spawn_watchdog();
         let v = sb.psql_capture("postgres", "show server_version_num")?;
         sb.server_version_num = v.trim().parse().unwrap_or(0);
         Ok(sb)
     }
 
+    /// A detached shell that removes the server if this process dies without
+    /// running `Drop` (SIGKILL, or a test binary exiting with its statics alive).
+    fn spawn_watchdog(&self) {
+        let dir = self.dir_path().display().to_string();
+        let script = format!(
+            "trap '' INT TERM HUP; while kill -0 {pid} 2>/dev/null && [ -d '{dir}' ]; do sleep 1; done; \
+             [ -f '{dir}/data/postmaster.pid' ] && kill -QUIT \"$(head -n 1 '{dir}/data/postmaster.pid')\" 2>/dev/null; \
+             sleep 1; rm -rf '{dir}'",
+            pid = std::process::id()
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+    }
+
     fn dir_path(&self) -> &Path {
-        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/nonexistent"))
     }
     fn data_dir(&self) -> PathBuf {
         self.dir_path().join("data")
+    }
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
     }
     pub fn socket_dir(&self) -> PathBuf {
         self.dir_path().to_path_buf()
@@ -238,7 +307,10 @@ impl Sandbox {
             .psql(dbname)
             .args(["-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
-            .map_err(|e| SandboxError::Server { step: "psql".into(), message: e.to_string() })?;
+            .map_err(|e| SandboxError::Server {
+                step: "psql".into(),
+                message: e.to_string(),
+            })?;
         if !out.status.success() {
             return Err(server_err("psql", &out));
         }
@@ -276,7 +348,11 @@ impl Sandbox {
                 message: e.to_string(),
             })?;
             if !out.status.success() {
-                return Err(load_error(file, &abs, &String::from_utf8_lossy(&out.stderr)));
+                return Err(load_error(
+                    file,
+                    &abs,
+                    &String::from_utf8_lossy(&out.stderr),
+                ));
             }
         }
         Ok(())
@@ -312,23 +388,46 @@ impl Drop for Sandbox {
 fn load_error(shown: &Path, abs: &Path, stderr: &str) -> SandboxError {
     let abs_s = abs.display().to_string();
     for line in stderr.lines() {
-        let Some(rest) = line.strip_prefix("psql:") else { continue };
+        let Some(rest) = line.strip_prefix("psql:") else {
+            continue;
+        };
         // The error may come from a file included with \i: take whatever file psql names.
-        let Some(idx) = rest.find(": ERROR:").or_else(|| rest.find(": FATAL:")) else { continue };
+        let Some(idx) = rest.find(": ERROR:").or_else(|| rest.find(": FATAL:")) else {
+            continue;
+        };
         let loc = &rest[..idx];
-        let message = rest[idx + 2..].split_once(':').map_or("", |(_, m)| m).trim().to_string();
+        let message = rest[idx + 2..]
+            .split_once(':')
+            .map_or("", |(_, m)| m)
+            .trim()
+            .to_string();
         let (file, lineno) = match loc.rsplit_once(':') {
             Some((f, l)) => (f.to_string(), l.parse::<usize>().unwrap_or(0)),
             None => (loc.to_string(), 0),
         };
-        let display = if file == abs_s { shown.display().to_string() } else { file.clone() };
+        let display = if file == abs_s {
+            shown.display().to_string()
+        } else {
+            file.clone()
+        };
         let context = std::fs::read_to_string(&file)
             .ok()
             .and_then(|text| {
-                let start = text.split_inclusive('\n').take(lineno.saturating_sub(1)).map(str::len).sum::<usize>();
+                let start = text
+                    .split_inclusive('\n')
+                    .take(lineno.saturating_sub(1))
+                    .map(str::len)
+                    .sum::<usize>();
                 let len = text[start.min(text.len())..].find('\n').unwrap_or(0);
                 let src = SourceFile::new(display.clone(), text.clone());
-                (lineno > 0).then(|| src.problem(message.clone(), Some(start..start + len), "this statement", None))
+                (lineno > 0).then(|| {
+                    src.problem(
+                        message.clone(),
+                        Some(start..start + len),
+                        "this statement",
+                        None,
+                    )
+                })
             })
             .into_iter()
             .collect();
@@ -342,8 +441,12 @@ fn load_error(shown: &Path, abs: &Path, stderr: &str) -> SandboxError {
     SandboxError::Load {
         file: shown.display().to_string(),
         line: 0,
-        message: stderr.trim().lines().last().unwrap_or("psql failed").to_string(),
+        message: stderr
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("psql failed")
+            .to_string(),
         context: vec![],
     }
 }
-

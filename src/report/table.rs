@@ -37,8 +37,14 @@ pub fn render(a: &Assessment, width: Option<u16>) -> String {
             .iter()
             .filter(|c| c.result.check.section == section)
             .collect();
-        let applicable = rows.iter().filter(|c| c.result.status.is_applicable()).count();
-        let passed = rows.iter().filter(|c| c.result.status == Status::Pass).count();
+        let applicable = rows
+            .iter()
+            .filter(|c| c.result.status.is_applicable())
+            .count();
+        let passed = rows
+            .iter()
+            .filter(|c| c.result.status == Status::Pass)
+            .count();
         out.push_str(&format!(
             "\n{} ({passed}/{applicable})\n",
             section_title(section).bold()
