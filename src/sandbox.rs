@@ -280,6 +280,17 @@ impl Sandbox {
             c.env("HOME", self.dir_path());
         }
         c.env_remove("PGDATA");
+        // Relocatable builds (e.g. from npm) keep their libraries beside bin/.
+        let lib = self.bindir.join("../lib");
+        if lib.join("libpq.so.5").exists() {
+            let mut paths = vec![lib];
+            if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+                paths.extend(std::env::split_paths(&old));
+            }
+            if let Ok(joined) = std::env::join_paths(paths) {
+                c.env("LD_LIBRARY_PATH", joined);
+            }
+        }
         c
     }
 
