@@ -359,8 +359,7 @@ pub async fn audit(
         clients.push(c);
     }
 
-    let queue: WorkQueue =
-        Arc::new(Mutex::new(runnable.iter().cloned().enumerate().collect()));
+    let queue: WorkQueue = Arc::new(Mutex::new(runnable.iter().cloned().enumerate().collect()));
     let progress = Progress::new(
         opts.progress && std::io::stderr().is_terminal(),
         runnable.len(),
