@@ -177,7 +177,13 @@ fn parse_output(spec: &str) -> Result<(Format, PathBuf), Failure> {
 }
 
 async fn audit(args: AuditArgs) -> Result<u8, Failure> {
-    let (catalog, config) = load_catalog(&args.catalog)?;
+    let (catalog, mut config) = load_catalog(&args.catalog)?;
+    if let Some(pct) = args.sample {
+        if !(pct > 0.0 && pct <= 100.0) {
+            return Err(Failure::msg(EXIT_INPUT, format!("--sample {pct} is not a percentage"), "use a number above 0 and at most 100, e.g. --sample 10"));
+        }
+        config.config.audit.sample_percent = Some(pct);
+    }
     let fail_on = FailOn::parse(&args.fail_on).ok_or_else(|| {
         Failure::msg(
             EXIT_INPUT,

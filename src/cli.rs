@@ -176,6 +176,10 @@ pub struct AuditArgs {
     #[arg(long)]
     pub deep: bool,
 
+    /// With --deep: read only this percentage of large tables (TABLESAMPLE SYSTEM), e.g. --sample 10
+    #[arg(long, value_name = "PCT", requires = "deep")]
+    pub sample: Option<f64>,
+
     /// Also run the isolation probes as the app roles (writes only inside rolled-back transactions)
     #[arg(long)]
     pub probe: bool,
