@@ -1,8 +1,10 @@
 -- Row level security policies judged on what they do, not on their text alone.
 -- Each USING / WITH CHECK expression, as PostgreSQL deparses it (pg_get_expr), is
 -- reduced innermost parentheses first to three properties:
---   bind   T tenant-bound: compares the tenant column (=, IN, = ANY) with
---            current_setting(tenancy.setting) or a value derived only from it;
+--   bind   T tenant-bound: compares the tenant column (=, IN, = ANY, IS NOT
+--            DISTINCT FROM) with
+--            current_setting(tenancy.setting) or a value derived only from it
+--            (D, internally: the IS DISTINCT FROM form, tenant-bound once negated);
 --          S derived only from the tenant setting (a test of the setting itself);
 --          C derived only from the tenant column; K constant (`true`);
 --          U anything else: other columns, other settings, current_user, sub-selects
@@ -16,12 +18,14 @@
 --          keeps NULL and fails closed.
 --   wrap   1 when a setting is read outside a scalar sub-select `( SELECT …)`, so it
 --          is evaluated per row rather than once per statement (an initplan).
--- SQL and PL/pgSQL functions the policy calls (pg_depend) are read too: a helper
--- passed the tenant column is tenant-bound when its body reads
--- current_setting(<tenancy.setting>) and uses that argument ($n or its name); a
--- helper that reads the setting and is passed no column yields the tenant (S);
--- any other helper is U. Helper bodies are matched with regexes for fallbacks
--- (COALESCE to a column or true, NOT coalesce(…, 'false'), OR … IS NULL / = '').
+-- SQL and PL/pgSQL functions the policy calls (pg_depend) are read too, with the
+-- functions their bodies call by name, three levels deep (current_user_id() ->
+-- current_session_id() -> current_setting): a helper passed the tenant column is
+-- tenant-bound when it (or what it calls) reads current_setting(<tenancy.setting>)
+-- and its body uses that argument ($n or its name); a helper that reads the
+-- setting and is passed no column yields the tenant (S); any other helper is U.
+-- The bodies are matched with regexes for fallbacks (COALESCE to a column or
+-- true, NOT coalesce(…, 'false'), OR … IS NULL / = '').
 -- Columns: those of policies, plus tenant_column, is_tenant, applies_to_app (the
 -- policy's roles include PUBLIC or a role some app role is a member of; with no
 -- roles.app, every policy except those only for roles.service), reads_setting,
@@ -44,23 +48,66 @@ pa_policy as (
     join pg_class c on c.oid = p.table_oid
     left join tenant_tables tt on tt.oid = p.table_oid
 ),
+pa_fn as (
+    -- SQL and PL/pgSQL functions outside the system schemas, with their body
+    -- (for a SQL-standard BEGIN ATOMIC body, prosrc is empty: use its definition)
+    select pr.oid, pn.nspname::text as fn_schema, pr.proname::text as fn_name, pr.pronargs::int as nargs,
+           pr.proargnames, pr.proargmodes,
+           case when coalesce(pr.prosrc, '') ~ '\S' then pr.prosrc else pg_get_functiondef(pr.oid) end as body
+    from pg_proc pr
+    join pg_namespace pn on pn.oid = pr.pronamespace
+    join pg_language l on l.oid = pr.prolang
+    where l.lanname in ('sql', 'plpgsql')
+      and pr.prokind in ('f', 'p')
+      and pn.nspname not in ('pg_catalog', 'information_schema')
+),
+pa_called as (
+    -- the functions each policy calls (recorded in pg_depend)
+    select distinct d.objid as policy_oid, d.refobjid as fn_oid
+    from pg_depend d
+    join pa_fn f on f.oid = d.refobjid
+    where d.classid = 'pg_policy'::regclass
+      and d.refclassid = 'pg_proc'::regclass
+      and d.objid in (select policy_oid from pa_policy)
+),
+pa_reach(root_oid, fn_oid, depth) as (
+    -- what a called function calls in turn, by name (bodies are not in pg_depend),
+    -- up to three levels: current_user_id() -> current_session_id() -> current_setting
+    select distinct fn_oid, fn_oid, 0 from pa_called
+    union
+    select r.root_oid, f2.oid, r.depth + 1
+    from pa_reach r
+    join pa_fn f1 on f1.oid = r.fn_oid
+    join pa_fn f2 on f2.oid <> f1.oid
+                 and strpos(lower(f1.body), lower(f2.fn_name)) > 0
+                 and f1.body ~* ('(?<![\w$])' || regexp_replace(f2.fn_name, '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
+                                 || '"?\s*\(')
+    where r.depth < 3
+),
+pa_reach_body as (
+    select r.root_oid,
+           string_agg(f.body, E'\n' order by r.depth, f.oid) as bodies
+    from (select distinct root_oid, fn_oid, min(depth) over (partition by root_oid, fn_oid) as depth from pa_reach) r
+    join pa_fn f on f.oid = r.fn_oid
+    group by r.root_oid
+),
 pa_helper as (
-    select distinct on (d.objid, pr.oid)
-           d.objid as policy_oid,
-           pn.nspname::text as fn_schema,
-           pr.proname::text as fn_name,
-           pr.pronargs::int as nargs,
-           pr.prosrc ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''') as reads_s,
-           pr.prosrc ~* 'current_setting\s*\(' as reads_any,
+    select c.policy_oid,
+           f.fn_schema,
+           f.fn_name,
+           f.nargs,
+           rb.bodies as bodies,
+           rb.bodies ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''') as reads_s,
+           rb.bodies ~* 'current_setting\s*\(' as reads_any,
            array(select k::int
-                 from generate_series(1, pr.pronargs) k
-                 where pr.prosrc ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''')
-                   and (pr.prosrc ~ ('\$' || k || '(?![0-9])')
+                 from generate_series(1, f.nargs) k
+                 where rb.bodies ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''')
+                   and (f.body ~ ('\$' || k || '(?![0-9])')
                         or coalesce(an.names[k], '') <> ''
-                           and pr.prosrc ~* ('(?<![\w.$])'
-                                             || regexp_replace(an.names[k], '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
-                                             || '(?![\w$])'))) as bound_params,
-           pr.prosrc ~* any (array[
+                           and f.body ~* ('(?<![\w.$])'
+                                          || regexp_replace(an.names[k], '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
+                                          || '(?![\w$])'))) as bound_params,
+           rb.bodies ~* any (array[
                -- COALESCE(setting, <column, parameter or other identifier>)
                'coalesce\s*\(\s*(nullif\s*\(\s*)?\(?\s*current_setting\s*\([^)]*\)\s*\)?(\s*::\s*\w+)?(\s*,\s*''''\s*\))?(\s*::\s*\w+)?\s*,\s*(?!(true|false|null)\M)(\$[0-9]|[a-z_])',
                -- COALESCE(setting, true) used as the condition
@@ -73,21 +120,15 @@ pa_helper as (
                '\mor\s+[(\s]*(nullif\s*\(\s*)?current_setting\s*\([^)]*\)[^()]{0,40}?\)?\s*(is\s+null|=\s*'''')',
                'current_setting\s*\([^)]*\)[^()]{0,40}?\)?\s*(is\s+null|=\s*'''')\s*\)?\s*or\M'
            ]) as body_open
-    from pg_depend d
-    join pa_policy pp on pp.policy_oid = d.objid
-    join pg_proc pr on pr.oid = d.refobjid
-    join pg_namespace pn on pn.oid = pr.pronamespace
-    join pg_language l on l.oid = pr.prolang
+    from pa_called c
+    join pa_policy pp on pp.policy_oid = c.policy_oid
+    join pa_fn f on f.oid = c.fn_oid
+    join pa_reach_body rb on rb.root_oid = c.fn_oid
     cross join lateral (
         select array_agg(x.name order by x.ord) as names
-        from unnest(pr.proargnames, pr.proargmodes::text[]) with ordinality x(name, mode, ord)
+        from unnest(f.proargnames, f.proargmodes::text[]) with ordinality x(name, mode, ord)
         where coalesce(x.mode, 'i') in ('i', 'b', 'v')
     ) an
-    where d.classid = 'pg_policy'::regclass
-      and d.refclassid = 'pg_proc'::regclass
-      and l.lanname in ('sql', 'plpgsql')
-      and pn.nspname not in ('pg_catalog', 'information_schema')
-    order by d.objid, pr.oid
 ),
 pa_expr as (
     select pp.policy_oid, w.which, w.expr,
@@ -104,6 +145,10 @@ pa_expr as (
                    '(pg_catalog\.)?current_setting\(''([^'']|'''')*''::text(, (true|false))?\)', '{Un1}', 'g') as ts
     ) s
     where w.expr is not null
+      -- always true, but estimated at 0.5%: it keeps the estimated cost of the
+      -- recursion below jit_above_cost (JIT compilation would cost several times
+      -- what the whole query does)
+      and left(pp.object, length(pp.table_object)) = pp.table_object
 ),
 pa_prep as (
     -- 2. string literals become constant tokens (truthy, falsy, empty, other);
@@ -204,6 +249,8 @@ pa_reduce as (
             cross join lateral (
                 select v.side,
                        case when wc.nwords > 0 or 'U' = any(tks.binds) then 'U'
+                            when tks.binds = array['D'] then 'D'
+                            when 'D' = any(tks.binds) then 'U'
                             when 'T' = any(tks.binds) then case when tks.binds <@ array['T', 'K'] then 'T' else 'U' end
                             when 'S' = any(tks.binds) and 'C' = any(tks.binds) then 'U'
                             when 'S' = any(tks.binds) then 'S'
@@ -238,8 +285,11 @@ pa_reduce as (
             select case when o.op is null then si.wb
                         when o.op in ('=', '= ANY', '= SOME', 'IN', 'IS NOT DISTINCT FROM')
                              and (si.lb = 'C' and si.rb = 'S' or si.lb = 'S' and si.rb = 'C') then 'T'
-                        when o.rhs is null then case when si.lb = 'T' then 'U' else si.lb end
-                        when 'U' in (si.lb, si.rb) or 'T' in (si.lb, si.rb) then 'U'
+                        -- NOT (tenant_id IS DISTINCT FROM setting) is how IS NOT DISTINCT FROM deparses
+                        when o.op = 'IS DISTINCT FROM'
+                             and (si.lb = 'C' and si.rb = 'S' or si.lb = 'S' and si.rb = 'C') then 'D'
+                        when o.rhs is null then case when si.lb in ('T', 'D') then 'U' else si.lb end
+                        when 'U' in (si.lb, si.rb) or 'T' in (si.lb, si.rb) or 'D' in (si.lb, si.rb) then 'U'
                         when si.lb = 'K' then si.rb
                         when si.rb = 'K' then si.lb
                         when si.lb = si.rb then si.lb
@@ -277,7 +327,9 @@ pa_reduce as (
                         else '?' end as kind
         ) cmp
         cross join lateral (
-            select case when n.neg and cmp.bind = 'T' then 'U' else cmp.bind end as bind,
+            select case when n.neg and cmp.bind = 'D' then 'T'
+                        when n.neg and cmp.bind = 'T' then 'U'
+                        else cmp.bind end as bind,
                    case when not n.neg then cmp.kind
                         else case cmp.kind when '1' then '0' when 't' then '0' when '0' then '1' when 'f' then '1'
                                            when 'z' then 'z' when 'n' then 'z' when 'e' then 'z' else '?' end
@@ -298,16 +350,16 @@ pa_reduce as (
                    when a.shape = 'F' and h.fn_name is not null then
                        case when exists (select 1 from unnest(parts.binds) with ordinality b(bind, k)
                                          where b.bind = 'C' and b.k = any(h.bound_params)) then 'T'
-                            when h.reads_s and not (parts.binds && array['C', 'U', 'T']) then 'S'
+                            when h.reads_s and not (parts.binds && array['C', 'U', 'T', 'D']) then 'S'
                             else 'U' end
                    when a.shape = 'F' and upper(a.p) = 'COALESCE' then
-                       case when parts.binds && array['U', 'T'] then 'U'
+                       case when parts.binds && array['U', 'T', 'D'] then 'U'
                             when 'S' = any(parts.binds) then 'S'
                             when 'C' = any(parts.binds) then 'C'
                             else 'K' end
                    when a.shape = 'F' and cardinality(parts.binds) = 0 then 'U'
                    when a.shape = 'F' then
-                       case when parts.binds && array['U', 'T'] then 'U'
+                       case when parts.binds && array['U', 'T', 'D'] then 'U'
                             when 'S' = any(parts.binds) and 'C' = any(parts.binds) then 'U'
                             when 'S' = any(parts.binds) then 'S'
                             when 'C' = any(parts.binds) then 'C'
@@ -407,7 +459,7 @@ pa_reduce as (
 pa_result as (
     -- the last step leaves one token (possibly still in its outer parentheses)
     select policy_oid, which,
-           case when tok is not null then substr(tok, 2, 1) else 'U' end as bind,
+           case when tok is not null and substr(tok, 2, 1) <> 'D' then substr(tok, 2, 1) else 'U' end as bind,
            case when tok is not null
                 then case substr(tok, 3, 1) when 't' then '1' when 'f' then '0' when 'n' then 'z' when 'e' then 'z'
                                             when '1' then '1' when '0' then '0' when 'z' then 'z' else '?' end
@@ -416,7 +468,7 @@ pa_result as (
     from (
         select distinct on (policy_oid, which)
                policy_oid, which,
-               case when t ~ '^\s*\(*\{[TSCUK].[01]\}\)*\s*$' then substring(t from '\{[TSCUK].[01]\}') end as tok
+               case when t ~ '^\s*\(*\{[TSCUKD].[01]\}\)*\s*$' then substring(t from '\{[TSCUKD].[01]\}') end as tok
         from pa_reduce
         order by policy_oid, which, step desc
     ) last
@@ -438,7 +490,8 @@ select pp.policy_oid, pp.table_oid, pp.table_object, pp.object, pp.policy_name, 
            or exists (select 1 from pa_helper h where h.policy_oid = pp.policy_oid and h.reads_any) as reads_setting,
        array(select distinct m[1]
              from regexp_matches(coalesce(pp.using_expr, '') || ' ' || coalesce(pp.check_expr, '') || ' '
-                                 || pp.called_bodies,
+                                 || coalesce((select string_agg(h.bodies, E'\n') from pa_helper h
+                                              where h.policy_oid = pp.policy_oid), ''),
                                  'current_setting\s*\(\s*''([^'']+)''', 'gi') m
              order by 1) as settings_read,
        array(select h.fn_schema || '.' || h.fn_name from pa_helper h
