@@ -2,15 +2,16 @@
 -- Each USING / WITH CHECK expression, as PostgreSQL deparses it (pg_get_expr), is
 -- reduced innermost parentheses first to three properties:
 --   bind   T tenant-bound: compares the tenant column (=, IN, = ANY, IS NOT
---            DISTINCT FROM) with
---            current_setting(tenancy.setting) or a value derived only from it
---            (D, internally: the IS DISTINCT FROM form, tenant-bound once negated);
+--            DISTINCT FROM) with current_setting(tenancy.setting) or with a value
+--            derived only from it (nullif, casts, a scalar sub-select, a helper);
 --          S derived only from the tenant setting (a test of the setting itself);
 --          C derived only from the tenant column; K constant (`true`);
 --          U anything else: other columns, other settings, current_user, sub-selects
---            over other tables, unknown functions.
+--            over other tables, unknown functions (D, internally: `tenant IS
+--            DISTINCT FROM setting`, which is T once negated).
 --          OR is T when every branch is T or S (at least one T): any other branch
---          widens access; AND is T when one branch is T; NOT and CASE are never T.
+--          widens access; AND is T when one branch is T; CASE when every THEN and
+--          ELSE is T or false; NOT is never T.
 --   unset  what the expression gives with every setting unset (NULL, or '' once a
 --          transaction-local SET ended): 1 true (fails open: COALESCE to the column
 --          or to a value that makes the test true, `OR … IS NULL`, `OR … = ''`,
