@@ -180,7 +180,11 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
     let (catalog, mut config) = load_catalog(&args.catalog)?;
     if let Some(pct) = args.sample {
         if !(pct > 0.0 && pct <= 100.0) {
-            return Err(Failure::msg(EXIT_INPUT, format!("--sample {pct} is not a percentage"), "use a number above 0 and at most 100, e.g. --sample 10"));
+            return Err(Failure::msg(
+                EXIT_INPUT,
+                format!("--sample {pct} is not a percentage"),
+                "use a number above 0 and at most 100, e.g. --sample 10",
+            ));
         }
         config.config.audit.sample_percent = Some(pct);
     }
@@ -342,7 +346,8 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
                     (sb.options("postgres"), Some(sb))
                 }
             };
-            let outcomes = crate::checktest::run_cases(&admin, &catalog, &only, jobs).await?;
+            let outcomes =
+                crate::checktest::run_cases(&admin, &catalog, &only, jobs, false).await?;
             let (mut passed, mut failed, mut skipped) = (0, 0, 0);
             let mut text = String::new();
             for o in &outcomes {

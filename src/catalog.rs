@@ -97,6 +97,10 @@ struct RawTest {
     config: Option<toml::Table>,
     #[serde(default)]
     min_server_version: Option<i32>,
+    #[serde(default)]
+    preloaded: Vec<String>,
+    #[serde(default)]
+    not_preloaded: Vec<String>,
 }
 
 /// One `[[test]]` case of a check.
@@ -110,6 +114,10 @@ pub struct TestCase {
     /// Configuration for this case, written as in `pg-integrity.toml`.
     pub config: Option<String>,
     pub min_server_version: Option<i32>,
+    /// Libraries that must be in shared_preload_libraries (else the case is skipped).
+    pub preloaded: Vec<String>,
+    /// Libraries that must not be preloaded (for "installed but not loaded" cases).
+    pub not_preloaded: Vec<String>,
 }
 
 /// A check, validated.
@@ -690,6 +698,8 @@ fn parse_check(
             failing: t.failing,
             config,
             min_server_version: t.min_server_version,
+            preloaded: t.preloaded,
+            not_preloaded: t.not_preloaded,
         });
     }
     if !manual && kind.is_some() {

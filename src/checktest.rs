@@ -46,6 +46,7 @@ pub async fn run_cases(
     catalog: &Catalog,
     only: &[String],
     jobs: usize,
+    preload_only: bool,
 ) -> Result<Vec<CaseOutcome>, ConnectionError> {
     // Fail early and clearly if the server is unreachable.
     drop(connect(admin).await?);
@@ -57,6 +58,9 @@ pub async fn run_cases(
             continue;
         }
         for case in &check.tests {
+            if preload_only && case.preloaded.is_empty() {
+                continue;
+            }
             let item = (Arc::new(check.clone()), case.clone());
             if touches_roles(&case.setup) {
                 serial.push(item);
@@ -119,6 +123,29 @@ async fn run_case_inner(
         if version < min {
             return Ok(Some(format!("needs server_version_num >= {min}")));
         }
+    }
+    let preload: String = admin
+        .query_one("select current_setting('shared_preload_libraries')", &[])
+        .await
+        .map_err(|e| db_message(&e))?
+        .get(0);
+    let loaded: Vec<&str> = preload
+        .split(',')
+        .map(|l| l.trim().trim_matches('"'))
+        .collect();
+    if let Some(lib) = case
+        .preloaded
+        .iter()
+        .find(|l| !loaded.contains(&l.as_str()))
+    {
+        return Ok(Some(format!("needs {lib} in shared_preload_libraries")));
+    }
+    if let Some(lib) = case
+        .not_preloaded
+        .iter()
+        .find(|l| loaded.contains(&l.as_str()))
+    {
+        return Ok(Some(format!("needs a server without {lib} preloaded")));
     }
     let config = match &case.config {
         Some(text) => LoadedConfig::parse("test config", text).map_err(|e| e.summary)?,
@@ -188,7 +215,7 @@ async fn in_database(
         contract(&client, catalog, check).await?;
     }
     client
-        .batch_execute("begin isolation level repeatable read, read only; set local statement_timeout = 30000; set local lock_timeout = 1000")
+        .batch_execute("begin isolation level repeatable read, read only; set local jit = off; set local statement_timeout = 30000; set local lock_timeout = 1000")
         .await
         .map_err(|e| db_message(&e))?;
     let result = run_check(&client, catalog, check, config, &server, Some(&opts)).await;
@@ -250,7 +277,10 @@ async fn contract(
         .iter()
         .map(|c| (c.name().to_string(), c.type_().name().to_string()))
         .collect();
-    if matches!(check.kind, crate::model::Kind::Data | crate::model::Kind::Probe) {
+    if matches!(
+        check.kind,
+        crate::model::Kind::Data | crate::model::Kind::Probe
+    ) {
         let has = |n: &str| cols.iter().any(|(c, _)| c == n);
         return if has("object") && has("query") {
             Ok(())

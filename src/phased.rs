@@ -42,8 +42,11 @@ fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
         if let Some(reason) = col::<String>(r, "skip_reason") {
             return Err(Ok(reason));
         }
-        let (Some(object), Some(query)) = (col::<String>(r, "object"), col::<String>(r, "query")) else {
-            return Err(Err("a data or probe check's plan must return object and query columns".into()));
+        let (Some(object), Some(query)) = (col::<String>(r, "object"), col::<String>(r, "query"))
+        else {
+            return Err(Err(
+                "a data or probe check's plan must return object and query columns".into(),
+            ));
         };
         steps.push(Step {
             object,
@@ -62,12 +65,20 @@ fn skipped(reason: String) -> Vec<Row3> {
 }
 
 fn outcome(object: &str, rows: &[Row]) -> Result<Row3, String> {
-    let r = rows
-        .first()
-        .ok_or_else(|| format!("{object}: the query returned no row (it must return ok, evidence)"))?;
-    let ok: Option<bool> = r.try_get(0).map_err(|e| format!("{object}: column ok: {e}"))?;
-    let evidence: Option<String> = r.try_get(1).map_err(|e| format!("{object}: column evidence: {e}"))?;
-    Ok((object.to_string(), Some(ok.unwrap_or(false)), evidence.unwrap_or_default()))
+    let r = rows.first().ok_or_else(|| {
+        format!("{object}: the query returned no row (it must return ok, evidence)")
+    })?;
+    let ok: Option<bool> = r
+        .try_get(0)
+        .map_err(|e| format!("{object}: column ok: {e}"))?;
+    let evidence: Option<String> = r
+        .try_get(1)
+        .map_err(|e| format!("{object}: column evidence: {e}"))?;
+    Ok((
+        object.to_string(),
+        Some(ok.unwrap_or(false)),
+        evidence.unwrap_or_default(),
+    ))
 }
 
 fn bind(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {
@@ -121,7 +132,10 @@ pub async fn run_probes(
             .map_err(|e| db_message(&e))?;
         let result = probe_one(&client, &step).await;
         // Whatever happened, nothing a probe did survives.
-        client.batch_execute("rollback").await.map_err(|e| db_message(&e))?;
+        client
+            .batch_execute("rollback")
+            .await
+            .map_err(|e| db_message(&e))?;
         out.push(result?);
     }
     Ok(out)
@@ -133,7 +147,13 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
         client
             .query("select set_config('role', $1, true)", &[role])
             .await
-            .map_err(|e| format!("{}: cannot become role {role}: {}", step.object, db_message(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "{}: cannot become role {role}: {}",
+                    step.object,
+                    db_message(&e)
+                )
+            })?;
     }
     if let Some(setup) = &step.setup {
         let n = count_params(setup);
@@ -143,12 +163,19 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
             .map_err(|e| format!("{}: setup failed: {}", step.object, db_message(&e)))?;
     }
     let n = count_params(&step.query);
-    match client.query(step.query.as_str(), &args[..n.min(args.len())]).await {
+    match client
+        .query(step.query.as_str(), &args[..n.min(args.len())])
+        .await
+    {
         Ok(rows) => outcome(&step.object, &rows),
         Err(e) if step.refusal_ok && e.as_db_error().is_some() => Ok((
             step.object.clone(),
             Some(true),
-            format!("refused: {}", e.as_db_error().map_or(String::new(), |d| d.message().to_string())),
+            format!(
+                "refused: {}",
+                e.as_db_error()
+                    .map_or(String::new(), |d| d.message().to_string())
+            ),
         )),
         Err(e) => Err(format!("{}: {}", step.object, db_message(&e))),
     }
@@ -182,7 +209,10 @@ fn count_params(sql: &str) -> usize {
 mod tests {
     #[test]
     fn counts_positional_parameters() {
-        assert_eq!(super::count_params("select $1::uuid, $3 from t where x = $2"), 3);
+        assert_eq!(
+            super::count_params("select $1::uuid, $3 from t where x = $2"),
+            3
+        );
         assert_eq!(super::count_params("select 1"), 0);
         assert_eq!(super::count_params("select $tag$ x $tag$"), 0);
     }

@@ -141,8 +141,9 @@ async fn begin_read_only(
         debug_assert!(s.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
         sql.push_str(&format!("set transaction snapshot '{s}';\n"));
     }
+    // JIT compiles large catalog queries for seconds to save milliseconds: off.
     sql.push_str(&format!(
-        "set local statement_timeout = {};\nset local lock_timeout = {};",
+        "set local jit = off;\nset local statement_timeout = {};\nset local lock_timeout = {};",
         audit.statement_timeout_ms, audit.lock_timeout_ms
     ));
     client.batch_execute(&sql).await
@@ -400,7 +401,15 @@ pub async fn audit(
                 progress.start(&check.id);
                 out.push((
                     i,
-                    run_check(&client, &catalog, &check, &config, &server, Some(&probe_target)).await,
+                    run_check(
+                        &client,
+                        &catalog,
+                        &check,
+                        &config,
+                        &server,
+                        Some(&probe_target),
+                    )
+                    .await,
                 ));
             }
             let _ = client.batch_execute("rollback").await;

@@ -9,9 +9,34 @@ use pg_integrity::checktest::run_cases;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_check_case_passes() {
     let catalog = Catalog::load(&[] as &[&str]).expect("built-in checks are valid");
-    let outcomes = run_cases(&support::server().admin, &catalog, &[], 4)
+    let outcomes = run_cases(&support::server().admin, &catalog, &[], 4, false)
         .await
         .expect("test server reachable");
+    assert_no_failures(&outcomes);
+}
+
+/// Cases that need pg_stat_statements loaded run on a server started with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cases_needing_pg_stat_statements_pass_with_it_preloaded() {
+    let catalog = Catalog::load(&[] as &[&str]).unwrap();
+    let sandbox = tokio::task::spawn_blocking(|| {
+        pg_integrity::sandbox::Sandbox::start(&["shared_preload_libraries = 'pg_stat_statements'"])
+    })
+    .await
+    .unwrap()
+    .expect("a throwaway server with pg_stat_statements");
+    let outcomes = run_cases(&sandbox.options("postgres"), &catalog, &[], 2, true)
+        .await
+        .unwrap();
+    assert!(
+        outcomes.iter().any(|o| o.skipped.is_none()),
+        "some preload cases ran"
+    );
+    assert_no_failures(&outcomes);
+    drop(sandbox);
+}
+
+fn assert_no_failures(outcomes: &[pg_integrity::checktest::CaseOutcome]) {
     let failures: Vec<String> = outcomes
         .iter()
         .filter_map(|o| {

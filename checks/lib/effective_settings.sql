@@ -48,7 +48,14 @@ left join lateral (
         cross join unnest(d.setconfig) as cfg
         where d.setrole = 0 and cfg like s.setting || '=%'
         union all
-        select ps.reset_val || coalesce(ps.unit, ''), 4, 'server (postgresql.conf or default)'
+        -- reset_val is this session's value at login: it includes the auditing
+        -- role's own role-level settings, so then fall back to the built-in default.
+        select case when exists (select 1 from pg_db_role_setting d
+                                 cross join unnest(d.setconfig) as cfg
+                                 where d.setrole = (select oid from pg_roles where rolname = current_user)
+                                   and cfg like s.setting || '=%')
+                    then ps.boot_val else ps.reset_val end || coalesce(ps.unit, ''),
+               4, 'server (postgresql.conf or default)'
         from pg_settings ps
         where ps.name = s.setting
     ) levels
