@@ -330,7 +330,11 @@ fn audit_no_key(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gate {
     let schema = dir.join("schema.sql");
     std::fs::write(&schema, NO_KEY).unwrap();
     let mut cmd = cli();
-    cmd.args(["audit", "--only", "schema.primary_keys", "--schema"])
+    cmd.arg("audit");
+    if !extra.contains(&"--only") {
+        cmd.args(["--only", "schema.primary_keys"]);
+    }
+    cmd.arg("--schema")
         .arg(&schema)
         .args(extra)
         .current_dir(dir)
@@ -419,15 +423,44 @@ fn a_waiver_passes_the_gate_until_it_expires() {
         "external"
     );
 
+    // Expired: void, reported, and the finding fails the gate again. (A manual
+    // check rides along, to show how Markdown lists it.)
     waiver(dir.path(), "2020-01-31");
-    let expired = audit_no_key(dir.path(), &["--format", "markdown", "--config"], &[]);
-    assert_eq!(expired.code, Some(1), "stderr: {}", expired.stderr);
-    assert!(
-        expired.stdout.contains("expired on 2020-01-31"),
-        "{}",
-        expired.stdout
+    let checks = dir.path().join("checks");
+    std::fs::create_dir(&checks).unwrap();
+    std::fs::write(
+        checks.join("schema.review_retention.toml"),
+        "id = \"schema.review_retention\"\nsection = \"schema\"\n\
+         title = \"Retention | archiving\"\nseverity = \"low\"\nkind = \"manual\"\n\
+         description = \"d\"\nguidance = \"Check that old rows are archived.\"\n",
+    )
+    .unwrap();
+    let expired = audit_no_key(
+        dir.path(),
+        &[
+            "--format",
+            "markdown",
+            "--checks",
+            "checks",
+            "--only",
+            "schema.primary_keys,schema.review_retention",
+            "--config",
+        ],
+        &[],
     );
-    assert!(expired.stdout.contains("**Gate:** FAIL"));
+    assert_eq!(expired.code, Some(1), "stderr: {}", expired.stderr);
+    let md = &expired.stdout;
+    assert!(md.contains("expired on 2020-01-31"), "{md}");
+    assert!(md.contains("**Gate:** FAIL"), "{md}");
+    assert!(md.contains("## Migration/Schema (0/1)"), "{md}");
+    assert!(
+        md.contains("- [ ] Retention | archiving (`schema.review_retention`) — Check that old rows are archived."),
+        "{md}"
+    );
+    assert!(
+        md.contains("| PARTIAL | 1/2 ok; `public.audit_log`"),
+        "{md}"
+    );
 }
 
 #[test]
