@@ -38,7 +38,7 @@ impl Failure {
             report: e.into(),
         }
     }
-    fn msg(code: u8, msg: String, help: &str) -> Self {
+    pub fn msg(code: u8, msg: String, help: &str) -> Self {
         Failure {
             code,
             report: miette::miette!(help = help.to_string(), "{msg}"),
@@ -78,10 +78,12 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Audit(args) => audit(*args).await,
         Command::Checks(cmd) => checks(cmd).await,
+        Command::Migrate(cmd) => crate::migrate_cmd::run(cmd).await,
+        Command::Demo => crate::migrate_cmd::demo().await,
     }
 }
 
-fn load_catalog(args: &CatalogArgs) -> Result<(Catalog, LoadedConfig), Failure> {
+pub fn load_catalog(args: &CatalogArgs) -> Result<(Catalog, LoadedConfig), Failure> {
     let catalog = Catalog::load(&args.checks_dirs).map_err(Failure::input)?;
     let config = LoadedConfig::load(args.config.as_deref()).map_err(Failure::input)?;
     config.check_ids(&catalog.ids()).map_err(Failure::input)?;
@@ -175,7 +177,13 @@ fn parse_output(spec: &str) -> Result<(Format, PathBuf), Failure> {
 }
 
 async fn audit(args: AuditArgs) -> Result<u8, Failure> {
-    let (catalog, config) = load_catalog(&args.catalog)?;
+    let (catalog, mut config) = load_catalog(&args.catalog)?;
+    if let Some(pct) = args.sample {
+        if !(pct > 0.0 && pct <= 100.0) {
+            return Err(Failure::msg(EXIT_INPUT, format!("--sample {pct} is not a percentage"), "use a number above 0 and at most 100, e.g. --sample 10"));
+        }
+        config.config.audit.sample_percent = Some(pct);
+    }
     let fail_on = FailOn::parse(&args.fail_on).ok_or_else(|| {
         Failure::msg(
             EXIT_INPUT,

@@ -771,7 +771,12 @@ expect = "fail"
         assert!(c
             .sql
             .starts_with("with recursive params as (select $1::text[] as schemas)"));
-        assert!(c.sql.contains(",\n    t as (select 1)"), "{}", c.sql);
+        assert!(
+            c.sql
+                .contains("(select $1::text[] as schemas),\n     t as (select 1)"),
+            "{}",
+            c.sql
+        );
         assert_eq!(c.params, vec!["schemas"]);
         // error positions map back into the file
         let pos = c.check_char_offset + 5 + 1; // the `t` of `t as`

@@ -191,7 +191,7 @@ async fn in_database(
         .batch_execute("begin isolation level repeatable read, read only; set local statement_timeout = 30000; set local lock_timeout = 1000")
         .await
         .map_err(|e| db_message(&e))?;
-    let result = run_check(&client, catalog, check, config, &server).await;
+    let result = run_check(&client, catalog, check, config, &server, Some(&opts)).await;
     let _ = client.batch_execute("rollback").await;
     let findings: Vec<String> = result.findings().map(|o| o.object.clone()).collect();
     let describe = || {
@@ -250,6 +250,14 @@ async fn contract(
         .iter()
         .map(|c| (c.name().to_string(), c.type_().name().to_string()))
         .collect();
+    if matches!(check.kind, crate::model::Kind::Data | crate::model::Kind::Probe) {
+        let has = |n: &str| cols.iter().any(|(c, _)| c == n);
+        return if has("object") && has("query") {
+            Ok(())
+        } else {
+            Err(format!("a data or probe check's plan must return object and query columns; it returns {cols:?}"))
+        };
+    }
     let want = [("object", "text"), ("ok", "bool"), ("evidence", "text")];
     let ok = cols.len() == 3
         && cols

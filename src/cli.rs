@@ -41,6 +41,83 @@ pub enum Command {
     /// List, show, validate and test check definitions
     #[command(subcommand)]
     Checks(ChecksCommand),
+    /// Inspect and apply the remediation migrations (compiled in), safely on a live database
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Throwaway server with the ticket-service fixture: audit, migrate, audit again, compare
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Applied, pending, divergent (name or checksum changed) and missing migrations. Never writes
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output format: table or json
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        #[command(flatten)]
+        source: MigrationSource,
+    },
+    /// Pending migrations with their SQL. Changes nothing
+    Plan {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Stop at this version
+        #[arg(long, value_name = "VERSION")]
+        target_version: Option<u32>,
+        #[command(flatten)]
+        source: MigrationSource,
+    },
+    /// Apply pending migrations: advisory lock, preflight data checks, lock_timeout with
+    /// retries, one transaction per migration; then audit again and show the score change
+    ///
+    /// Example: pg-integrity migrate apply --database-url postgres://admin@db/tickets
+    Apply(Box<ApplyArgs>),
+    /// Exit 1 when the applied history and the embedded migrations disagree
+    Verify {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        source: MigrationSource,
+    },
+}
+
+/// Where migrations come from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MigrationSource {
+    /// Use the V{n}__name.sql files of this directory instead of the built-in remediation migrations
+    #[arg(long = "from", value_name = "DIR")]
+    pub from: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    #[command(flatten)]
+    pub source: MigrationSource,
+    /// Apply up to and including this version
+    #[arg(long = "target", value_name = "VERSION")]
+    pub target_version: Option<u32>,
+    /// Show what would be applied, with its SQL, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds to wait for another migrator's advisory lock before giving up
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub lock_wait: u64,
+    /// lock_timeout of each migration statement, in milliseconds
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub lock_timeout: u64,
+    /// Retries (with backoff) when a lock is not granted in time (SQLSTATE 55P03)
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Do not audit before and after
+    #[arg(long)]
+    pub no_audit: bool,
 }
 
 /// Which database to work on: a connection, or a throwaway server built from files.
@@ -98,6 +175,10 @@ pub struct AuditArgs {
     /// Also run the data checks (orphans, NULLs, duplicates...): reads table data
     #[arg(long)]
     pub deep: bool,
+
+    /// With --deep: read only this percentage of large tables (TABLESAMPLE SYSTEM), e.g. --sample 10
+    #[arg(long, value_name = "PCT", requires = "deep")]
+    pub sample: Option<f64>,
 
     /// Also run the isolation probes as the app roles (writes only inside rolled-back transactions)
     #[arg(long)]

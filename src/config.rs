@@ -146,6 +146,8 @@ pub struct AuditConfig {
     pub statement_timeout_ms: u64,
     /// lock_timeout of every audit statement, in milliseconds.
     pub lock_timeout_ms: u64,
+    /// Data checks read this percentage of large tables (TABLESAMPLE SYSTEM); none: all rows.
+    pub sample_percent: Option<f64>,
 }
 
 impl Default for AuditConfig {
@@ -153,6 +155,7 @@ impl Default for AuditConfig {
         AuditConfig {
             statement_timeout_ms: 30_000,
             lock_timeout_ms: 1_000,
+            sample_percent: None,
         }
     }
 }

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
             miette::MietteHandlerOpts::new()
                 .color(stderr_color)
                 .unicode(stderr_color)
+                // In logs and pipes, one line per message: easier to grep.
+                .wrap_lines(std::io::stderr().is_terminal())
                 .build(),
         )
     }));

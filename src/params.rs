@@ -56,6 +56,8 @@ pub const PARAMS: &[(&str, &str)] = &[
     ("checked_numbers", "columns.checked_numbers as regexes"),
     ("queue_tables", "queues.tables as regexes"),
     ("expected_functions", "functions.expected"),
+    ("sample_percent", "--sample PCT for data checks on large tables ('' = read every row)"),
+    ("statement_timeout_ms", "audit.statement_timeout_ms, as text"),
 ];
 
 pub fn is_known(name: &str) -> bool {
@@ -84,6 +86,10 @@ pub fn value(config: &Config, name: &str) -> Option<ParamValue> {
         "checked_numbers" => regexes(&config.columns.checked_numbers),
         "queue_tables" => regexes(&config.queues.tables),
         "expected_functions" => ParamValue::TextArray(config.functions.expected.clone()),
+        "sample_percent" => ParamValue::Text(
+            config.audit.sample_percent.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        "statement_timeout_ms" => ParamValue::Text(config.audit.statement_timeout_ms.to_string()),
         _ => return None,
     })
 }

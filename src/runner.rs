@@ -190,6 +190,7 @@ pub async fn run_check(
     check: &Arc<Check>,
     config: &LoadedConfig,
     server: &ServerInfo,
+    probe_target: Option<&ConnectOptions>,
 ) -> CheckResult {
     let started = Instant::now();
     let severity = config
@@ -211,7 +212,7 @@ pub async fn run_check(
         result.reason = Some(reason);
         return result;
     }
-    match query_check(client, catalog, check, config).await {
+    match query_check(client, catalog, check, config, probe_target).await {
         Ok(rows) => {
             // A row with ok = NULL is the check saying it cannot judge: skipped.
             if let Some(reason) = rows.iter().find_map(|r| r.1.is_none().then(|| r.2.clone())) {
@@ -242,47 +243,23 @@ pub async fn run_check(
 
 type Row3 = (String, Option<bool>, String);
 
-async fn query_check(
+/// Run `sql` under a savepoint so that an error leaves the transaction usable.
+pub(crate) async fn query_in_savepoint(
     client: &Client,
-    catalog: &Catalog,
-    check: &Check,
-    config: &LoadedConfig,
-) -> Result<Vec<Row3>, String> {
-    let composed = catalog.compose(check);
-    let values: Vec<ParamValue> = composed
-        .params
-        .iter()
-        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
-        .collect();
-    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, String> {
     client
         .batch_execute("savepoint pgi_check")
         .await
         .map_err(|e| db_message(&e))?;
-    let outcome = client.query(&composed.sql, &refs).await;
-    match outcome {
+    match client.query(sql, params).await {
         Ok(rows) => {
             client
                 .batch_execute("release savepoint pgi_check")
                 .await
                 .map_err(|e| db_message(&e))?;
-            rows.iter()
-                .map(|r| {
-                    if r.len() < 3 {
-                        return Err("a check must return the columns object, ok, evidence".into());
-                    }
-                    Ok((
-                        r.try_get::<_, Option<String>>(0)
-                            .map_err(|e| format!("column object: {e}"))?
-                            .unwrap_or_default(),
-                        r.try_get::<_, Option<bool>>(1)
-                            .map_err(|e| format!("column ok: {e}"))?,
-                        r.try_get::<_, Option<String>>(2)
-                            .map_err(|e| format!("column evidence: {e}"))?
-                            .unwrap_or_default(),
-                    ))
-                })
-                .collect()
+            Ok(rows)
         }
         Err(e) => {
             let _ = client
@@ -291,6 +268,46 @@ async fn query_check(
             Err(db_message(&e))
         }
     }
+}
+
+/// The (object, ok, evidence) rows of a check: its query's rows, or for data and
+/// probe checks, the outcome of each query its planning SQL generated.
+async fn query_check(
+    client: &Client,
+    catalog: &Catalog,
+    check: &Check,
+    config: &LoadedConfig,
+    probe_target: Option<&ConnectOptions>,
+) -> Result<Vec<Row3>, String> {
+    let composed = catalog.compose(check);
+    let values: Vec<ParamValue> = composed
+        .params
+        .iter()
+        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
+        .collect();
+    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
+    let rows = query_in_savepoint(client, &composed.sql, &refs).await?;
+    match check.kind {
+        Kind::Data => crate::phased::run_data(client, &rows).await,
+        Kind::Probe => crate::phased::run_probes(&rows, probe_target, config).await,
+        _ => rows.iter().map(object_row).collect(),
+    }
+}
+
+fn object_row(r: &tokio_postgres::Row) -> Result<Row3, String> {
+    if r.len() < 3 {
+        return Err("a check must return the columns object, ok, evidence".into());
+    }
+    Ok((
+        r.try_get::<_, Option<String>>(0)
+            .map_err(|e| format!("column object: {e}"))?
+            .unwrap_or_default(),
+        r.try_get::<_, Option<bool>>(1)
+            .map_err(|e| format!("column ok: {e}"))?,
+        r.try_get::<_, Option<String>>(2)
+            .map_err(|e| format!("column evidence: {e}"))?
+            .unwrap_or_default(),
+    ))
 }
 
 /// A server error as one line: message, then detail and hint when present.
@@ -359,8 +376,7 @@ pub async fn audit(
         clients.push(c);
     }
 
-    let queue: WorkQueue =
-        Arc::new(Mutex::new(runnable.iter().cloned().enumerate().collect()));
+    let queue: WorkQueue = Arc::new(Mutex::new(runnable.iter().cloned().enumerate().collect()));
     let progress = Progress::new(
         opts.progress && std::io::stderr().is_terminal(),
         runnable.len(),
@@ -375,6 +391,7 @@ pub async fn audit(
         let config = config.clone();
         let server = server.clone();
         let progress = progress.clone();
+        let probe_target = target.clone();
         handles.push(tokio::spawn(async move {
             let mut out = vec![];
             loop {
@@ -383,7 +400,7 @@ pub async fn audit(
                 progress.start(&check.id);
                 out.push((
                     i,
-                    run_check(&client, &catalog, &check, &config, &server).await,
+                    run_check(&client, &catalog, &check, &config, &server, Some(&probe_target)).await,
                 ));
             }
             let _ = client.batch_execute("rollback").await;

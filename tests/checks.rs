@@ -14,10 +14,19 @@ async fn every_check_case_passes() {
         .expect("test server reachable");
     let failures: Vec<String> = outcomes
         .iter()
-        .filter_map(|o| o.failure.as_ref().map(|f| format!("{} — {}: {f}", o.check, o.case)))
+        .filter_map(|o| {
+            o.failure
+                .as_ref()
+                .map(|f| format!("{} — {}: {f}", o.check, o.case))
+        })
         .collect();
     assert!(!outcomes.is_empty());
-    assert!(failures.is_empty(), "{} failing case(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing case(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -26,7 +35,13 @@ fn every_automated_check_has_a_passing_and_a_failing_case() {
     let catalog = Catalog::load(&[] as &[&str]).unwrap();
     for c in catalog.checks.values() {
         if c.kind != pg_integrity::model::Kind::Manual {
-            assert!(c.tests.iter().any(|t| t.expect == pg_integrity::model::Status::Pass), "{}", c.id);
+            assert!(
+                c.tests
+                    .iter()
+                    .any(|t| t.expect == pg_integrity::model::Status::Pass),
+                "{}",
+                c.id
+            );
         }
     }
 }
@@ -35,27 +50,66 @@ fn every_automated_check_has_a_passing_and_a_failing_case() {
 #[test]
 fn every_spec_id_has_a_check() {
     let catalog = Catalog::load(&[] as &[&str]).unwrap();
-    let missing: Vec<&str> = SPEC_IDS.iter().copied().filter(|id| !catalog.checks.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "SPEC ids without a check file: {missing:?}");
+    let missing: Vec<&str> = SPEC_IDS
+        .iter()
+        .copied()
+        .filter(|id| !catalog.checks.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "SPEC ids without a check file: {missing:?}"
+    );
 }
 
 const SPEC_IDS: &[&str] = &[
-    "schema.primary_keys", "schema.foreign_keys", "schema.foreign_key_indexes",
-    "schema.constraints_validated", "schema.unique_keys", "schema.not_null",
-    "schema.check_constraints", "schema.money_types", "schema.duplicate_indexes",
+    "schema.primary_keys",
+    "schema.foreign_keys",
+    "schema.foreign_key_indexes",
+    "schema.constraints_validated",
+    "schema.unique_keys",
+    "schema.not_null",
+    "schema.check_constraints",
+    "schema.money_types",
+    "schema.duplicate_indexes",
     "schema.invalid_indexes",
-    "tenancy.tenant_column", "tenancy.tenant_not_null", "tenancy.tenant_foreign_key",
-    "tenancy.tenant_scoped_uniques", "tenancy.tenant_scoped_foreign_keys", "tenancy.tenant_indexes",
-    "transactions.idle_in_transaction_timeout", "transactions.idle_in_transaction_sessions",
-    "transactions.multi_step", "transactions.passed_through", "transactions.rollback_on_error",
-    "locking.lock_timeout", "locking.skip_locked", "locking.atomic_inventory_updates",
-    "queries.batch_operations", "queries.joins",
-    "races.inventory_non_negative", "races.idempotency_keys", "races.idempotency_expiry",
-    "races.create_in_same_txn", "races.serialization_failures",
-    "pool.statement_timeout", "pool.idle_session_timeout", "pool.connection_headroom",
-    "pool.sizing", "pool.connection_timeout", "pool.error_handler",
-    "rls.enabled", "rls.forced", "rls.policies_present", "rls.tenant_policies", "rls.write_check",
-    "rls.fail_closed", "rls.policy_initplan", "rls.app_role_bypass", "rls.service_role",
-    "rls.context_set", "rls.views_security_invoker", "rls.security_definer_search_path",
+    "tenancy.tenant_column",
+    "tenancy.tenant_not_null",
+    "tenancy.tenant_foreign_key",
+    "tenancy.tenant_scoped_uniques",
+    "tenancy.tenant_scoped_foreign_keys",
+    "tenancy.tenant_indexes",
+    "transactions.idle_in_transaction_timeout",
+    "transactions.idle_in_transaction_sessions",
+    "transactions.multi_step",
+    "transactions.passed_through",
+    "transactions.rollback_on_error",
+    "locking.lock_timeout",
+    "locking.skip_locked",
+    "locking.atomic_inventory_updates",
+    "queries.batch_operations",
+    "queries.joins",
+    "races.inventory_non_negative",
+    "races.idempotency_keys",
+    "races.idempotency_expiry",
+    "races.create_in_same_txn",
+    "races.serialization_failures",
+    "pool.statement_timeout",
+    "pool.idle_session_timeout",
+    "pool.connection_headroom",
+    "pool.sizing",
+    "pool.connection_timeout",
+    "pool.error_handler",
+    "rls.enabled",
+    "rls.forced",
+    "rls.policies_present",
+    "rls.tenant_policies",
+    "rls.write_check",
+    "rls.fail_closed",
+    "rls.policy_initplan",
+    "rls.app_role_bypass",
+    "rls.service_role",
+    "rls.context_set",
+    "rls.views_security_invoker",
+    "rls.security_definer_search_path",
     "functions.expected",
 ];

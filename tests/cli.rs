@@ -28,12 +28,27 @@ fn schema_target_reports_a_missing_primary_key_as_json_and_fails_the_gate() {
         .timeout(Duration::from_secs(120))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(doc["format_version"], 1);
-    let pk = doc["checks"].as_array().unwrap().iter().find(|c| c["id"] == "schema.primary_keys").unwrap();
+    let pk = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "schema.primary_keys")
+        .unwrap();
     assert_eq!(pk["status"], "partial");
-    let findings: Vec<&str> = pk["findings"].as_array().unwrap().iter().map(|f| f["object"].as_str().unwrap()).collect();
+    let findings: Vec<&str> = pk["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["object"].as_str().unwrap())
+        .collect();
     assert_eq!(findings, vec!["public.audit_log"]);
     assert_eq!(doc["summary"]["gate"]["passed"], false);
 }
@@ -41,9 +56,20 @@ fn schema_target_reports_a_missing_primary_key_as_json_and_fails_the_gate() {
 #[test]
 fn a_table_without_any_key_fails_outright() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = write(dir.path(), "schema.sql", "create table audit_log(at timestamptz, message text);\n");
+    let schema = write(
+        dir.path(),
+        "schema.sql",
+        "create table audit_log(at timestamptz, message text);\n",
+    );
     let out = cli()
-        .args(["audit", "--only", "schema.primary_keys", "--format", "json", "--schema"])
+        .args([
+            "audit",
+            "--only",
+            "schema.primary_keys",
+            "--format",
+            "json",
+            "--schema",
+        ])
         .arg(&schema)
         .timeout(Duration::from_secs(120))
         .output()
@@ -51,13 +77,20 @@ fn a_table_without_any_key_fails_outright() {
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["checks"][0]["status"], "fail");
-    assert_eq!(doc["checks"][0]["findings"][0]["object"], "public.audit_log");
+    assert_eq!(
+        doc["checks"][0]["findings"][0]["object"],
+        "public.audit_log"
+    );
 }
 
 #[test]
 fn a_schema_file_that_fails_to_load_is_bad_input_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = write(dir.path(), "broken.sql", "create table a(id int primary key);\ncreate tabel b(id int);\n");
+    let schema = write(
+        dir.path(),
+        "broken.sql",
+        "create table a(id int primary key);\ncreate tabel b(id int);\n",
+    );
     cli()
         .args(["audit", "--schema"])
         .arg(&schema)
@@ -71,7 +104,11 @@ fn a_schema_file_that_fails_to_load_is_bad_input_with_file_and_line() {
 #[test]
 fn a_malformed_check_file_is_exit_2_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "custom.bad.toml", "id = \"custom.bad\"\nsection = \"custom\"\ntitle = 3 4\n");
+    write(
+        dir.path(),
+        "custom.bad.toml",
+        "id = \"custom.bad\"\nsection = \"custom\"\ntitle = 3 4\n",
+    );
     cli()
         .args(["checks", "validate"])
         .arg(dir.path())
@@ -84,7 +121,11 @@ fn a_malformed_check_file_is_exit_2_with_file_line_and_column() {
 fn validate_reports_every_problem_in_every_file() {
     let dir = tempfile::tempdir().unwrap();
     let base = "section = \"custom\"\ntitle = \"t\"\ndescription = \"d\"\nsql = \"select ''::text as object, true as ok, ''::text as evidence\"\n[[test]]\nname = \"p\"\nexpect = \"pass\"\n[[test]]\nname = \"f\"\nexpect = \"fail\"\n";
-    write(dir.path(), "custom.one.toml", &format!("id = \"custom.one\"\nseverity = \"urgent\"\nkind = \"catalog\"\n{base}"));
+    write(
+        dir.path(),
+        "custom.one.toml",
+        &format!("id = \"custom.one\"\nseverity = \"urgent\"\nkind = \"catalog\"\n{base}"),
+    );
     write(dir.path(), "custom.two.toml", &format!("id = \"custom.two\"\nseverity = \"low\"\nkind = \"sometimes\"\nparams = [\"schema\"]\n{base}"));
     cli()
         .args(["checks", "validate"])
@@ -100,20 +141,30 @@ fn validate_reports_every_problem_in_every_file() {
 #[test]
 fn config_errors_point_at_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "pg-integrity.toml", "[tenancy]\ncolumn = \"tenant_id\"\n\n[checks]\ndisable = [\"schema.primary_key\"]\n");
+    let cfg = write(
+        dir.path(),
+        "pg-integrity.toml",
+        "[tenancy]\ncolumn = \"tenant_id\"\n\n[checks]\ndisable = [\"schema.primary_key\"]\n",
+    );
     cli()
         .args(["checks", "list", "--config"])
         .arg(&cfg)
         .assert()
         .code(2)
         .stderr(predicate::str::contains("pg-integrity.toml:5:"))
-        .stderr(predicate::str::contains("did you mean `schema.primary_keys`?"));
+        .stderr(predicate::str::contains(
+            "did you mean `schema.primary_keys`?",
+        ));
 }
 
 #[test]
 fn a_refused_port_is_exit_3() {
     cli()
-        .args(["audit", "--database-url", "host=127.0.0.1 port=1 user=postgres dbname=postgres"])
+        .args([
+            "audit",
+            "--database-url",
+            "host=127.0.0.1 port=1 user=postgres dbname=postgres",
+        ])
         .timeout(Duration::from_secs(30))
         .assert()
         .code(3);
@@ -122,7 +173,11 @@ fn a_refused_port_is_exit_3() {
 #[test]
 fn an_unreachable_host_is_exit_3_within_the_connect_timeout() {
     cli()
-        .args(["audit", "--database-url", "host=10.255.255.1 port=5432 user=postgres dbname=postgres connect_timeout=2"])
+        .args([
+            "audit",
+            "--database-url",
+            "host=10.255.255.1 port=5432 user=postgres dbname=postgres connect_timeout=2",
+        ])
         .timeout(Duration::from_secs(20))
         .assert()
         .code(3);
@@ -142,7 +197,11 @@ async fn an_audit_changes_nothing() {
             .args(["--no-comments", "-d", &db.url])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // pg_dump ≥ 15.14 brackets the dump with a random \restrict key: not content.
         String::from_utf8(out.stdout)
             .unwrap()
@@ -163,7 +222,10 @@ async fn an_audit_changes_nothing() {
     let writes_before = stats().await;
     let url = db.url.clone();
     let out = tokio::task::spawn_blocking(move || {
-        cli().args(["audit", "--format", "json", "--database-url", &url]).output().unwrap()
+        cli()
+            .args(["audit", "--format", "json", "--database-url", &url])
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
@@ -175,9 +237,15 @@ async fn an_audit_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_table_makes_one_check_error_and_the_audit_finishes() {
-    let db = TestDb::new("create table busy(id int primary key); create table calm(id int primary key);").await;
+    let db = TestDb::new(
+        "create table busy(id int primary key); create table calm(id int primary key);",
+    )
+    .await;
     let holder = db.client().await;
-    holder.batch_execute("begin; lock table busy in access exclusive mode;").await.unwrap();
+    holder
+        .batch_execute("begin; lock table busy in access exclusive mode;")
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
@@ -201,7 +269,14 @@ expect = "fail"
     let checks_dir = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         cli()
-            .args(["audit", "--format", "json", "--only", "custom.reads_busy,schema.primary_keys", "--checks"])
+            .args([
+                "audit",
+                "--format",
+                "json",
+                "--only",
+                "custom.reads_busy,schema.primary_keys",
+                "--checks",
+            ])
             .arg(&checks_dir)
             .args(["--database-url", &url])
             .timeout(Duration::from_secs(30))
@@ -211,12 +286,28 @@ expect = "fail"
     .await
     .unwrap();
     holder.batch_execute("rollback").await.unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let by_id = |id: &str| doc["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
+    let by_id = |id: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
     let busy = by_id("custom.reads_busy");
     assert_eq!(busy["status"], "error");
-    assert!(busy["reason"].as_str().unwrap().contains("lock timeout"), "{busy}");
+    assert!(
+        busy["reason"].as_str().unwrap().contains("lock timeout"),
+        "{busy}"
+    );
     assert_eq!(by_id("schema.primary_keys")["status"], "pass");
 }
 
@@ -246,13 +337,34 @@ expect = "fail"
     let url = db.url.clone();
     let d = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
-        cli().args(["audit", "--format", "json", "--only", "custom.writes", "--checks"]).arg(&d).args(["--database-url", &url]).output().unwrap()
+        cli()
+            .args([
+                "audit",
+                "--format",
+                "json",
+                "--only",
+                "custom.writes",
+                "--checks",
+            ])
+            .arg(&d)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["checks"][0]["status"], "error");
-    assert!(doc["checks"][0]["reason"].as_str().unwrap().contains("read-only transaction"));
-    let n: i64 = db.client().await.query_one("select count(*) from t", &[]).await.unwrap().get(0);
+    assert!(doc["checks"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("read-only transaction"));
+    let n: i64 = db
+        .client()
+        .await
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0);
 }

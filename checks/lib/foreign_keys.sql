@@ -22,7 +22,7 @@ select con.oid as conoid,
        con.convalidated as validated,
        pg_get_constraintdef(con.oid) as definition
 from pg_constraint con
-join scope_tables t on t.oid = con.conrelid and not t.is_partition
+join scope_tables t on t.oid = con.conrelid
 join pg_class rc on rc.oid = con.confrelid
 join pg_namespace rn on rn.oid = rc.relnamespace
 where con.contype = 'f'

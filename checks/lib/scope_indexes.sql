@@ -1,16 +1,18 @@
 -- Indexes of the tables in scope (partitions included; a partitioned table's own
 -- index has relkind 'I'). An index attached to a partitioned parent index has
 -- is_partition = true: it mirrors the parent's definition.
--- Columns: index_oid, table_oid, table_object, object (schema.table.index),
--- index_name, relkind ('i' or 'I'), table_is_partition, is_partition, am, is_valid,
--- is_ready, is_unique, is_primary, is_partial, predicate (text or null),
--- key_count, key_attnums (int2[], 0 for an expression), include_attnums (int2[]),
--- key_columns (text[]: column names or expression texts, in key order),
+-- Columns: index_oid, table_oid, schema_name, table_name, table_object, object
+-- (schema.table.index), index_name, relkind ('i' or 'I'), table_is_partition,
+-- is_partition, am, is_valid, is_ready, is_unique, is_primary, is_partial,
+-- predicate (text or null), key_count, key_attnums (int2[], 0 for an expression),
+-- include_attnums (int2[]), key_columns (text[]: column names or expression texts, in key order),
 -- definition ('btree (a, lower(b)) WHERE ...', what follows USING),
 -- constraint_name and constraint_type ('p', 'u', 'x') when it backs a constraint.
 -- requires: scope_tables
 select i.indexrelid as index_oid,
        t.oid as table_oid,
+       t.schema_name,
+       t.table_name,
        t.object as table_object,
        t.object || '.' || ic.relname as object,
        ic.relname::text as index_name,

@@ -22,7 +22,8 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub fn server() -> &'static Server {
     SERVER.get_or_init(|| {
         if let Ok(url) = std::env::var("PG_INTEGRITY_TEST_URL") {
-            let admin = ConnectOptions::resolve(Some(&url), &|_| None).expect("PG_INTEGRITY_TEST_URL");
+            let admin =
+                ConnectOptions::resolve(Some(&url), &|_| None).expect("PG_INTEGRITY_TEST_URL");
             let base = url.clone();
             return Server {
                 admin,
@@ -30,11 +31,14 @@ pub fn server() -> &'static Server {
                 _sandbox: None,
             };
         }
-        let sb = Sandbox::start(&[]).expect("start a throwaway PostgreSQL (server binaries needed)");
+        let sb =
+            Sandbox::start(&[]).expect("start a throwaway PostgreSQL (server binaries needed)");
         let dir = sb.socket_dir();
         Server {
             admin: sb.options("postgres"),
-            url_for: Box::new(move |db| format!("host={} port=5432 user=postgres dbname={db}", dir.display())),
+            url_for: Box::new(move |db| {
+                format!("host={} port=5432 user=postgres dbname={db}", dir.display())
+            }),
             _sandbox: Some(sb),
         }
     })
@@ -43,9 +47,14 @@ pub fn server() -> &'static Server {
 /// Replace the database of a URL or key=value string.
 fn with_dbname(url: &str, db: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+        let (head, query) = url
+            .split_once('?')
+            .map_or((url, None), |(h, q)| (h, Some(q)));
         let scheme_end = head.find("://").unwrap() + 3;
-        let path_start = head[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(head.len());
+        let path_start = head[scheme_end..]
+            .find('/')
+            .map(|i| i + scheme_end)
+            .unwrap_or(head.len());
         let mut s = format!("{}/{db}", &head[..path_start]);
         if let Some(q) = query {
             s.push('?');
@@ -74,7 +83,10 @@ impl TestDb {
             chrono::Utc::now().timestamp_subsec_micros()
         );
         let admin = connect(&s.admin).await.expect("connect to the test server");
-        admin.batch_execute(&format!("create database \"{name}\"")).await.unwrap();
+        admin
+            .batch_execute(&format!("create database \"{name}\""))
+            .await
+            .unwrap();
         let db = TestDb {
             options: s.admin.clone().with_dbname(&name),
             url: (s.url_for)(&name),
@@ -88,7 +100,9 @@ impl TestDb {
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        connect(&self.options).await.expect("connect to the test database")
+        connect(&self.options)
+            .await
+            .expect("connect to the test database")
     }
 }
 
@@ -98,7 +112,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs inside or outside a runtime: use a private one on a thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let c = connect(&admin).await.ok()?;
                 c.batch_execute(&format!("drop database if exists \"{name}\" with (force)"))

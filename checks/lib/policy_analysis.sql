@@ -1,0 +1,454 @@
+-- Row level security policies judged on what they do, not on their text alone.
+-- Each USING / WITH CHECK expression, as PostgreSQL deparses it (pg_get_expr), is
+-- reduced innermost parentheses first to three properties:
+--   bind   T tenant-bound: compares the tenant column (=, IN, = ANY) with
+--            current_setting(tenancy.setting) or a value derived only from it;
+--          S derived only from the tenant setting (a test of the setting itself);
+--          C derived only from the tenant column; K constant (`true`);
+--          U anything else: other columns, other settings, current_user, sub-selects
+--            over other tables, unknown functions.
+--          OR is T when every branch is T or S (at least one T): any other branch
+--          widens access; AND is T when one branch is T; NOT and CASE are never T.
+--   unset  what the expression gives with every setting unset (NULL, or '' once a
+--          transaction-local SET ended): 1 true (fails open: COALESCE to the column
+--          or to a value that makes the test true, `OR … IS NULL`, `OR … = ''`,
+--          `NOT coalesce(…, 'false')`), 0 false, z null, ? unknown. nullif(…, '')
+--          keeps NULL and fails closed.
+--   wrap   1 when a setting is read outside a scalar sub-select `( SELECT …)`, so it
+--          is evaluated per row rather than once per statement (an initplan).
+-- SQL and PL/pgSQL functions the policy calls (pg_depend) are read too: a helper
+-- passed the tenant column is tenant-bound when its body reads
+-- current_setting(<tenancy.setting>) and uses that argument ($n or its name); a
+-- helper that reads the setting and is passed no column yields the tenant (S);
+-- any other helper is U. Helper bodies are matched with regexes for fallbacks
+-- (COALESCE to a column or true, NOT coalesce(…, 'false'), OR … IS NULL / = '').
+-- Columns: those of policies, plus tenant_column, is_tenant, applies_to_app (the
+-- policy's roles include PUBLIC or a role some app role is a member of; with no
+-- roles.app, every policy except those only for roles.service), reads_setting,
+-- settings_read (text[]), helpers (text[], schema.name), setting_helpers (text[],
+-- helpers whose body calls current_setting), open_helpers (text[], helpers whose
+-- body falls back when a setting is unset), using_bind, using_unset,
+-- using_wrap, check_bind, check_unset, check_wrap (null when the expression is
+-- absent).
+-- params: tenant_setting, app_roles, service_roles
+-- requires: policies, tenant_tables
+with recursive
+pa_policy as (
+    select p.*,
+           tt.tenant_column,
+           coalesce(tt.is_tenant, false) as is_tenant,
+           regexp_replace((select tenant_setting from params), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as setting_re,
+           regexp_replace(quote_ident(c.relname), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as table_re,
+           regexp_replace(quote_ident(tt.tenant_column), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as column_re
+    from policies p
+    join pg_class c on c.oid = p.table_oid
+    left join tenant_tables tt on tt.oid = p.table_oid
+),
+pa_helper as (
+    select distinct on (d.objid, pr.oid)
+           d.objid as policy_oid,
+           pn.nspname::text as fn_schema,
+           pr.proname::text as fn_name,
+           pr.pronargs::int as nargs,
+           pr.prosrc ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''') as reads_s,
+           pr.prosrc ~* 'current_setting\s*\(' as reads_any,
+           array(select k::int
+                 from generate_series(1, pr.pronargs) k
+                 where pr.prosrc ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''')
+                   and (pr.prosrc ~ ('\$' || k || '(?![0-9])')
+                        or coalesce(an.names[k], '') <> ''
+                           and pr.prosrc ~* ('(?<![\w.$])'
+                                             || regexp_replace(an.names[k], '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
+                                             || '(?![\w$])'))) as bound_params,
+           pr.prosrc ~* any (array[
+               -- COALESCE(setting, <column, parameter or other identifier>)
+               'coalesce\s*\(\s*(nullif\s*\(\s*)?\(?\s*current_setting\s*\([^)]*\)\s*\)?(\s*::\s*\w+)?(\s*,\s*''''\s*\))?(\s*::\s*\w+)?\s*,\s*(?!(true|false|null)\M)(\$[0-9]|[a-z_])',
+               -- COALESCE(setting, true) used as the condition
+               'coalesce\s*\(\s*(nullif\s*\(\s*)?\(?\s*current_setting\s*\([^)]*\)\s*\)?(\s*::\s*\w+)?(\s*,\s*''''\s*\))?(\s*::\s*\w+)?\s*,\s*(true|''(true|t|on|yes|y|1)'')\s*\)(?!\s*(::\s*\w+\s*)?(=|<>|!=))',
+               -- NOT coalesce(setting, 'false'): unset means "not checking"
+               'not\s*\(?\s*coalesce\s*\(\s*(nullif\s*\(\s*)?\(?\s*current_setting\s*\([^)]*\)\s*\)?(\s*::\s*\w+)?(\s*,\s*''''\s*\))?(\s*::\s*\w+)?\s*,\s*(false|''(false|f|off|no|n|0)'')\s*\)',
+               'coalesce\s*\(\s*\(?\s*current_setting\s*\([^)]*\)\s*\)?\s*,\s*''(false|f|off|no|n|0)''\s*\)\s*(<>|!=)\s*''(true|t|on|yes|y|1)''',
+               'coalesce\s*\(\s*\(?\s*current_setting\s*\([^)]*\)\s*\)?\s*,\s*''''\s*\)\s*=\s*''''',
+               -- OR current_setting(...) IS NULL / = ''
+               '\mor\s+[(\s]*(nullif\s*\(\s*)?current_setting\s*\([^)]*\)[^()]{0,40}?\)?\s*(is\s+null|=\s*'''')',
+               'current_setting\s*\([^)]*\)[^()]{0,40}?\)?\s*(is\s+null|=\s*'''')\s*\)?\s*or\M'
+           ]) as body_open
+    from pg_depend d
+    join pa_policy pp on pp.policy_oid = d.objid
+    join pg_proc pr on pr.oid = d.refobjid
+    join pg_namespace pn on pn.oid = pr.pronamespace
+    join pg_language l on l.oid = pr.prolang
+    cross join lateral (
+        select array_agg(x.name order by x.ord) as names
+        from unnest(pr.proargnames, pr.proargmodes::text[]) with ordinality x(name, mode, ord)
+        where coalesce(x.mode, 'i') in ('i', 'b', 'v')
+    ) an
+    where d.classid = 'pg_policy'::regclass
+      and d.refclassid = 'pg_proc'::regclass
+      and l.lanname in ('sql', 'plpgsql')
+      and pn.nspname not in ('pg_catalog', 'information_schema')
+    order by d.objid, pr.oid
+),
+pa_expr as (
+    select pp.policy_oid, w.which, w.expr,
+           -- 1. whitespace; the tenant setting, other settings and the tenant column as tokens
+           case when pp.tenant_column is null then s.ts
+                else regexp_replace(s.ts, '(?<![\w."''$])(' || pp.table_re || '\.)?' || pp.column_re || '(?![\w"$(])',
+                                    '{Cc0}', 'g') end as t1
+    from pa_policy pp
+    cross join lateral (values ('using', pp.using_expr), ('check', pp.check_expr)) w(which, expr)
+    cross join lateral (
+        select regexp_replace(regexp_replace(
+                   regexp_replace(w.expr, '\s+', ' ', 'g'),
+                   '(pg_catalog\.)?current_setting\(''' || pp.setting_re || '''::text(, (true|false))?\)', '{Sn1}', 'gi'),
+                   '(pg_catalog\.)?current_setting\(''([^'']|'''')*''::text(, (true|false))?\)', '{Un1}', 'g') as ts
+    ) s
+    where w.expr is not null
+),
+pa_prep as (
+    -- 2. string literals become constant tokens (truthy, falsy, empty, other);
+    -- quoted identifiers with brackets or quotes are masked; bare true/false are
+    -- constants; casts are dropped except ::boolean; the whole is one group.
+    select e.policy_oid, e.which,
+           '(' || regexp_replace(regexp_replace(regexp_replace(regexp_replace(lit.t2,
+               '(?<![\w."$])true(?![\w"$(])', '{Kt0}', 'g'),
+               '(?<![\w."$])false(?![\w"$(])', '{Kf0}', 'g'),
+               '::(?!boolean(?![\w\[]))(?:"[^"]*"|[A-Za-z_][\w$]*)(?:\.(?:"[^"]*"|[A-Za-z_][\w$]*))?(?: varying| precision| with time zone| without time zone)?(?:\(\d+(?:,\d+)?\))?(?: with time zone| without time zone)?(?:\[\])*',
+               '', 'g'),
+               '(?<![\w$"])\(((?:[A-Za-z_][\w$]*\.)?[A-Za-z_][\w$]*|\{[A-Z].[01]\})\)(?!::boolean)', '\1', 'g') || ')' as t0
+    from pa_expr e
+    cross join lateral (
+        select string_agg(
+                   case when tok[1] ~ '^''.*''$' then
+                            case lower(btrim(replace(substr(tok[1], 2, length(tok[1]) - 2), '''''', '''')))
+                                 when '' then '{Ke0}'
+                                 when 'true' then '{Kt0}' when 't' then '{Kt0}' when 'on' then '{Kt0}'
+                                 when 'yes' then '{Kt0}' when 'y' then '{Kt0}' when '1' then '{Kt0}'
+                                 when 'false' then '{Kf0}' when 'f' then '{Kf0}' when 'off' then '{Kf0}'
+                                 when 'no' then '{Kf0}' when 'n' then '{Kf0}' when '0' then '{Kf0}'
+                                 else '{Kk0}' end
+                        when tok[1] ~ '^".*"$' and tok[1] ~ '[(){}'',]' then '"q"'
+                        when tok[1] in ('''', '"') then ' '
+                        else tok[1] end,
+                   '' order by ord) as t2
+        from regexp_matches(e.t1, '''(?:[^'']|'''')*''|"(?:[^"]|"")*"|[^''"]+|[''"]', 'g') with ordinality x(tok, ord)
+    ) lit
+),
+pa_reduce as (
+    select policy_oid, which, 0 as step, t0 as t from pa_prep
+    union all
+    select r.policy_oid, r.which, r.step + 1,
+           overlay(g.t placing res.tok from strpos(g.t, g.m[1]) for length(g.m[1]))
+    from pa_reduce r
+    cross join lateral (
+        -- a token alone in parentheses (not a call, not cast to boolean) is that token
+        select regexp_replace(r.t, '(?<![\w$"])\((\{[A-Z].[01]\})\)(?!::boolean)', '\1', 'g') as t
+    ) g0
+    cross join lateral (
+        select g0.t,
+               regexp_match(g0.t, '(((?:"[^"]*"|[A-Za-z_][\w$]*)(?:\.(?:"[^"]*"|[A-Za-z_][\w$]*))?)?\(([^()]*)\)(::boolean)?)') as m
+    ) g
+    cross join lateral (
+        select g.m[2] as p,
+               regexp_replace(g.m[3], ' AS (?:"[^"]*"|[A-Za-z_][\w$]*)', '', 'g') as x,
+               case when g.m[2] is not null then 'F'
+                    when g.m[3] ~ '^\s*SELECT\M' then 'Q'
+                    when g.m[3] ~ '^\s*CASE WHEN ' and g.m[3] !~ 'CASE.*CASE' then 'C'
+                    when g.m[3] ~ ' OR ' then 'O'
+                    when g.m[3] ~ ' AND ' then 'A'
+                    else 'X' end as shape
+    ) a
+    cross join lateral (
+        -- each part (argument, OR/AND branch, or the whole) classified as an atom
+        select coalesce(array_agg(pc.bind order by pt.ord), '{}') as binds,
+               coalesce(array_agg(pc.kind order by pt.ord), '{}') as kinds,
+               coalesce(array_agg(cw.word order by pt.ord), '{}') as words,
+               coalesce(max(pc.wrap), '0') as wrap,
+               bool_or(pt.part ~ ' FROM ') as has_from
+        from unnest(case a.shape
+                        when 'C' then array(select regexp_replace(cm[1], '^(WHEN|THEN|ELSE) ', '')
+                                            from regexp_matches(a.x, '(?:WHEN|THEN|ELSE) (?:(?! WHEN | THEN | ELSE | END\s*$).)*', 'g') cm)
+                        when 'F' then case when btrim(a.x) = '' then array[]::text[]
+                                           else regexp_split_to_array(a.x, ',\s*') end
+                        when 'O' then regexp_split_to_array(a.x, ' OR ')
+                        when 'A' then regexp_split_to_array(a.x, ' AND ')
+                        when 'Q' then array[regexp_replace(a.x, '^\s*SELECT\s+', '')]
+                        else array[a.x] end) with ordinality pt(part, ord)
+        left join lateral (
+            select (regexp_matches(a.x, '(WHEN|THEN|ELSE) (?:(?! WHEN | THEN | ELSE | END\s*$).)*', 'g'))[1] as word
+            where a.shape = 'C'
+            offset pt.ord - 1 limit 1
+        ) cw on true
+        cross join lateral (
+            select pt.part ~ '^\s*NOT\s' as neg,
+                   regexp_replace(pt.part, '^\s*NOT\s+', '') as y
+        ) n
+        cross join lateral (
+            select regexp_match(n.y, '^(.*?) (IS NOT DISTINCT FROM|IS DISTINCT FROM|IS NOT NULL|IS NULL|IS NOT TRUE|IS TRUE|IS NOT FALSE|IS FALSE|IS NOT UNKNOWN|IS UNKNOWN|NOT IN|IN|[-+*/<>=~!@#%^&|`?]+)(?: (ANY|ALL|SOME))?(?: (.*))?$') as om
+        ) o0
+        cross join lateral (
+            select case when o0.om is null then null
+                        else o0.om[2] || coalesce(' ' || o0.om[3], '') end as op,
+                   o0.om[1] as lhs,
+                   o0.om[4] as rhs
+        ) o
+        cross join lateral (
+            select max(case sd.side when 'l' then sd.bind end) as lb,
+                   max(case sd.side when 'l' then sd.kind end) as lk,
+                   max(case sd.side when 'r' then sd.bind end) as rb,
+                   max(case sd.side when 'r' then sd.kind end) as rk,
+                   max(case sd.side when 'w' then sd.bind end) as wb,
+                   max(case sd.side when 'w' then sd.kind end) as wk,
+                   coalesce(max(sd.wrap), '0') as wrap
+            from (values ('l', o.lhs), ('r', o.rhs), ('w', n.y)) v(side, z)
+            cross join lateral (
+                select v.side,
+                       case when wc.nwords > 0 or 'U' = any(tks.binds) then 'U'
+                            when 'T' = any(tks.binds) then case when tks.binds <@ array['T', 'K'] then 'T' else 'U' end
+                            when 'S' = any(tks.binds) and 'C' = any(tks.binds) then 'U'
+                            when 'S' = any(tks.binds) then 'S'
+                            when 'C' = any(tks.binds) then 'C'
+                            else 'K' end as bind,
+                       case when wc.nwords = 0 and cardinality(tks.binds) = 1 then tks.kinds[1]
+                            when wc.nwords = 0 and cardinality(tks.binds) = 0 then 'k'
+                            else 'x' end as kind,
+                       tks.wrap
+                from (select coalesce(array_agg(tk[1]), '{}') as binds,
+                             coalesce(array_agg(tk[2]), '{}') as kinds,
+                             max(tk[3]) as wrap
+                      from regexp_matches(v.z, '\{([A-Z])(.)([01])\}', 'g') tk) tks
+                cross join (
+                    select count(*) as nwords
+                    from regexp_matches(regexp_replace(v.z, '\{[^}]*\}', ' ', 'g'),
+                                        '("[^"]*"|[A-Za-z_][\w$]*(?:\.(?:"[^"]*"|[A-Za-z_][\w$]*))*)', 'g') wd
+                    where upper(wd[1]) not in ('SELECT', 'AS', 'AND', 'OR', 'NOT', 'IS', 'NULL', 'TRUE', 'FALSE',
+                                               'IN', 'ANY', 'ALL', 'SOME', 'DISTINCT', 'FROM', 'CASE', 'WHEN', 'THEN',
+                                               'ELSE', 'END', 'ARRAY', 'EXISTS', 'LIKE', 'ILIKE', 'BETWEEN',
+                                               'SYMMETRIC', 'ESCAPE', 'COLLATE', 'UNKNOWN', 'ROW')
+                ) wc
+                where v.z is not null
+            ) sd
+        ) si
+        cross join lateral (
+            -- value kinds (n t f e k c x) and boolean kinds (1 0 z ?) seen from both sides
+            select case si.lk when '1' then 't' when '0' then 'f' when 'z' then 'n' when '?' then 'x' else si.lk end as l,
+                   case si.rk when '1' then 't' when '0' then 'f' when 'z' then 'n' when '?' then 'x' else si.rk end as r
+        ) vk
+        cross join lateral (
+            select case when o.op is null then si.wb
+                        when o.op in ('=', '= ANY', '= SOME', 'IN', 'IS NOT DISTINCT FROM')
+                             and (si.lb = 'C' and si.rb = 'S' or si.lb = 'S' and si.rb = 'C') then 'T'
+                        when o.rhs is null then case when si.lb = 'T' then 'U' else si.lb end
+                        when 'U' in (si.lb, si.rb) or 'T' in (si.lb, si.rb) then 'U'
+                        when si.lb = 'K' then si.rb
+                        when si.rb = 'K' then si.lb
+                        when si.lb = si.rb then si.lb
+                        else 'U' end as bind,
+                   case when o.op is null then si.wk
+                        when o.op in ('=', '= SOME') then
+                            case when 'n' in (vk.l, vk.r) then case when 'e' in (vk.l, vk.r) then '1' else 'z' end
+                                 when vk.l = 'c' and vk.r = 'c' then '1'
+                                 when vk.l = vk.r and vk.l in ('t', 'f', 'e') then '1'
+                                 when vk.l in ('t', 'f', 'e') and vk.r in ('t', 'f', 'e') then '0'
+                                 else '?' end
+                        when o.op in ('= ANY', 'IN') then
+                            case when 'n' in (vk.l, vk.r) then 'z' when vk.l = 'c' and vk.r = 'c' then '1' else '?' end
+                        when o.op in ('<>', '!=') then
+                            case when 'n' in (vk.l, vk.r) then 'z'
+                                 when vk.l = 'c' and vk.r = 'c' then '0'
+                                 when vk.l in ('t', 'f', 'e') and vk.r in ('t', 'f', 'e') then case when vk.l = vk.r then '0' else '1' end
+                                 else '?' end
+                        when o.op = 'IS NULL' then
+                            case when vk.l = 'n' then '1' when vk.l in ('t', 'f', 'e', 'k') then '0' else '?' end
+                        when o.op = 'IS NOT NULL' then
+                            case when vk.l = 'n' then '0' when vk.l in ('t', 'f', 'e', 'k') then '1' else '?' end
+                        when o.op = 'IS NOT DISTINCT FROM' then
+                            case when 'n' in (vk.l, vk.r) and 'e' in (vk.l, vk.r) then '1'
+                                 when 'n' in (vk.l, vk.r) and (vk.l in ('c', 't', 'f', 'k') or vk.r in ('c', 't', 'f', 'k')) then '0'
+                                 else '?' end
+                        when o.op = 'IS DISTINCT FROM' then
+                            case when 'n' in (vk.l, vk.r) and (vk.l in ('c', 't', 'f', 'k', 'e') or vk.r in ('c', 't', 'f', 'k', 'e')) then '1'
+                                 else '?' end
+                        when o.op = 'IS TRUE' then case when vk.l = 't' then '1' when vk.l in ('f', 'n') then '0' else '?' end
+                        when o.op = 'IS NOT TRUE' then case when vk.l = 't' then '0' when vk.l in ('f', 'n') then '1' else '?' end
+                        when o.op = 'IS FALSE' then case when vk.l = 'f' then '1' when vk.l in ('t', 'n') then '0' else '?' end
+                        when o.op = 'IS NOT FALSE' then case when vk.l = 'f' then '0' when vk.l in ('t', 'n') then '1' else '?' end
+                        when 'n' in (vk.l, vk.r) then 'z'
+                        else '?' end as kind
+        ) cmp
+        cross join lateral (
+            select case when n.neg and cmp.bind = 'T' then 'U' else cmp.bind end as bind,
+                   case when not n.neg then cmp.kind
+                        else case cmp.kind when '1' then '0' when 't' then '0' when '0' then '1' when 'f' then '1'
+                                           when 'z' then 'z' when 'n' then 'z' when 'e' then 'z' else '?' end
+                   end as kind,
+                   si.wrap
+        ) pc
+    ) parts
+    left join lateral (
+        select h.*
+        from pa_helper h
+        where a.shape = 'F' and h.policy_oid = r.policy_oid
+          and a.p in (quote_ident(h.fn_name), quote_ident(h.fn_schema) || '.' || quote_ident(h.fn_name))
+        order by (h.nargs = cardinality(parts.binds)) desc, h.reads_s desc
+        limit 1
+    ) h on true
+    cross join lateral (
+        select case
+                   when a.shape = 'F' and h.fn_name is not null then
+                       case when exists (select 1 from unnest(parts.binds) with ordinality b(bind, k)
+                                         where b.bind = 'C' and b.k = any(h.bound_params)) then 'T'
+                            when h.reads_s and not (parts.binds && array['C', 'U', 'T']) then 'S'
+                            else 'U' end
+                   when a.shape = 'F' and upper(a.p) = 'COALESCE' then
+                       case when parts.binds && array['U', 'T'] then 'U'
+                            when 'S' = any(parts.binds) then 'S'
+                            when 'C' = any(parts.binds) then 'C'
+                            else 'K' end
+                   when a.shape = 'F' and cardinality(parts.binds) = 0 then 'U'
+                   when a.shape = 'F' then
+                       case when parts.binds && array['U', 'T'] then 'U'
+                            when 'S' = any(parts.binds) and 'C' = any(parts.binds) then 'U'
+                            when 'S' = any(parts.binds) then 'S'
+                            when 'C' = any(parts.binds) then 'C'
+                            else 'K' end
+                   when a.shape = 'Q' then case when parts.has_from then 'U' else parts.binds[1] end
+                   when a.shape = 'O' then
+                       case when parts.binds <@ array['T', 'S'] and 'T' = any(parts.binds) then 'T'
+                            when parts.binds <@ array['S'] then 'S'
+                            when parts.binds <@ array['K'] then 'K'
+                            else 'U' end
+                   when a.shape = 'C' then
+                       -- every result (THEN/ELSE) tenant-bound or a constant false/null
+                       case when exists (select 1 from unnest(parts.binds, parts.kinds, parts.words) q(bd, kd, wd)
+                                         where q.wd in ('THEN', 'ELSE') and q.bd = 'T')
+                                 and not exists (select 1 from unnest(parts.binds, parts.kinds, parts.words) q(bd, kd, wd)
+                                                 where q.wd in ('THEN', 'ELSE') and q.bd <> 'T'
+                                                   and not (q.bd = 'K' and q.kd in ('f', '0', 'z')))
+                            then 'T' else 'U' end
+                   when a.shape = 'A' then
+                       case when 'T' = any(parts.binds) then 'T'
+                            when parts.binds <@ array['K'] then 'K'
+                            when parts.binds <@ array['S', 'K'] then 'S'
+                            else 'U' end
+                   else parts.binds[1] end as bind,
+               case
+                   when a.shape = 'F' and h.fn_name is not null then
+                       case when exists (select 1 from unnest(parts.binds) with ordinality b(bind, k)
+                                         where b.bind = 'C' and b.k = any(h.bound_params))
+                                 then case when h.body_open then '1' else 'z' end
+                            when h.reads_s then case when h.body_open then 'x' else 'n' end
+                            else '?' end
+                   when a.shape = 'F' and upper(a.p) = 'COALESCE' then
+                       coalesce((select vk from unnest(parts.kinds) with ordinality q(kd, ord)
+                                 cross join lateral (select case q.kd when '1' then 't' when '0' then 'f' when 'z' then 'n'
+                                                                      when '?' then 'x' else q.kd end as vk) c
+                                 where c.vk <> 'n' order by q.ord limit 1), 'n')
+                   when a.shape = 'F' and upper(a.p) = 'NULLIF' then
+                       case parts.kinds[1] when '1' then 't' when '0' then 'f' when 'z' then 'n' when '?' then 'x'
+                                           else parts.kinds[1] end
+                   when a.shape = 'F' and cardinality(parts.binds) = 0 then 'x'
+                   when a.shape = 'F' then
+                       case when parts.kinds && array['n', 'z'] then 'n'
+                            when parts.kinds <@ array['t', 'f', 'e', 'k'] then 'k'
+                            else 'x' end
+                   when a.shape = 'Q' then case when parts.has_from then 'x' else parts.kinds[1] end
+                   when a.shape = 'C' then
+                       -- the first WHEN not known to be false decides: true → its THEN, unknown → unknown
+                       (select case when w.ord is null then coalesce(e.kd, 'z')
+                                    when w.bk = '1' then w.then_kd
+                                    else '?' end
+                        from (select null) one
+                        left join lateral (
+                            select q.ord, q.kd as then_kd,
+                                   case pw.kd when 't' then '1' when 'f' then '0' when 'n' then 'z' when 'e' then 'z'
+                                              when '1' then '1' when '0' then '0' when 'z' then 'z' else '?' end as bk
+                            from unnest(parts.kinds, parts.words) with ordinality q(kd, wd, ord)
+                            join unnest(parts.kinds, parts.words) with ordinality pw(kd, wd, ord)
+                              on pw.ord = q.ord - 1 and pw.wd = 'WHEN'
+                            where q.wd = 'THEN'
+                              and pw.kd not in ('f', '0', 'z', 'n', 'e')
+                            order by q.ord limit 1
+                        ) w on true
+                        left join lateral (
+                            select q.kd from unnest(parts.kinds, parts.words) q(kd, wd) where q.wd = 'ELSE' limit 1
+                        ) e on true)
+                   when a.shape in ('O', 'A') then
+                       (select case when a.shape = 'O' then
+                                        case when '1' = any(bk) then '1'
+                                             when bk <@ array['0'] then '0'
+                                             when bk <@ array['0', 'z'] then 'z'
+                                             else '?' end
+                                    else
+                                        case when '0' = any(bk) then '0'
+                                             when bk <@ array['1'] then '1'
+                                             when 'z' = any(bk) then 'z'
+                                             else '?' end
+                                    end
+                        from (select array_agg(case q.kd when 't' then '1' when 'f' then '0' when 'n' then 'z'
+                                                         when 'e' then 'z' when '1' then '1' when '0' then '0'
+                                                         when 'z' then 'z' else '?' end) as bk
+                              from unnest(parts.kinds) q(kd)) bks)
+                   else parts.kinds[1] end as kind,
+               case when a.shape = 'Q' then '0'
+                    when a.shape = 'F' and h.fn_name is not null and h.reads_any then '1'
+                    else parts.wrap end as wrap
+    ) b
+    cross join lateral (
+        select '{' || coalesce(b.bind, 'U')
+               || case when g.m[4] is null then coalesce(b.kind, '?')
+                       else case b.kind when 't' then '1' when 'f' then '0' when 'n' then 'z' when 'e' then 'z'
+                                        when '1' then '1' when '0' then '0' when 'z' then 'z' else '?' end
+                  end
+               || coalesce(b.wrap, '0') || '}' as tok
+    ) res
+    where g.m is not null and r.step < 2000
+),
+pa_result as (
+    -- the last step leaves one token (possibly still in its outer parentheses)
+    select policy_oid, which,
+           case when tok is not null then substr(tok, 2, 1) else 'U' end as bind,
+           case when tok is not null
+                then case substr(tok, 3, 1) when 't' then '1' when 'f' then '0' when 'n' then 'z' when 'e' then 'z'
+                                            when '1' then '1' when '0' then '0' when 'z' then 'z' else '?' end
+                else '?' end as unset,
+           case when tok is not null then substr(tok, 4, 1) else '0' end as wrap
+    from (
+        select distinct on (policy_oid, which)
+               policy_oid, which,
+               case when t ~ '^\s*\(*\{[TSCUK].[01]\}\)*\s*$' then substring(t from '\{[TSCUK].[01]\}') end as tok
+        from pa_reduce
+        order by policy_oid, which, step desc
+    ) last
+)
+select pp.policy_oid, pp.table_oid, pp.table_object, pp.object, pp.policy_name, pp.permissive,
+       pp.cmd, pp.roles, pp.using_expr, pp.check_expr, pp.called_bodies,
+       pp.tenant_column,
+       pp.is_tenant,
+       case when 'public' = any(pp.roles) then true
+            when cardinality((select app_roles from params)) = 0
+                 then not (pp.roles <@ (select service_roles from params)::text[])
+            else exists (select 1
+                         from pg_roles ar
+                         join pg_roles pr on pr.rolname = any(pp.roles)
+                         where ar.rolname = any((select app_roles from params)::text[])
+                           and pg_has_role(ar.oid, pr.oid, 'MEMBER'))
+       end as applies_to_app,
+       coalesce(pp.using_expr, '') || coalesce(pp.check_expr, '') ~* 'current_setting\('
+           or exists (select 1 from pa_helper h where h.policy_oid = pp.policy_oid and h.reads_any) as reads_setting,
+       array(select distinct m[1]
+             from regexp_matches(coalesce(pp.using_expr, '') || ' ' || coalesce(pp.check_expr, '') || ' '
+                                 || pp.called_bodies,
+                                 'current_setting\s*\(\s*''([^'']+)''', 'gi') m
+             order by 1) as settings_read,
+       array(select h.fn_schema || '.' || h.fn_name from pa_helper h
+             where h.policy_oid = pp.policy_oid order by 1) as helpers,
+       array(select h.fn_schema || '.' || h.fn_name from pa_helper h
+             where h.policy_oid = pp.policy_oid and h.reads_any order by 1) as setting_helpers,
+       array(select h.fn_schema || '.' || h.fn_name from pa_helper h
+             where h.policy_oid = pp.policy_oid and h.body_open order by 1) as open_helpers,
+       u.bind as using_bind, u.unset as using_unset, u.wrap as using_wrap,
+       c.bind as check_bind, c.unset as check_unset, c.wrap as check_wrap
+from pa_policy pp
+left join pa_result u on u.policy_oid = pp.policy_oid and u.which = 'using'
+left join pa_result c on c.policy_oid = pp.policy_oid and c.which = 'check'

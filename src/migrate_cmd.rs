@@ -1,0 +1,274 @@
+//! The `migrate` commands and `demo`: resolve the target, call `migrate`, print.
+
+use crate::app::{
+    load_catalog, open_target, write_stdout, Failure, Target, EXIT_DATABASE, EXIT_GATE, EXIT_INPUT,
+    EXIT_OK,
+};
+use crate::catalog::Catalog;
+use crate::cli::{ApplyArgs, MigrateCommand, TargetArgs};
+use crate::config::LoadedConfig;
+use crate::connection::{connect, ConnectOptions};
+use crate::gate::{assess, score, Assessment, FailOn, GateOptions};
+use crate::migrate::{self, ApplyOptions, MigrateError, State};
+use crate::runner::{self, AuditOptions};
+use std::path::Path;
+use std::time::Duration;
+
+impl From<MigrateError> for Failure {
+    fn from(e: MigrateError) -> Self {
+        let code = match e {
+            MigrateError::Invalid(..) => EXIT_INPUT,
+            MigrateError::Database(_) => EXIT_DATABASE,
+            _ => EXIT_GATE,
+        };
+        Failure {
+            code,
+            report: e.into(),
+        }
+    }
+}
+
+pub async fn run(cmd: MigrateCommand) -> Result<u8, Failure> {
+    match cmd {
+        MigrateCommand::Status {
+            target,
+            format,
+            source,
+        } => status(&target, &format, source.from.as_deref()).await,
+        MigrateCommand::Plan {
+            target,
+            target_version,
+            source,
+        } => plan(&target, target_version, source.from.as_deref()).await,
+        MigrateCommand::Apply(args) => apply(*args).await,
+        MigrateCommand::Verify { target, source } => verify(&target, source.from.as_deref()).await,
+    }
+}
+
+async fn rows(target: &Target, from: Option<&Path>) -> Result<Vec<migrate::StatusRow>, Failure> {
+    let client = connect(&target.options).await?;
+    let files = migrate::load(from)?;
+    let applied = migrate::history(&client).await?;
+    Ok(migrate::status(&files, &applied))
+}
+
+async fn status(args: &TargetArgs, format: &str, from: Option<&Path>) -> Result<u8, Failure> {
+    let target = open_target(args).await?;
+    let rows = rows(&target, from).await?;
+    if format == "json" {
+        let doc = serde_json::json!({ "format_version": 1, "migrations": rows });
+        write_stdout(&(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"));
+    } else {
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+            .set_header(vec!["Version", "Name", "State", "Applied on", "Notes"]);
+        for r in &rows {
+            let mut notes = r.detail.clone().unwrap_or_default();
+            if r.no_transaction {
+                notes = format!("no transaction {notes}").trim().to_string();
+            }
+            t.add_row(vec![
+                r.version.to_string(),
+                r.name.clone(),
+                format!("{:?}", r.state).to_lowercase(),
+                r.applied_on.clone().unwrap_or_default(),
+                notes,
+            ]);
+        }
+        write_stdout(&format!("{t}\n"));
+    }
+    Ok(EXIT_OK)
+}
+
+fn pending_sql(
+    rows: &[migrate::StatusRow],
+    upto: Option<u32>,
+    from: Option<&Path>,
+) -> Result<String, Failure> {
+    let files = migrate::load(from)?;
+    let mut out = String::new();
+    let mut n = 0;
+    for f in &files {
+        let pending = rows
+            .iter()
+            .any(|r| r.version == f.version && r.state == State::Pending);
+        if pending && upto.is_none_or(|t| f.version <= t) {
+            n += 1;
+            out.push_str(&format!(
+                "-- ===== {}{} =====\n{}\n",
+                f.label(),
+                if f.no_transaction {
+                    " (outside a transaction, statement by statement)"
+                } else {
+                    " (one transaction)"
+                },
+                f.sql.trim_end()
+            ));
+        }
+    }
+    if n == 0 {
+        out.push_str("-- nothing to apply: the database is up to date\n");
+    }
+    Ok(out)
+}
+
+async fn plan(args: &TargetArgs, upto: Option<u32>, from: Option<&Path>) -> Result<u8, Failure> {
+    let target = open_target(args).await?;
+    let rows = rows(&target, from).await?;
+    if let Some(msg) = migrate::disagreement(&rows) {
+        return Err(MigrateError::Divergent(msg).into());
+    }
+    write_stdout(&pending_sql(&rows, upto, from)?);
+    Ok(EXIT_OK)
+}
+
+async fn verify(args: &TargetArgs, from: Option<&Path>) -> Result<u8, Failure> {
+    let target = open_target(args).await?;
+    let rows = rows(&target, from).await?;
+    match migrate::disagreement(&rows) {
+        Some(msg) => Err(MigrateError::Divergent(msg).into()),
+        None => {
+            let pending = rows.iter().filter(|r| r.state == State::Pending).count();
+            write_stdout(&format!(
+                "history agrees with the embedded migrations ({} applied, {pending} pending)\n",
+                rows.len() - pending
+            ));
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// A catalog audit for before/after comparisons (no deep, no probes).
+async fn quick_audit(
+    options: &ConnectOptions,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+) -> Result<Assessment, Failure> {
+    let opts = AuditOptions {
+        progress: false,
+        ..AuditOptions::default()
+    };
+    let selected =
+        runner::select(catalog, config, &opts).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+    let run = runner::audit(options, catalog, config, &opts, selected).await?;
+    let gate = GateOptions {
+        fail_on: FailOn::At(crate::model::Severity::High),
+        min_score: None,
+        today: chrono::Utc::now().date_naive(),
+    };
+    Ok(assess(run, config, None, &gate))
+}
+
+fn score_line(before: &Assessment, after: &Assessment) -> String {
+    let (pb, ab, b) = score(&before.run.results);
+    let (pa, aa, a) = score(&after.run.results);
+    match (b, a) {
+        (Some(b), Some(a)) => format!(
+            "Score: {b:.0}% ({pb}/{ab}) → {a:.0}% ({pa}/{aa}), {:+.0} points\n",
+            a - b
+        ),
+        _ => "Score: n/a\n".into(),
+    }
+}
+
+async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
+    let (catalog, config) = load_catalog(&args.catalog)?;
+    let target = open_target(&args.target).await?;
+    let from = args.source.from.as_deref();
+    if args.dry_run {
+        let rows = rows(&target, from).await?;
+        if let Some(msg) = migrate::disagreement(&rows) {
+            return Err(MigrateError::Divergent(msg).into());
+        }
+        write_stdout(&pending_sql(&rows, args.target_version, from)?);
+        return Ok(EXIT_OK);
+    }
+    let before = if args.no_audit {
+        None
+    } else {
+        Some(quick_audit(&target.options, &catalog, &config).await?)
+    };
+    let mut client = connect(
+        &target
+            .options
+            .clone()
+            .with_application_name("pg-integrity migrate"),
+    )
+    .await?;
+    let opts = ApplyOptions {
+        target: args.target_version,
+        lock_wait: Duration::from_secs(args.lock_wait),
+        lock_timeout_ms: args.lock_timeout,
+        retries: args.retries,
+        from: args.source.from.clone(),
+    };
+    let report = migrate::apply(&mut client, &opts).await?;
+    drop(client);
+    let mut out = if report.applied.is_empty() {
+        "nothing to apply: the database is up to date\n".to_string()
+    } else {
+        let list: Vec<String> = report
+            .applied
+            .iter()
+            .map(|(l, ms)| format!("  {l} ({ms} ms)"))
+            .collect();
+        format!(
+            "applied {} migration(s):\n{}\n",
+            report.applied.len(),
+            list.join("\n")
+        )
+    };
+    if let Some(before) = before {
+        let after = quick_audit(&target.options, &catalog, &config).await?;
+        out.push_str(&score_line(&before, &after));
+    }
+    write_stdout(&out);
+    Ok(EXIT_OK)
+}
+
+const FIXTURE_SCHEMA: &str = include_str!("../fixtures/ticket-service/schema.sql");
+const FIXTURE_DATA: &str = include_str!("../fixtures/ticket-service/data.sql");
+const FIXTURE_CONFIG: &str = include_str!("../fixtures/ticket-service/pg-integrity.toml");
+
+/// Throwaway server, fixture loaded, audit, migrate, audit again, compare; removed after.
+pub async fn demo() -> Result<u8, Failure> {
+    let dir = tempfile::tempdir().map_err(|e| {
+        Failure::msg(
+            EXIT_DATABASE,
+            e.to_string(),
+            "cannot create a temporary directory",
+        )
+    })?;
+    let schema = dir.path().join("schema.sql");
+    let data = dir.path().join("data.sql");
+    std::fs::write(&schema, FIXTURE_SCHEMA)
+        .and_then(|_| std::fs::write(&data, FIXTURE_DATA))
+        .map_err(|e| {
+            Failure::msg(
+                EXIT_DATABASE,
+                e.to_string(),
+                "cannot write the fixture to a temporary directory",
+            )
+        })?;
+    eprintln!("starting a throwaway PostgreSQL with the ticket-service fixture…");
+    let target = open_target(&TargetArgs {
+        database_url: None,
+        schema: vec![schema, data],
+        migrations: None,
+    })
+    .await?;
+    let catalog = Catalog::load(&[] as &[&str]).map_err(Failure::input)?;
+    let config = LoadedConfig::parse("ticket-service/pg-integrity.toml", FIXTURE_CONFIG)
+        .map_err(Failure::input)?;
+    let before = quick_audit(&target.options, &catalog, &config).await?;
+    write_stdout(&crate::report::table::render(&before, None));
+    eprintln!("\napplying the remediation migrations…");
+    let mut client = connect(&target.options).await?;
+    let report = migrate::apply(&mut client, &ApplyOptions::default()).await?;
+    drop(client);
+    let after = quick_audit(&target.options, &catalog, &config).await?;
+    write_stdout(&format!("\nAfter {} migration(s):\n", report.applied.len()));
+    write_stdout(&crate::report::table::render(&after, None));
+    write_stdout(&format!("\n{}", score_line(&before, &after)));
+    Ok(EXIT_OK)
+}

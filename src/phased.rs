@@ -1,0 +1,189 @@
+//! Data and probe checks run in two phases. The check's SQL is a *plan*: one row
+//! per object with the query that examines it, built from the catalog with
+//! `format('%I')`. The engine then runs each query — data queries inside the
+//! audit's read-only snapshot, probes in their own transaction as the app role,
+//! always rolled back. Each query returns one row: `ok boolean, evidence text`.
+//!
+//! Plan columns (by name): `object text`, `query text`, and optionally
+//! `args text[]` (bound to the query and setup as `$1..$n`, text: cast them),
+//! `skip_reason text` (any non-null value makes the check skipped), and for probes
+//! `role text` (the role to become), `setup text` (a statement run first, e.g.
+//! `select set_config($2, $1, true)`), `refusal_ok boolean` (an error from the query
+//! means the database refused, which is what the probe wants).
+
+use crate::config::LoadedConfig;
+use crate::connection::{connect, ConnectOptions};
+use crate::runner::{db_message, query_in_savepoint};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row};
+
+type Row3 = (String, Option<bool>, String);
+
+struct Step {
+    object: String,
+    query: String,
+    args: Vec<String>,
+    role: Option<String>,
+    setup: Option<String>,
+    refusal_ok: bool,
+}
+
+fn col<T: for<'a> tokio_postgres::types::FromSql<'a>>(r: &Row, name: &str) -> Option<T> {
+    r.columns()
+        .iter()
+        .position(|c| c.name() == name)
+        .and_then(|i| r.try_get::<_, Option<T>>(i).ok().flatten())
+}
+
+/// Read the plan; `Err(Ok(reason))` when the plan says the check cannot run here.
+fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
+    let mut steps = vec![];
+    for r in rows {
+        if let Some(reason) = col::<String>(r, "skip_reason") {
+            return Err(Ok(reason));
+        }
+        let (Some(object), Some(query)) = (col::<String>(r, "object"), col::<String>(r, "query")) else {
+            return Err(Err("a data or probe check's plan must return object and query columns".into()));
+        };
+        steps.push(Step {
+            object,
+            query,
+            args: col::<Vec<String>>(r, "args").unwrap_or_default(),
+            role: col(r, "role"),
+            setup: col(r, "setup"),
+            refusal_ok: col(r, "refusal_ok").unwrap_or(false),
+        });
+    }
+    Ok(steps)
+}
+
+fn skipped(reason: String) -> Vec<Row3> {
+    vec![(String::new(), None, reason)]
+}
+
+fn outcome(object: &str, rows: &[Row]) -> Result<Row3, String> {
+    let r = rows
+        .first()
+        .ok_or_else(|| format!("{object}: the query returned no row (it must return ok, evidence)"))?;
+    let ok: Option<bool> = r.try_get(0).map_err(|e| format!("{object}: column ok: {e}"))?;
+    let evidence: Option<String> = r.try_get(1).map_err(|e| format!("{object}: column evidence: {e}"))?;
+    Ok((object.to_string(), Some(ok.unwrap_or(false)), evidence.unwrap_or_default()))
+}
+
+fn bind(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+/// Each data query in the audit's read-only snapshot, under its statement_timeout.
+pub async fn run_data(client: &Client, rows: &[Row]) -> Result<Vec<Row3>, String> {
+    let steps = match plan(rows) {
+        Ok(s) => s,
+        Err(Ok(reason)) => return Ok(skipped(reason)),
+        Err(Err(e)) => return Err(e),
+    };
+    let mut out = vec![];
+    for step in steps {
+        let rows = query_in_savepoint(client, &step.query, &bind(&step.args))
+            .await
+            .map_err(|e| format!("{}: {e}", step.object))?;
+        out.push(outcome(&step.object, &rows)?);
+    }
+    Ok(out)
+}
+
+/// Each probe on its own connection, in a transaction that is always rolled back.
+pub async fn run_probes(
+    rows: &[Row],
+    target: Option<&ConnectOptions>,
+    config: &LoadedConfig,
+) -> Result<Vec<Row3>, String> {
+    let steps = match plan(rows) {
+        Ok(s) => s,
+        Err(Ok(reason)) => return Ok(skipped(reason)),
+        Err(Err(e)) => return Err(e),
+    };
+    if steps.is_empty() {
+        return Ok(vec![]);
+    }
+    let target = target.ok_or("probes need a connection of their own")?;
+    let client = connect(&target.clone().with_application_name("pg-integrity probe"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let audit = &config.config.audit;
+    let mut out = vec![];
+    for step in steps {
+        client
+            .batch_execute(&format!(
+                "begin isolation level read committed, read write; set local statement_timeout = {}; set local lock_timeout = {}",
+                audit.statement_timeout_ms, audit.lock_timeout_ms
+            ))
+            .await
+            .map_err(|e| db_message(&e))?;
+        let result = probe_one(&client, &step).await;
+        // Whatever happened, nothing a probe did survives.
+        client.batch_execute("rollback").await.map_err(|e| db_message(&e))?;
+        out.push(result?);
+    }
+    Ok(out)
+}
+
+async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
+    let args = bind(&step.args);
+    if let Some(role) = &step.role {
+        client
+            .query("select set_config('role', $1, true)", &[role])
+            .await
+            .map_err(|e| format!("{}: cannot become role {role}: {}", step.object, db_message(&e)))?;
+    }
+    if let Some(setup) = &step.setup {
+        let n = count_params(setup);
+        client
+            .query(setup.as_str(), &args[..n.min(args.len())])
+            .await
+            .map_err(|e| format!("{}: setup failed: {}", step.object, db_message(&e)))?;
+    }
+    let n = count_params(&step.query);
+    match client.query(step.query.as_str(), &args[..n.min(args.len())]).await {
+        Ok(rows) => outcome(&step.object, &rows),
+        Err(e) if step.refusal_ok && e.as_db_error().is_some() => Ok((
+            step.object.clone(),
+            Some(true),
+            format!("refused: {}", e.as_db_error().map_or(String::new(), |d| d.message().to_string())),
+        )),
+        Err(e) => Err(format!("{}: {}", step.object, db_message(&e))),
+    }
+}
+
+/// The highest `$n` a statement uses (it may use fewer than the plan's args).
+fn count_params(sql: &str) -> usize {
+    let b = sql.as_bytes();
+    let mut max = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' {
+            let mut j = i + 1;
+            let mut n = 0usize;
+            while j < b.len() && b[j].is_ascii_digit() {
+                n = n * 10 + (b[j] - b'0') as usize;
+                j += 1;
+            }
+            if j > i + 1 && (j >= b.len() || b[j] != b'$') {
+                max = max.max(n);
+            }
+            i = j.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    max
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_positional_parameters() {
+        assert_eq!(super::count_params("select $1::uuid, $3 from t where x = $2"), 3);
+        assert_eq!(super::count_params("select 1"), 0);
+        assert_eq!(super::count_params("select $tag$ x $tag$"), 0);
+    }
+}

@@ -1,0 +1,112 @@
+//! Split a SQL script into statements, for migrations that must run outside a
+//! transaction (one statement at a time, as psql in autocommit would).
+//!
+//! Written by hand: the SQL parser crates either do not know PostgreSQL's dollar
+//! quoting and psql-free scripts well (sqlparser) or need a C toolchain and the
+//! PostgreSQL sources (pg_query). This only has to find top-level semicolons
+//! outside quotes, dollar quotes and comments.
+
+pub fn split(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out = vec![];
+    let mut start = 0;
+    let mut i = 0;
+    let mut depth = 0usize; // parentheses, so `create rule ... (a; b)` stays whole
+    while i < b.len() {
+        let c = b[i];
+        if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            i = sql[i..].find('\n').map_or(b.len(), |n| i + n);
+            continue;
+        }
+        if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i = sql[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
+            continue;
+        }
+        if c == b'\'' || c == b'"' {
+            let mut j = i + 1;
+            while j < b.len() {
+                if b[j] == c {
+                    if b.get(j + 1) == Some(&c) {
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                j += 1;
+            }
+            i = j + 1;
+            continue;
+        }
+        if c == b'$' {
+            // $tag$ ... $tag$ where tag is empty or an identifier (not $1).
+            let rest = &sql[i + 1..];
+            if let Some(end) = rest.find('$') {
+                let tag = &rest[..end];
+                let valid = tag.chars().all(|ch| ch.is_alphanumeric() || ch == '_')
+                    && !tag.starts_with(|ch: char| ch.is_ascii_digit());
+                if valid {
+                    let delim = format!("${tag}$");
+                    let body_start = i + delim.len();
+                    i = sql[body_start..]
+                        .find(&delim)
+                        .map_or(b.len(), |n| body_start + n + delim.len());
+                    continue;
+                }
+            }
+        }
+        match c {
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            b';' if depth == 0 => {
+                push(&mut out, &sql[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    push(&mut out, &sql[start.min(sql.len())..]);
+    out
+}
+
+fn push(out: &mut Vec<String>, stmt: &str) {
+    // Keep statements that have something besides comments and whitespace.
+    let meaningful = stmt
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or("").trim())
+        .any(|l| !l.is_empty());
+    if meaningful {
+        // Leading comment lines belong to no statement; drop them so a statement
+        // starts with its keyword.
+        let body: Vec<&str> = stmt
+            .trim()
+            .lines()
+            .skip_while(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+            .collect();
+        out.push(body.join("\n").trim().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn splits_on_top_level_semicolons_only() {
+        let sql = "-- a; comment\ncreate index concurrently if not exists i on t(a);\n\
+                   do $$ begin perform 1; end $$;\n\
+                   select 'x;y', \"a;b\" from t; /* c; */ select $1::int;\n-- trailing";
+        let s = split(sql);
+        assert_eq!(s.len(), 4, "{s:?}");
+        assert!(s[0].starts_with("create index concurrently"));
+        assert!(s[1].starts_with("do $$ begin perform 1; end $$"));
+        assert_eq!(s[2], "select 'x;y', \"a;b\" from t");
+        assert!(s[3].ends_with("select $1::int"));
+    }
+
+    #[test]
+    fn tagged_dollar_quotes() {
+        let s = split("create function f() returns int language plpgsql as $fn$ begin return 1; end $fn$; select 2");
+        assert_eq!(s.len(), 2);
+    }
+}
