@@ -100,19 +100,7 @@ pub fn render(a: &Assessment) -> String {
             }
             out.push_str("Manual review (outside the database):\n\n");
             for c in manual {
-                let check = &c.result.check;
-                let guidance = check
-                    .guidance
-                    .as_deref()
-                    .unwrap_or(&check.description)
-                    .trim();
-                let _ = writeln!(
-                    out,
-                    "- [ ] {} (`{}`) — {}",
-                    inline(&check.title),
-                    check.id,
-                    inline(guidance)
-                );
+                manual_item(&mut out, c);
             }
         }
     }
@@ -167,6 +155,31 @@ pub fn render(a: &Assessment) -> String {
         }
     }
     out
+}
+
+/// `- [ ] title — guidance`; guidance of several lines (usually numbered steps)
+/// goes under the item, indented, after the check's one-line description.
+fn manual_item(out: &mut String, c: &Assessed) {
+    let check = &c.result.check;
+    let guidance = check.guidance.as_deref().unwrap_or("").trim();
+    let lines: Vec<&str> = guidance.lines().filter(|l| !l.trim().is_empty()).collect();
+    let head = match lines.as_slice() {
+        [] => check.description.as_str(),
+        [one] => one,
+        _ => check.description.as_str(),
+    };
+    let _ = writeln!(
+        out,
+        "- [ ] {} (`{}`) — {}",
+        inline(&check.title),
+        check.id,
+        inline(head)
+    );
+    if lines.len() > 1 {
+        for line in lines {
+            let _ = writeln!(out, "  {}", inline(line));
+        }
+    }
 }
 
 fn remediation_item(out: &mut String, n: usize, c: &Assessed) {
