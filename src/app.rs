@@ -235,7 +235,13 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
         min_score: args.min_score,
         today: chrono::Utc::now().date_naive(),
     };
-    let assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
+    let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
+    assessment.artifact = args
+        .target
+        .schema
+        .first()
+        .map(|p| p.display().to_string())
+        .or_else(|| config.source.as_ref().map(|s| s.name.clone()));
     if let Some(path) = &args.write_baseline {
         let b = Baseline::from_assessment(&assessment);
         let text = serde_json::to_string_pretty(&b).unwrap_or_default() + "\n";
@@ -268,11 +274,28 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
     let text =
         report::render(format, &assessment, width).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
     write_stdout(&text);
+    if wants_annotations(format, args.no_annotations, &env_var) {
+        // On stderr, which the Actions runner reads for workflow commands as it
+        // reads stdout, so that `--format json > report.json` stays valid JSON.
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(report::github::render(&assessment).as_bytes());
+        let _ = err.flush();
+    }
     Ok(if assessment.gate.passed {
         EXIT_OK
     } else {
         EXIT_GATE
     })
+}
+
+/// Inside GitHub Actions (`GITHUB_ACTIONS=true`), findings are also emitted as
+/// workflow commands, unless `--no-annotations` or the report already is them.
+pub fn wants_annotations(
+    format: Format,
+    no_annotations: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> bool {
+    format != Format::Github && !no_annotations && env("GITHUB_ACTIONS").as_deref() == Some("true")
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error.

@@ -212,7 +212,8 @@ pub struct AuditArgs {
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
 
-    /// Do not emit GitHub annotations even when GITHUB_ACTIONS=true
+    /// Do not emit GitHub annotations (workflow commands, on stderr) even when
+    /// GITHUB_ACTIONS=true
     #[arg(long)]
     pub no_annotations: bool,
 }

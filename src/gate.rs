@@ -71,6 +71,10 @@ pub struct Assessment {
     /// Waivers past their expiry date: void, and reported.
     pub expired_waivers: Vec<String>,
     pub service: Option<String>,
+    /// The repository file that SARIF anchors findings to (code-scanning services
+    /// need a physical location): the first `--schema` file, else the config
+    /// file. Set by the caller; None means `pg-integrity.toml`.
+    pub artifact: Option<String>,
 }
 
 /// The stored baseline: failing (check, object) pairs, never the database name.
@@ -232,6 +236,7 @@ pub fn assess(
         checks,
         expired_waivers,
         service: config.service_name().map(str::to_string),
+        artifact: None,
         run,
     }
 }

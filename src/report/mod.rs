@@ -1,10 +1,14 @@
 //! Rendering an assessed audit. Every renderer writes a `String`; only the CLI
 //! decides where it goes (stdout or `--output FORMAT:PATH`).
 
+pub mod github;
 pub mod json;
+pub mod junit;
+pub mod markdown;
+pub mod sarif;
 pub mod table;
 
-use crate::gate::{Assessed, Assessment};
+use crate::gate::{Assessed, Assessment, Finding};
 use crate::model::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,16 +27,53 @@ impl Format {
     }
 }
 
+/// Render `a` in `format`. `width` only matters to `table` (None: the terminal's).
 pub fn render(format: Format, a: &Assessment, width: Option<u16>) -> Result<String, String> {
-    match format {
-        Format::Table => Ok(table::render(a, width)),
-        Format::Json => Ok(json::render(a)),
-        other => Err(format!(
-            "the {} format is not available yet",
-            <Format as clap::ValueEnum>::to_possible_value(&other)
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default()
-        )),
+    Ok(match format {
+        Format::Table => table::render(a, width),
+        Format::Markdown => markdown::render(a),
+        Format::Json => json::render(a),
+        Format::Sarif => sarif::render(a),
+        Format::Junit => junit::render(a),
+        Format::Github => github::render(a),
+    })
+}
+
+/// The checks of `a` grouped by section, sections in report order (the order the
+/// runner returned the checks in, which is the catalog's).
+pub fn by_section(a: &Assessment) -> Vec<(&str, Vec<&Assessed>)> {
+    let mut out: Vec<(&str, Vec<&Assessed>)> = vec![];
+    for c in &a.checks {
+        let section = c.result.check.section.as_str();
+        match out.iter_mut().find(|(s, _)| *s == section) {
+            Some((_, v)) => v.push(c),
+            None => out.push((section, vec![c])),
+        }
+    }
+    out
+}
+
+/// (passed, applicable) among `checks`, as the score counts them.
+pub fn tally(checks: &[&Assessed]) -> (usize, usize) {
+    let applicable = checks
+        .iter()
+        .filter(|c| c.result.status.is_applicable())
+        .count();
+    let passed = checks
+        .iter()
+        .filter(|c| c.result.status == Status::Pass)
+        .count();
+    (passed, applicable)
+}
+
+/// How a finding is marked when it does not count against the gate.
+pub fn disposition(f: &Finding) -> Option<&'static str> {
+    if f.waived {
+        Some("waived")
+    } else if f.baseline {
+        Some("baseline")
+    } else {
+        None
     }
 }
 
@@ -86,5 +127,17 @@ pub fn summary_evidence(c: &Assessed, max_items: usize) -> String {
             let ok = r.objects.len() - c.findings.len();
             format!("{} ({}/{} ok)", parts.join("; "), ok, r.objects.len())
         }
+    }
+}
+
+/// A finding in one line: its evidence, prefixed with the object unless the
+/// evidence already names it.
+pub fn finding_text(object: &str, evidence: &str) -> String {
+    if evidence.is_empty() {
+        object.to_string()
+    } else if evidence.contains(object) {
+        evidence.to_string()
+    } else {
+        format!("{object}: {evidence}")
     }
 }

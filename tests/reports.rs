@@ -1,0 +1,492 @@
+//! Every report format on the ticket-service fixture audit (golden files with
+//! insta), the machine formats checked against their standards (SARIF against the
+//! official 2.1.0 schema, JUnit through an XML parser), the generated example in
+//! docs/, and the CI gate through the CLI: threshold, baseline, waivers, expiry,
+//! and GitHub annotations.
+//!
+//! Refresh the golden files after a catalog change with
+//! `INSTA_UPDATE=always cargo test --test reports` (or `cargo insta review`);
+//! that also rewrites docs/example-audit.md (as does `UPDATE_DOCS=1`).
+
+mod support;
+
+use pg_integrity::app::open_target;
+use pg_integrity::catalog::Catalog;
+use pg_integrity::cli::TargetArgs;
+use pg_integrity::config::LoadedConfig;
+use pg_integrity::gate::{assess, Assessment, FailOn, GateOptions};
+use pg_integrity::model::{Kind, Severity, Status};
+use pg_integrity::report::{self, Format};
+use pg_integrity::runner::{self, AuditOptions};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+use support::cli;
+
+const FIXTURE: &str = "fixtures/ticket-service";
+/// The reference audit's date: the fixture data is a snapshot as of that day.
+const AUDIT_DATE: &str = "2025-12-23T09:00:00Z";
+const SERVER_VERSION: &str = "[server version]";
+const TOOL_VERSION: &str = "[version]";
+
+/// The fixture audit, run once per test binary, with what varies from run to run
+/// (clock, durations, server version) fixed. Runtime checks read the live server
+/// (sessions, connection counts), so they are left out of the golden files.
+struct Fixture {
+    assessment: Assessment,
+    /// The real server version, replaced in rendered text (skip reasons quote it).
+    server_version: String,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE_AUDIT: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE_AUDIT.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let catalog = Catalog::load(&[] as &[PathBuf]).expect("the built-in catalog loads");
+            let config = LoadedConfig::load(Some(&Path::new(FIXTURE).join("pg-integrity.toml")))
+                .expect("the fixture config loads");
+            let opts = AuditOptions {
+                skip: catalog
+                    .ordered()
+                    .into_iter()
+                    .filter(|c| c.kind == Kind::Runtime)
+                    .map(|c| c.id.clone())
+                    .collect(),
+                ..AuditOptions::default()
+            };
+            let selected = runner::select(&catalog, &config, &opts).unwrap();
+            let target = open_target(&TargetArgs {
+                schema: vec![
+                    Path::new(FIXTURE).join("schema.sql"),
+                    Path::new(FIXTURE).join("data.sql"),
+                ],
+                ..TargetArgs::default()
+            })
+            .await
+            .expect("a throwaway server with the fixture");
+            let mut run = runner::audit(&target.options, &catalog, &config, &opts, selected)
+                .await
+                .expect("the audit runs");
+            drop(target);
+            let server_version = std::mem::replace(&mut run.server_version, SERVER_VERSION.into());
+            run.started_at = AUDIT_DATE.parse().unwrap();
+            run.duration_ms = 0;
+            for r in &mut run.results {
+                r.duration_ms = 0;
+            }
+            let gate = GateOptions {
+                fail_on: FailOn::At(Severity::High),
+                min_score: None,
+                today: run.started_at.date_naive(),
+            };
+            Fixture {
+                assessment: assess(run, &config, None, &gate),
+                server_version,
+            }
+        })
+    })
+}
+
+/// Render without colour at a fixed width, with versions replaced by placeholders.
+fn rendered(a: &Assessment, format: Format) -> String {
+    colored::control::set_override(false);
+    let text = report::render(format, a, Some(120)).unwrap();
+    let text = text.replace(&fixture().server_version, SERVER_VERSION);
+    text.replace(
+        &format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+        &format!("\"{TOOL_VERSION}\""),
+    )
+}
+
+fn golden(format: Format) -> String {
+    rendered(&fixture().assessment, format)
+}
+
+#[test]
+fn table_report() {
+    insta::assert_snapshot!("table", golden(Format::Table));
+}
+
+#[test]
+fn markdown_report() {
+    insta::assert_snapshot!("markdown", golden(Format::Markdown));
+}
+
+#[test]
+fn json_report() {
+    insta::assert_snapshot!("json", golden(Format::Json));
+}
+
+#[test]
+fn sarif_report() {
+    insta::assert_snapshot!("sarif", golden(Format::Sarif));
+}
+
+#[test]
+fn junit_report() {
+    insta::assert_snapshot!("junit", golden(Format::Junit));
+}
+
+#[test]
+fn github_report() {
+    insta::assert_snapshot!("github", golden(Format::Github));
+}
+
+/// The fixture audit with every disposition the reports must show: a waived
+/// finding, a baseline finding and an errored check.
+fn with_every_disposition() -> Assessment {
+    let mut a = fixture().assessment.clone();
+    let mut findings = a.checks.iter_mut().flat_map(|c| c.findings.iter_mut());
+    let waived = findings.next().expect("the fixture has findings");
+    waived.waived = true;
+    waived.waiver_reason = Some("a \"polymorphic\" reference | <by design> & agreed".into());
+    findings.next().expect("two findings").baseline = true;
+    let errored = a
+        .checks
+        .iter_mut()
+        .find(|c| c.result.status == Status::Pass)
+        .expect("a passing check");
+    errored.result.status = Status::Error;
+    errored.result.reason = Some("canceling statement due to lock timeout (55P03)".into());
+    errored.result.objects.clear();
+    a
+}
+
+#[test]
+fn sarif_validates_against_the_official_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/fixtures/sarif-schema-2.1.0.json").unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the SARIF schema compiles");
+    for a in [&fixture().assessment, &with_every_disposition()] {
+        let doc: serde_json::Value = serde_json::from_str(&rendered(a, Format::Sarif)).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "SARIF schema violations:\n{}",
+            errors.join("\n")
+        );
+        let run = &doc["runs"][0];
+        let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+        for r in run["results"].as_array().unwrap() {
+            let i = r["ruleIndex"].as_u64().unwrap() as usize;
+            assert_eq!(rules[i]["id"], r["ruleId"], "ruleIndex points at its rule");
+            let fp = r["partialFingerprints"]["pgIntegrity/v1"].as_str().unwrap();
+            assert_eq!(fp.len(), 64);
+        }
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&rendered(&with_every_disposition(), Format::Sarif)).unwrap();
+    let results = doc["runs"][0]["results"].as_array().unwrap();
+    let suppressed: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r["suppressions"][0]["justification"].as_str())
+        .collect();
+    assert_eq!(suppressed.len(), 2, "the waived and the baseline finding");
+    assert!(suppressed[0].contains("polymorphic"));
+    let notes = doc["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+        .as_array()
+        .unwrap();
+    assert_eq!(notes.len(), 1, "the errored check");
+}
+
+#[test]
+fn junit_parses_and_its_counts_add_up() {
+    use quick_xml::events::Event;
+    for a in [&fixture().assessment, &with_every_disposition()] {
+        let xml = rendered(a, Format::Junit);
+        let mut reader = quick_xml::Reader::from_str(&xml);
+        let (mut cases, mut failures, mut errors, mut skipped) = (0, 0, 0, 0);
+        let mut declared = None;
+        loop {
+            match reader.read_event().expect("well-formed XML") {
+                Event::Eof => break,
+                Event::Start(e) | Event::Empty(e) => {
+                    let attr = |name: &str| {
+                        e.try_get_attribute(name).unwrap().map(|a| {
+                            a.normalized_value(quick_xml::XmlVersion::default())
+                                .unwrap()
+                                .into_owned()
+                        })
+                    };
+                    match e.name().as_ref() {
+                        b"testsuites" => {
+                            declared = Some((
+                                attr("tests").unwrap(),
+                                attr("failures").unwrap(),
+                                attr("errors").unwrap(),
+                                attr("skipped").unwrap(),
+                            ))
+                        }
+                        b"testcase" => {
+                            cases += 1;
+                            assert!(attr("classname").unwrap().starts_with("pg-integrity."));
+                        }
+                        b"failure" => {
+                            failures += 1;
+                            assert!(attr("type").is_some_and(|t| Severity::parse(&t).is_some()));
+                        }
+                        b"error" => errors += 1,
+                        b"skipped" => skipped += 1,
+                        _ => {}
+                    }
+                }
+                Event::Text(t) => {
+                    t.decode().expect("text decodes");
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(cases, a.checks.len());
+        let counted = (
+            cases.to_string(),
+            failures.to_string(),
+            errors.to_string(),
+            skipped.to_string(),
+        );
+        assert_eq!(declared, Some(counted));
+    }
+}
+
+#[test]
+fn every_format_marks_waived_and_baseline_findings() {
+    let a = with_every_disposition();
+    let md = rendered(&a, Format::Markdown);
+    assert!(
+        md.contains("**[waived]**") && md.contains("**[baseline]**"),
+        "{md}"
+    );
+    assert!(md.contains("| ERROR |"));
+    let json: serde_json::Value = serde_json::from_str(&rendered(&a, Format::Json)).unwrap();
+    let findings: Vec<&serde_json::Value> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["findings"].as_array().unwrap())
+        .collect();
+    assert!(findings.iter().any(|f| f["waived"] == true));
+    assert!(findings.iter().any(|f| f["baseline"] == true));
+    // Neither is annotated; the errored check is.
+    let gh = rendered(&a, Format::Github);
+    let total: usize = a
+        .checks
+        .iter()
+        .map(|c| c.findings.iter().filter(|f| f.counts()).count())
+        .sum();
+    assert_eq!(gh.lines().count(), total + 1, "{gh}");
+    assert!(gh.contains("(errored)::"));
+    for line in gh.lines() {
+        assert!(
+            line.starts_with("::error title=")
+                || line.starts_with("::warning title=")
+                || line.starts_with("::notice title="),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn docs_example_audit_is_the_rendered_fixture_audit() {
+    let path = Path::new("docs/example-audit.md");
+    let text = golden(Format::Markdown);
+    let update = std::env::var("UPDATE_DOCS").is_ok_and(|v| v == "1")
+        || std::env::var("INSTA_UPDATE").is_ok_and(|v| v == "always");
+    if update {
+        std::fs::create_dir_all("docs").unwrap();
+        std::fs::write(path, &text).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "docs/example-audit.md is out of date: run `UPDATE_DOCS=1 cargo test --test reports`"
+    );
+}
+
+// The gate through the command line.
+
+const NO_KEY: &str = "create table events(id int primary key);\n\
+                      create table audit_log(at timestamptz, message text);\n";
+
+struct Gate {
+    code: Option<i32>,
+    json: serde_json::Value,
+    stdout: String,
+    stderr: String,
+}
+
+/// Audit a schema with a table lacking a primary key, in `dir`; a trailing
+/// `--config` in `extra` gets `dir/pg-integrity.toml`.
+fn audit_no_key(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Gate {
+    let schema = dir.join("schema.sql");
+    std::fs::write(&schema, NO_KEY).unwrap();
+    let mut cmd = cli();
+    cmd.arg("audit");
+    if !extra.contains(&"--only") {
+        cmd.args(["--only", "schema.primary_keys"]);
+    }
+    cmd.arg("--schema")
+        .arg(&schema)
+        .args(extra)
+        .current_dir(dir)
+        .timeout(Duration::from_secs(120));
+    if extra.last() == Some(&"--config") {
+        cmd.arg(dir.join("pg-integrity.toml"));
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Gate {
+        code: out.status.code(),
+        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout,
+    }
+}
+
+fn finding(g: &Gate) -> &serde_json::Value {
+    &g.json["checks"][0]["findings"][0]
+}
+
+#[test]
+fn a_finding_fails_the_gate_until_it_is_in_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = audit_no_key(
+        dir.path(),
+        &["--format", "json", "--write-baseline", "baseline.json"],
+        &[],
+    );
+    assert_eq!(first.code, Some(1), "stderr: {}", first.stderr);
+    assert_eq!(finding(&first)["object"], "public.audit_log");
+    assert_eq!(finding(&first)["baseline"], false);
+    assert_eq!(first.json["summary"]["gate"]["passed"], false);
+
+    let again = audit_no_key(
+        dir.path(),
+        &["--format", "json", "--baseline", "baseline.json"],
+        &[],
+    );
+    assert_eq!(again.code, Some(0), "stderr: {}", again.stderr);
+    assert_eq!(finding(&again)["baseline"], true);
+    assert_eq!(finding(&again)["waived"], false);
+    assert_eq!(again.json["summary"]["gate"]["passed"], true);
+}
+
+fn waiver(dir: &Path, expires: &str) {
+    std::fs::write(
+        dir.join("pg-integrity.toml"),
+        format!(
+            "[[waiver]]\ncheck = \"schema.primary_keys\"\nobject = \"public.audit_*\"\n\
+             reason = \"append-only log, keyed by time\"\nexpires = \"{expires}\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_waiver_passes_the_gate_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    waiver(dir.path(), "2999-12-31");
+    let waived = audit_no_key(
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "--output",
+            "sarif:out.sarif",
+            "--config",
+        ],
+        &[],
+    );
+    assert_eq!(waived.code, Some(0), "stderr: {}", waived.stderr);
+    assert_eq!(finding(&waived)["waived"], true);
+    assert_eq!(
+        finding(&waived)["waiver_reason"],
+        "append-only log, keyed by time"
+    );
+    let sarif: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.sarif")).unwrap())
+            .unwrap();
+    assert_eq!(
+        sarif["runs"][0]["results"][0]["suppressions"][0]["kind"],
+        "external"
+    );
+
+    // Expired: void, reported, and the finding fails the gate again. (A manual
+    // check rides along, to show how Markdown lists it.)
+    waiver(dir.path(), "2020-01-31");
+    let checks = dir.path().join("checks");
+    std::fs::create_dir(&checks).unwrap();
+    std::fs::write(
+        checks.join("schema.review_retention.toml"),
+        "id = \"schema.review_retention\"\nsection = \"schema\"\n\
+         title = \"Retention | archiving\"\nseverity = \"low\"\nkind = \"manual\"\n\
+         description = \"d\"\nguidance = \"Check that old rows are archived.\"\n",
+    )
+    .unwrap();
+    let expired = audit_no_key(
+        dir.path(),
+        &[
+            "--format",
+            "markdown",
+            "--checks",
+            "checks",
+            "--only",
+            "schema.primary_keys,schema.review_retention",
+            "--config",
+        ],
+        &[],
+    );
+    assert_eq!(expired.code, Some(1), "stderr: {}", expired.stderr);
+    let md = &expired.stdout;
+    assert!(md.contains("expired on 2020-01-31"), "{md}");
+    assert!(md.contains("**Gate:** FAIL"), "{md}");
+    assert!(md.contains("## Migration/Schema (0/1)"), "{md}");
+    assert!(
+        md.contains("- [ ] Retention | archiving (`schema.review_retention`) — Check that old rows are archived."),
+        "{md}"
+    );
+    assert!(
+        md.contains("| PARTIAL | 1/2 ok; `public.audit_log`"),
+        "{md}"
+    );
+}
+
+#[test]
+fn github_actions_get_annotations_on_stderr_unless_asked_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("GITHUB_ACTIONS", "true")];
+    let json = audit_no_key(dir.path(), &["--format", "json"], &env);
+    assert_eq!(json.code, Some(1));
+    assert!(
+        json.json.is_object(),
+        "stdout stays valid JSON: {}",
+        json.stdout
+    );
+    assert!(
+        json.stderr
+            .contains("::error title=schema.primary_keys Primary keys"),
+        "{}",
+        json.stderr
+    );
+    assert!(json.stderr.contains("::public.audit_log"));
+
+    let quiet = audit_no_key(dir.path(), &["--format", "json", "--no-annotations"], &env);
+    assert!(!quiet.stderr.contains("::error"), "{}", quiet.stderr);
+
+    let gh = audit_no_key(dir.path(), &["--format", "github"], &env);
+    assert_eq!(gh.stdout.lines().count(), 1, "{}", gh.stdout);
+    assert!(gh.stdout.starts_with("::error title=schema.primary_keys"));
+    assert!(!gh.stderr.contains("::error"), "not twice: {}", gh.stderr);
+}
