@@ -1,0 +1,45 @@
+-- What the --deep data checks need to scan a table in scope (partitions included,
+-- since a foreign key may be declared on a partition) and to name rows in their
+-- evidence without showing them.
+-- Columns: oid, object, schema_name, table_name, relkind, key_label (the primary
+-- key's column, '(a, b)' for a composite key, 'ctid' without one), key_expr (SQL
+-- over the alias c rendering a row's key as text), est_rows (reltuples, summed
+-- over the leaf partitions; from the size when never analyzed), sampled (--sample
+-- is set and est_rows > 100000: scan the table TABLESAMPLE SYSTEM), sample_percent
+-- (the percentage as text, '' when not sampling).
+-- params: sample_percent
+-- requires: scope_tables
+select t.oid,
+       t.object,
+       t.schema_name,
+       t.table_name,
+       t.relkind,
+       coalesce(pk.label, 'ctid') as key_label,
+       coalesce(pk.expr, case when t.relkind = 'p'
+                              then 'c.tableoid::regclass::text || '':'' || c.ctid::text'
+                              else 'c.ctid::text' end) as key_expr,
+       est.n as est_rows,
+       coalesce((select sample_percent from params), '') <> '' and est.n > 100000 as sampled,
+       coalesce((select sample_percent from params), '') as sample_percent
+from scope_tables t
+left join lateral (
+    select case when count(*) = 1 then min(a.attname::text)
+                else '(' || string_agg(a.attname::text, ', ' order by k.ord) || ')' end as label,
+           case when count(*) = 1 then format('c.%I::text', min(a.attname::text))
+                else format('row(%s)::text', string_agg(format('c.%I', a.attname), ', ' order by k.ord)) end as expr
+    from pg_constraint con
+    cross join lateral unnest(con.conkey) with ordinality k(attnum, ord)
+    join pg_attribute a on a.attrelid = con.conrelid and a.attnum = k.attnum
+    where con.conrelid = t.oid and con.contype = 'p'
+    group by con.oid
+    having count(*) > 0
+) pk on true
+cross join lateral (
+    select coalesce(sum(case when pc.reltuples >= 0 then pc.reltuples::float8
+                             else pg_relation_size(pc.oid) / 100.0 end), 0) as n
+    from pg_class pc
+    where pc.relkind = 'r'
+      and pc.oid in (select t.oid
+                     union all
+                     select pt.relid from pg_partition_tree(t.oid) pt where t.relkind = 'p' and pt.isleaf)
+) est
