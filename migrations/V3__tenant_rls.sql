@@ -2,9 +2,10 @@
 --
 -- Fixes: rls.enabled, rls.forced, rls.policies_present, rls.tenant_policies, rls.write_check,
 --        rls.fail_closed, rls.policy_initplan, rls.views_security_invoker (PostgreSQL 15+),
---        rls.security_definer_search_path
--- (keeps rls.app_role_bypass and rls.service_role passing; turns isolation.cross_tenant_read,
---  isolation.cross_tenant_write and isolation.unset_context to pass)
+--        rls.security_definer_search_path, isolation.cross_tenant_read,
+--        isolation.cross_tenant_write, isolation.unset_context
+-- (rls.app_role_bypass and rls.service_role keep passing: ticket_app gains no ownership or
+-- attribute, ticket_service keeps BYPASSRLS)
 --
 -- Runs in one transaction: the user-based policies are dropped in the same transaction that
 -- creates the tenant policies, so there is no moment with either no policy (everything hidden

@@ -1,7 +1,9 @@
 -- V4__integrity_constraints: CHECK, NOT NULL and tenant foreign key constraints that need no
 -- new index, added NOT VALID.
 --
--- Fixes (once V6__validate_constraints has validated them):
+-- Fixes: races.inventory_non_negative, schema.check_constraints, schema.not_null,
+--        tenancy.tenant_foreign_key
+-- (together with V6__validate_constraints, which validates what this adds NOT VALID):
 --   races.inventory_non_negative   ticket_types.available_quantity >= 0
 --   schema.check_constraints       ticket_types.available_quantity, order_items.unit_price,
 --                                  payments.fee_amount, tickets.price

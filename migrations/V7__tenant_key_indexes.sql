@@ -3,9 +3,10 @@
 -- V7__tenant_key_indexes: build, without blocking writes, the indexes the tenant-scoped keys
 -- of V8__tenant_scoped_keys need.
 --
--- Prepares (V8 turns them into constraints): tenancy.tenant_scoped_uniques,
--- tenancy.tenant_scoped_foreign_keys, schema.foreign_keys, schema.foreign_key_indexes,
--- schema.unique_keys.
+-- Fixes: tenancy.tenant_scoped_uniques, tenancy.tenant_scoped_foreign_keys, schema.foreign_keys,
+--        schema.foreign_key_indexes
+-- (together with V8__tenant_scoped_keys, which turns these indexes into constraints and adds
+-- the foreign keys they serve, and V9__validate_tenant_keys; schema.unique_keys keeps passing).
 --
 -- CREATE INDEX CONCURRENTLY cannot run in a transaction: this migration runs statement by
 -- statement. Each build takes SHARE UPDATE EXCLUSIVE (reads and writes go on), scans the

@@ -1,10 +1,10 @@
 -- V8__tenant_scoped_keys: tenant-scoped unique constraints and foreign keys, on the indexes
 -- V7__tenant_key_indexes built.
 --
--- Fixes: tenancy.tenant_scoped_uniques, tenancy.tenant_scoped_foreign_keys,
---        schema.foreign_keys (order_items.ticket_type_id, payments.order_id, tickets.order_id)
---        -- the foreign keys are validated by V9__validate_tenant_keys; until then
---        schema.constraints_validated reports them NOT VALID.
+-- Fixes: tenancy.tenant_scoped_uniques, tenancy.tenant_scoped_foreign_keys, schema.foreign_keys
+-- (schema.foreign_keys: order_items.ticket_type_id, payments.order_id, tickets.order_id had
+-- none). The foreign keys are validated by V9__validate_tenant_keys; until then
+-- schema.constraints_validated reports them NOT VALID.
 -- Keeps passing: schema.unique_keys, schema.foreign_key_indexes (every new key is indexed by
 -- V7), tenancy.tenant_indexes, schema.duplicate_indexes.
 --
