@@ -394,3 +394,170 @@ fn no_transaction_migrations_rebuild_an_invalid_index_and_record_history_last() 
     assert_eq!(sync(count(&db, "select count(*) from pg_constraint where conname = 'children_parent_id_fkey' and convalidated")), 1);
     assert_eq!(sync(history(&db)), vec![(1, "index".into())]);
 }
+
+const SCHEMA: &str = include_str!("../fixtures/ticket-service/schema.sql");
+const DATA: &str = include_str!("../fixtures/ticket-service/data.sql");
+const DIRTY: &str = include_str!("../fixtures/ticket-service/dirty.sql");
+const CONFIG: &str = "fixtures/ticket-service/pg-integrity.toml";
+
+fn audit_json(db: &TestDb, extra: &[&str]) -> serde_json::Value {
+    let out = cli()
+        .args([
+            "audit",
+            "--format",
+            "json",
+            "--config",
+            CONFIG,
+            "--database-url",
+            &db.url,
+        ])
+        .args(extra)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn statuses(doc: &serde_json::Value, kind: &str) -> Vec<(String, String)> {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == kind)
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_remediation_migrations_bring_every_catalog_check_of_the_fixture_to_pass() {
+    let db = sync(TestDb::new(&format!("{SCHEMA}\n{DATA}")));
+    let before = audit_json(&db, &[]);
+    let score_before = before["summary"]["score"].as_f64().unwrap();
+    assert!(
+        (45.0..75.0).contains(&score_before),
+        "score before: {score_before}"
+    );
+    let out = cli()
+        .args([
+            "migrate",
+            "apply",
+            "--config",
+            CONFIG,
+            "--database-url",
+            &db.url,
+        ])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("→ 100%"), "{stdout}");
+    let after = audit_json(&db, &["--deep", "--probe"]);
+    let not_passing: Vec<_> = statuses(&after, "catalog")
+        .into_iter()
+        .filter(|(_, s)| s != "pass")
+        .collect();
+    assert!(
+        not_passing.is_empty(),
+        "catalog checks not passing after migrate: {not_passing:?}"
+    );
+    for (id, status) in statuses(&after, "probe") {
+        assert_eq!(status, "pass", "{id} after remediation");
+    }
+    for (id, status) in statuses(&after, "data") {
+        assert!(
+            status == "pass" || status == "not_applicable",
+            "{id}: {status}"
+        );
+    }
+    let again = cli()
+        .args(["migrate", "apply", "--no-audit", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to apply"));
+    assert_eq!(sync(history(&db)).len(), 9);
+}
+
+#[test]
+fn probes_fail_before_remediation_and_leave_no_trace() {
+    let db = sync(TestDb::new(&format!("{SCHEMA}\n{DATA}")));
+    let fingerprint = || {
+        sync(async {
+            let c = db.client().await;
+            let row = c
+                .query_one(
+                    "select (select count(*) from tickets), (select string_agg(xmin::text || ':' || tenant_id::text, ',' order by id) from tickets),
+                            (select count(*) from orders), (select string_agg(xmin::text || ':' || tenant_id::text, ',' order by id) from orders)",
+                    &[],
+                )
+                .await
+                .unwrap();
+            format!(
+                "{}|{}|{}|{}",
+                row.get::<_, i64>(0),
+                row.get::<_, String>(1),
+                row.get::<_, i64>(2),
+                row.get::<_, String>(3)
+            )
+        })
+    };
+    let before = fingerprint();
+    let doc = audit_json(
+        &db,
+        &[
+            "--probe",
+            "--only",
+            "isolation.cross_tenant_read,isolation.cross_tenant_write,isolation.unset_context",
+        ],
+    );
+    for (id, status) in statuses(&doc, "probe") {
+        assert!(
+            status == "fail" || status == "partial",
+            "{id} before remediation: {status}"
+        );
+    }
+    assert_eq!(
+        before,
+        fingerprint(),
+        "rows, tenants and xmin unchanged by the probes"
+    );
+}
+
+#[test]
+fn deep_audit_finds_every_planted_problem_and_preflight_refuses_it() {
+    let db = sync(TestDb::new(&format!("{SCHEMA}\n{DATA}\n{DIRTY}")));
+    let doc = audit_json(&db, &["--deep", "--only", "data.orphans,data.cross_tenant_references,data.required_nulls,data.negative_inventory,data.tenant_duplicates"]);
+    for (id, status) in statuses(&doc, "data") {
+        assert!(
+            status == "fail" || status == "partial",
+            "{id} on dirty data: {status}"
+        );
+    }
+    let out = cli()
+        .args(["migrate", "apply", "--no-audit", "--database-url", &db.url])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("preflight refused V4__integrity_constraints"),
+        "{err}"
+    );
+    assert!(err.contains("available_quantity"), "{err}");
+}
