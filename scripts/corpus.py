@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Audit every schema of the shared corpus (../shared/corpus) and summarise.
+
+    scripts/corpus.py [--corpus DIR] [--server "host=127.0.0.1 user=postgres"] [--bin target/release/pg-integrity] [ENTRY...]
+
+For each entry: create a fresh database on the server, load it with the psql
+command its SOURCE.md gives (ON_ERROR_STOP=0, as documented there), run
+`pg-integrity audit --format json`, and print per-check finding counts. Exits 1
+when any check errored or the tool failed. Skips (exit 0, with a message) when
+the corpus is absent. Not part of `cargo test`: loading takes ~10 s in all.
+"""
+import argparse, json, os, re, shlex, subprocess, sys, time, collections
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--corpus", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpus"))
+ap.add_argument("--server", default="host=127.0.0.1 user=postgres")
+ap.add_argument("--bin", default="target/release/pg-integrity")
+ap.add_argument("--json-dir", default=None, help="keep each audit's JSON here")
+ap.add_argument("entries", nargs="*")
+args = ap.parse_args()
+
+corpus = os.path.abspath(args.corpus)
+if not os.path.isdir(corpus):
+    print(f"corpus not found at {corpus}: skipping")
+    sys.exit(0)
+
+def load_command(entry):
+    text = open(os.path.join(corpus, entry, "SOURCE.md")).read()
+    section = text.split("## Loading", 1)[1]
+    lines, cmd = section.splitlines(), ""
+    for i, line in enumerate(lines):
+        if line.startswith("    psql"):
+            cmd = line.strip()
+            j = i
+            while cmd.endswith("\\"):
+                j += 1
+                cmd = cmd[:-1] + " " + lines[j].strip()
+            break
+    cmd = cmd.split("#")[0]
+    argv = shlex.split(cmd)
+    db = argv[argv.index("-d") + 1]
+    files = [argv[k + 1] for k, a in enumerate(argv) if a == "-f"]
+    return db, files
+
+def psql(db, *extra, check=True):
+    return subprocess.run(["psql", "-X", "-q", "-d", f"{args.server} dbname={db}", *extra],
+                          capture_output=True, text=True, check=check)
+
+failed = False
+entries = args.entries or sorted(e for e in os.listdir(corpus) if os.path.isdir(os.path.join(corpus, e)))
+summary = []
+for entry in entries:
+    db, files = load_command(entry)
+    db = db if entry == "chinook" else f"corpus_{entry.replace('-', '_')}"
+    maintenance = "postgres"
+    psql(maintenance, "-c", f'drop database if exists "{db}" with (force)', check=False)
+    if entry == "chinook":
+        target_db = maintenance  # the file creates and connects to its own database
+    else:
+        psql(maintenance, "-c", f'create database "{db}"')
+        target_db = db
+    t = time.time()
+    load = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", f"{args.server} dbname={target_db}",
+                           *sum((["-f", f] for f in files), [])], cwd=os.path.join(corpus, entry), capture_output=True, text=True)
+    load_s = time.time() - t
+    errors = load.stderr.count("ERROR:")
+    t = time.time()
+    out = subprocess.run([args.bin, "audit", "--format", "json", "--fail-on", "never", "--deep",
+                          "--database-url", f"{args.server} dbname={db}"], capture_output=True, text=True)
+    audit_s = time.time() - t
+    if out.returncode not in (0, 1):
+        print(f"{entry}: pg-integrity exited {out.returncode}: {out.stderr.strip()[:500]}")
+        failed = True
+        continue
+    doc = json.loads(out.stdout)
+    if args.json_dir:
+        os.makedirs(args.json_dir, exist_ok=True)
+        open(os.path.join(args.json_dir, f"{entry}.json"), "w").write(out.stdout)
+    statuses = collections.Counter(c["status"] for c in doc["checks"])
+    errored = [f'{c["id"]}: {c["reason"]}' for c in doc["checks"] if c["status"] == "error"]
+    failed |= bool(errored)
+    print(f"\n== {entry}: load {load_s:.1f}s ({errors} load errors), audit --deep {audit_s:.2f}s, "
+          f"score {doc['summary']['score']}%, statuses {dict(statuses)}")
+    for c in doc["checks"]:
+        if c["findings"]:
+            print(f"   {c['id']:<42} {c['status']:<8} {len(c['findings']):>5} of {c['objects_checked']:>5}   e.g. {c['findings'][0]['evidence'][:110]}")
+    for e in errored:
+        print(f"   ERROR {e}")
+    psql(maintenance, "-c", f'drop database if exists "{db}" with (force)', check=False)
+print("\nerrors: " + ("yes" if failed else "none"))
+sys.exit(1 if failed else 0)
