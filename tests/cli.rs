@@ -368,3 +368,71 @@ expect = "fail"
         .get(0);
     assert_eq!(n, 0);
 }
+
+#[test]
+fn a_wrong_password_is_exit_3_and_never_printed() {
+    let sb = pg_integrity::sandbox::Sandbox::start_with(
+        &["password_encryption = 'scram-sha-256'"],
+        Some("local all all scram-sha-256"),
+    )
+    .expect("throwaway server");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = pg_integrity::connection::connect(&sb.options("postgres"))
+            .await
+            .unwrap();
+        c.batch_execute("create role pgi_pw_user login password 'Right-Pass-123'")
+            .await
+            .unwrap();
+    });
+    let secret = "Wr0ng-S3cret-Pa55";
+    let url = format!(
+        "postgresql://pgi_pw_user:{secret}@/postgres?host={}",
+        sb.socket_dir().display()
+    );
+    let out = cli()
+        .args(["audit", "--database-url", &url])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("password authentication failed"), "{all}");
+    assert!(!all.contains(secret), "the password leaked: {all}");
+    // The right password works (exit 0 or 1 is the gate, not the connection).
+    let ok_url = url.replace(secret, "Right-Pass-123");
+    let out = cli()
+        .args(["audit", "--format", "json", "--database-url", &ok_url])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn demo_audits_migrates_and_shows_the_score_change() {
+    let out = cli()
+        .arg("demo")
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("→ 100%"), "{stdout}");
+    assert!(stdout.contains("After 9 migration(s)"), "{stdout}");
+}

@@ -173,7 +173,6 @@ async fn next_host_is_tried_after_a_failure() {
 // A throwaway TLS cluster
 // ---------------------------------------------------------------------------
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const USER: &str = "tester";
 const PASSWORD: &str = "Tls-Pa55word-9f3k";
 /// Role that logs in with a client certificate (pg_hba `cert`), no password.
@@ -405,7 +404,13 @@ impl TlsCluster {
     }
 
     fn pg_command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(Path::new(PG_BIN).join(program));
+        // The same server binaries the throwaway servers use (PG_INTEGRITY_PG_BIN, PATH, ...).
+        let bindir = pg_integrity::sandbox::find_bindir().expect("PostgreSQL server binaries");
+        let mut cmd = Command::new(bindir.join(program));
+        let lib = bindir.join("../lib");
+        if lib.join("libpq.so.5").exists() {
+            cmd.env("LD_LIBRARY_PATH", lib);
+        }
         cmd.current_dir(self.dir.path());
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
