@@ -46,31 +46,21 @@ impl Failure {
     }
 }
 
+/// Bad input is exit 2; anything else from reaching the database is exit 3.
+fn input_or_database(input: bool, report: Report) -> Failure {
+    let code = if input { EXIT_INPUT } else { EXIT_DATABASE };
+    Failure { code, report }
+}
+
 impl From<ConnectionError> for Failure {
     fn from(e: ConnectionError) -> Self {
-        let code = if e.is_input_error() {
-            EXIT_INPUT
-        } else {
-            EXIT_DATABASE
-        };
-        Failure {
-            code,
-            report: e.into(),
-        }
+        input_or_database(e.is_input_error(), e.into())
     }
 }
 
 impl From<SandboxError> for Failure {
     fn from(e: SandboxError) -> Self {
-        let code = if e.is_input_error() {
-            EXIT_INPUT
-        } else {
-            EXIT_DATABASE
-        };
-        Failure {
-            code,
-            report: e.into(),
-        }
+        input_or_database(e.is_input_error(), e.into())
     }
 }
 

@@ -423,6 +423,31 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64 << attempt.min(5))
 }
 
+/// When `e` is a lock not granted in time and retries remain: report, back off,
+/// and say "retry". Anything else is for the caller to report.
+async fn retry_after_lock_timeout(
+    e: &(dyn std::error::Error + 'static),
+    attempt: &mut u32,
+    m: &MigrationFile,
+    opts: &ApplyOptions,
+) -> bool {
+    if !is_lock_timeout(e) || *attempt >= opts.retries {
+        return false;
+    }
+    *attempt += 1;
+    let wait = backoff(*attempt);
+    say(&format!(
+        "  {}: a lock was not granted within {} ms; retry {}/{} in {} ms",
+        m.label(),
+        opts.lock_timeout_ms,
+        attempt,
+        opts.retries,
+        wait.as_millis()
+    ));
+    tokio::time::sleep(wait).await;
+    true
+}
+
 /// One transaction through refinery: applies `m` (and only `m`, which is the next
 /// pending one) and records it in the history in the same transaction.
 async fn apply_in_transaction(
@@ -441,18 +466,7 @@ async fn apply_in_transaction(
             .set_abort_missing(true);
         match runner.run_async(client).await {
             Ok(_) => return Ok(()),
-            Err(e) if is_lock_timeout(&e) && attempt < opts.retries => {
-                attempt += 1;
-                let wait = backoff(attempt);
-                say(&format!(
-                    "  {}: a lock was not granted within {} ms; retry {attempt}/{} in {} ms",
-                    m.label(),
-                    opts.lock_timeout_ms,
-                    opts.retries,
-                    wait.as_millis()
-                ));
-                tokio::time::sleep(wait).await;
-            }
+            Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts).await => continue,
             Err(e) => {
                 let mut message = e.to_string();
                 let mut src = std::error::Error::source(&e);
@@ -491,18 +505,7 @@ async fn apply_no_transaction(
         loop {
             match client.batch_execute(&stmt).await {
                 Ok(()) => break,
-                Err(e) if is_lock_timeout(&e) && attempt < opts.retries => {
-                    attempt += 1;
-                    let wait = backoff(attempt);
-                    say(&format!(
-                        "  {}: a lock was not granted within {} ms; retry {attempt}/{} in {} ms",
-                        m.label(),
-                        opts.lock_timeout_ms,
-                        opts.retries,
-                        wait.as_millis()
-                    ));
-                    tokio::time::sleep(wait).await;
-                }
+                Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts).await => continue,
                 Err(e) => {
                     return Err(MigrateError::Failed {
                         migration: m.label(),

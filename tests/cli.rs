@@ -7,6 +7,16 @@ use predicates::prelude::*;
 use std::time::Duration;
 use support::{cli, TestDb};
 
+/// A custom catalog check in `dir`, as a team would add with --checks.
+fn custom_check(dir: &std::path::Path, id: &str, title: &str, sql: &str) {
+    let text = format!(
+        "id = \"{id}\"\nsection = \"custom\"\ntitle = \"{title}\"\nseverity = \"high\"\nkind = \"catalog\"\n\
+         description = \"{title}\"\nsql = \"{sql}\"\n\
+         [[test]]\nname = \"p\"\nexpect = \"pass\"\n[[test]]\nname = \"f\"\nexpect = \"fail\"\n"
+    );
+    write(dir, &format!("{id}.toml"), &text);
+}
+
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -247,24 +257,7 @@ async fn a_locked_table_makes_one_check_error_and_the_audit_finishes() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "custom.reads_busy.toml",
-        r#"id = "custom.reads_busy"
-section = "custom"
-title = "Reads a locked table"
-severity = "high"
-kind = "data"
-description = "Reads public.busy"
-sql = "select 'public.busy'::text as object, count(*) = 0 as ok, count(*)::text as evidence from public.busy"
-[[test]]
-name = "p"
-expect = "pass"
-[[test]]
-name = "f"
-expect = "fail"
-"#,
-    );
+    custom_check(dir.path(), "custom.reads_busy", "Reads a locked table", "select 'public.busy'::text as object, count(*) = 0 as ok, count(*)::text as evidence from public.busy");
     let url = db.url.clone();
     let checks_dir = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
@@ -316,24 +309,7 @@ async fn every_audit_statement_runs_read_only() {
     // A check that tries to write is refused by the read-only transaction.
     let db = TestDb::new("create table t(id int primary key);").await;
     let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "custom.writes.toml",
-        r#"id = "custom.writes"
-section = "custom"
-title = "Tries to write"
-severity = "low"
-kind = "catalog"
-description = "d"
-sql = "with w as (insert into public.t values (1) returning id) select 'x'::text as object, true as ok, ''::text as evidence from w"
-[[test]]
-name = "p"
-expect = "pass"
-[[test]]
-name = "f"
-expect = "fail"
-"#,
-    );
+    custom_check(dir.path(), "custom.writes", "Tries to write", "with w as (insert into public.t values (1) returning id) select 'x'::text as object, true as ok, ''::text as evidence from w");
     let url = db.url.clone();
     let d = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
