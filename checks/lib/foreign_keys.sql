@@ -1,5 +1,5 @@
--- Foreign keys declared on tables in scope (partitions excluded; an FK on a
--- partitioned table is reported once, on the parent).
+-- Foreign keys declared on tables in scope (copies a partition inherits from its
+-- parent are left out: conparentid = 0; a key declared on a partition itself is kept).
 -- Columns: conoid, conname, table_oid, table_object, object (schema.table.conname),
 -- ref_oid, ref_object, attnums, ref_attnums, columns (text[]), ref_columns (text[]),
 -- validated, definition.
