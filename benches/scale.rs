@@ -31,7 +31,6 @@ fn generate_schema(sb: &Sandbox, db: &str, n: usize) {
         db,
         "create table tenants(id uuid primary key default gen_random_uuid(), name text not null)",
     );
-    psql(sb, db, "create role bench_app login");
     let batch = 250;
     let mut i = 1;
     while i <= n {

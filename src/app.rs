@@ -314,7 +314,11 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
             write_stdout(&format!("{t}\n"));
             Ok(EXIT_OK)
         }
-        ChecksCommand::Show { id, catalog: args } => {
+        ChecksCommand::Show {
+            id,
+            composed,
+            catalog: args,
+        } => {
             let (catalog, _) = load_catalog(&args)?;
             let Some(c) = catalog.checks.get(&id) else {
                 let hint = crate::diag::did_you_mean(&id, catalog.ids())
@@ -325,7 +329,16 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
                     &hint,
                 ));
             };
-            write_stdout(&show_check(&catalog, c));
+            if composed {
+                let sql = catalog.compose(c);
+                let mut text = String::new();
+                for (i, p) in sql.params.iter().enumerate() {
+                    text.push_str(&format!("-- ${}: {p}\n", i + 1));
+                }
+                write_stdout(&format!("{text}{}\n", sql.sql));
+            } else {
+                write_stdout(&show_check(&catalog, c));
+            }
             Ok(EXIT_OK)
         }
         ChecksCommand::Validate { dirs } => {

@@ -226,6 +226,9 @@ pub enum ChecksCommand {
     Show {
         /// Check id, e.g. schema.foreign_keys
         id: String,
+        /// Print the statement sent to the server (building blocks included), e.g. for EXPLAIN
+        #[arg(long)]
+        composed: bool,
         #[command(flatten)]
         catalog: CatalogArgs,
     },

@@ -16,24 +16,25 @@ select c.table_oid,
        fk.object as fk_object,
        fk.validated as fk_validated
 from scope_columns c
-left join lateral (
-    select f.*
+-- the covering foreign key, if any: equi-joins on (table, column), so hash joins
+left join (
+    select distinct on (f.table_oid, k.attnum) f.table_oid, k.attnum, f.ref_oid, f.ref_object, f.object, f.validated
     from foreign_keys f
-    where f.table_oid = c.table_oid and c.column_name = any(f.columns)
-    order by f.validated desc, f.conname
-    limit 1
-) fk on true
-left join lateral (
-    select t.oid, t.object
-    from scope_tables t
-    where c.column_name ~ '^.+_id$'
-      and not t.is_partition
-      and t.table_name in (substr(c.column_name, 1, length(c.column_name) - 3),
-                           substr(c.column_name, 1, length(c.column_name) - 3) || 's',
-                           substr(c.column_name, 1, length(c.column_name) - 3) || 'es',
-                           regexp_replace(substr(c.column_name, 1, length(c.column_name) - 3), 'y$', 'ies'))
-    order by (t.schema_name = c.schema_name) desc, t.object
-    limit 1
-) guess on true
+    cross join unnest(f.attnums) as k(attnum)
+    order by f.table_oid, k.attnum, f.validated desc, f.conname
+) fk on fk.table_oid = c.table_oid and fk.attnum = c.attnum
+-- the table a `<stem>_id` column names: <stem>, <stem>s, <stem>es or <ste>ies
+left join (
+    select distinct on (c2.table_oid, c2.attnum) c2.table_oid, c2.attnum, t.oid, t.object
+    from scope_columns c2
+    cross join lateral (
+        select substr(c2.column_name, 1, length(c2.column_name) - 3) as stem
+    ) s
+    cross join lateral unnest(array[s.stem, s.stem || 's', s.stem || 'es',
+                                    regexp_replace(s.stem, 'y$', 'ies')]) as n(name)
+    join scope_tables t on t.table_name = n.name and not t.is_partition
+    where c2.column_name ~ '^.+_id$'
+    order by c2.table_oid, c2.attnum, (t.schema_name = c2.schema_name) desc, t.object
+) guess on guess.table_oid = c.table_oid and guess.attnum = c.attnum
 where (fk.object is not null or guess.oid is not null)
   and not (c.column_name = any((select tenant_columns from params)::text[]))
