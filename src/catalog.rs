@@ -820,7 +820,7 @@ expect = "fail"
         let cat = Catalog::build(vec![file("demo.x", &text)], vec![lib]).unwrap();
         let c = cat.compose(&cat.checks["demo.x"]);
         assert_eq!(c.params, vec!["schemas", "tenant_columns"]);
-        assert!(c.sql.contains("base as materialized (\n-- params"));
+        assert!(c.sql.contains("base as (\n-- params"));
     }
 
     #[test]
