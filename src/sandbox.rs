@@ -69,6 +69,17 @@ pub struct Sandbox {
     pub server_version_num: i32,
 }
 
+/// A client program (psql, pg_dump) beside the server binaries, else from PATH:
+/// relocatable server builds (e.g. from npm) ship without the clients.
+pub fn client_program(bindir: &Path, name: &str) -> PathBuf {
+    let local = bindir.join(name);
+    if local.is_file() {
+        local
+    } else {
+        PathBuf::from(name)
+    }
+}
+
 /// Where the server binaries are: PG_INTEGRITY_PG_BIN, PATH, `pg_config --bindir`,
 /// then the newest /usr/lib/postgresql/*/bin.
 pub fn find_bindir() -> Result<PathBuf, SandboxError> {
@@ -295,12 +306,7 @@ impl Sandbox {
     }
 
     fn psql(&self, dbname: &str) -> Command {
-        let psql = if self.bindir.join("psql").is_file() {
-            self.bindir.join("psql")
-        } else {
-            PathBuf::from("psql")
-        };
-        let mut c = Command::new(psql);
+        let mut c = Command::new(client_program(&self.bindir, "psql"));
         c.arg("-X")
             .arg("-q")
             .arg("-h")

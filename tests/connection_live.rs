@@ -406,9 +406,10 @@ impl TlsCluster {
     fn pg_command(&self, program: &str) -> Command {
         // The same server binaries the throwaway servers use (PG_INTEGRITY_PG_BIN, PATH, ...).
         let bindir = pg_integrity::sandbox::find_bindir().expect("PostgreSQL server binaries");
-        let mut cmd = Command::new(bindir.join(program));
+        let exe = pg_integrity::sandbox::client_program(&bindir, program);
+        let mut cmd = Command::new(&exe);
         let lib = bindir.join("../lib");
-        if lib.join("libpq.so.5").exists() {
+        if exe.starts_with(&bindir) && lib.join("libpq.so.5").exists() {
             cmd.env("LD_LIBRARY_PATH", lib);
         }
         cmd.current_dir(self.dir.path());
