@@ -30,13 +30,14 @@ SQL
 echo "generated $(psql -X -At -d "$db" -c 'select count(*) from tickets') tickets in $(echo "$(date +%s.%N) - $start" | bc) s"
 
 # The writer: as the service would, insert a ticket and update another, one transaction each.
-psql -X -At -d "$db" -c "select format('\\set tenant ''%s''' || chr(10) || '\\set event ''%s''' || chr(10) || '\\set tt ''%s''' || chr(10) || '\\set usr ''%s''', tenant_id, event_id, ticket_type_id, user_id) from tickets limit 1" > "$work/writer.sql"
-cat >> "$work/writer.sql" <<'PGB'
-\set n random(1, 1000000000)
-insert into tickets (tenant_id, event_id, ticket_type_id, user_id, ticket_number, status, price) values (:'tenant', :'event', :'tt', :'usr', 'BENCH-' || :n, 'valid', 10);
-update tickets set updated_at = now() where ticket_number = 'BENCH-' || :n;
-PGB
-(cd "$work" && "$pgbench" -n -c 2 -j 2 -T 600 -f writer.sql --log --log-prefix=w "$db" >/dev/null 2>&1) &
+psql -X -At -d "$db" > "$work/writer.sql" <<'SQL'
+select '\set n random(1, 1000000000)' || chr(10) ||
+       format('insert into tickets (tenant_id, event_id, ticket_type_id, user_id, ticket_number, status, price) values (%L, %L, %L, %L, ''BENCH-'' || :n, ''valid'', 10);',
+              tenant_id, event_id, ticket_type_id, user_id) || chr(10) ||
+       'update tickets set updated_at = now() where ticket_number = ''BENCH-'' || :n;'
+from tickets limit 1
+SQL
+(cd "$work" && "$pgbench" -n -c 2 -j 2 -T 600 -f writer.sql --log --log-prefix=w "$db" > pgbench.out 2>&1) &
 writer=$!
 sleep 3
 start=$(date +%s.%N)
@@ -46,4 +47,5 @@ sleep 2
 kill -INT "$writer" 2>/dev/null || true
 wait "$writer" 2>/dev/null || true
 echo "migrate apply: ${apply_s} s (lock_timeout ${lock_timeout} ms)"
+tail -n 3 "$work/pgbench.out" | sed "s/^/  pgbench: /"
 cat "$work"/w.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "writer: %d transactions, max latency %.1f ms, p99 %.1f ms, median %.1f ms\n", NR, a[NR]/1000, a[int(NR*0.99)]/1000, a[int(NR/2)]/1000}'

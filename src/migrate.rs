@@ -420,7 +420,8 @@ fn is_lock_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64 << attempt.min(5))
+    // 0.5 s, 1 s, then 2 s between attempts: short enough to catch a quiet moment.
+    Duration::from_millis(250u64 << attempt.min(3))
 }
 
 /// When `e` is a lock not granted in time and retries remain: report, back off,
