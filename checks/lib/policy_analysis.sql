@@ -189,10 +189,12 @@ pa_reduce as (
     cross join lateral (
         -- a token alone in parentheses (not a call, not cast to boolean) is that token
         select regexp_replace(r.t, '(?<![\w$"])\((\{[A-Z].[01]\})\)(?!::boolean)', '\1', 'g') as t
+        offset 0  -- not flattened: each regex runs once per row, not once per use
     ) g0
     cross join lateral (
         select g0.t,
                regexp_match(g0.t, '(((?:"[^"]*"|[A-Za-z_][\w$]*)(?:\.(?:"[^"]*"|[A-Za-z_][\w$]*))?)?\(([^()]*)\)(::boolean)?)') as m
+        offset 0
     ) g
     cross join lateral (
         select g.m[2] as p,
@@ -203,6 +205,7 @@ pa_reduce as (
                     when g.m[3] ~ ' OR ' then 'O'
                     when g.m[3] ~ ' AND ' then 'A'
                     else 'X' end as shape
+        offset 0
     ) a
     cross join lateral (
         -- each part (argument, OR/AND branch, or the whole) classified as an atom
