@@ -45,16 +45,21 @@ pub async fn run(cmd: MigrateCommand) -> Result<u8, Failure> {
     }
 }
 
-async fn rows(target: &Target, from: Option<&Path>) -> Result<Vec<migrate::StatusRow>, Failure> {
+/// The migrations (read once) and their state in the target's history.
+async fn rows(
+    target: &Target,
+    from: Option<&Path>,
+) -> Result<(Vec<migrate::MigrationFile>, Vec<migrate::StatusRow>), Failure> {
     let client = connect(&target.options).await?;
     let files = migrate::load(from)?;
     let applied = migrate::history(&client).await?;
-    Ok(migrate::status(&files, &applied))
+    let rows = migrate::status(&files, &applied);
+    Ok((files, rows))
 }
 
 async fn status(args: &TargetArgs, format: &str, from: Option<&Path>) -> Result<u8, Failure> {
     let target = open_target(args).await?;
-    let rows = rows(&target, from).await?;
+    let (_, rows) = rows(&target, from).await?;
     if format == "json" {
         let doc = serde_json::json!({ "format_version": 1, "migrations": rows });
         write_stdout(&(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"));
@@ -81,14 +86,13 @@ async fn status(args: &TargetArgs, format: &str, from: Option<&Path>) -> Result<
 }
 
 fn pending_sql(
+    files: &[migrate::MigrationFile],
     rows: &[migrate::StatusRow],
     upto: Option<u32>,
-    from: Option<&Path>,
-) -> Result<String, Failure> {
-    let files = migrate::load(from)?;
+) -> String {
     let mut out = String::new();
     let mut n = 0;
-    for f in &files {
+    for f in files {
         let pending = rows
             .iter()
             .any(|r| r.version == f.version && r.state == State::Pending);
@@ -109,22 +113,31 @@ fn pending_sql(
     if n == 0 {
         out.push_str("-- nothing to apply: the database is up to date\n");
     }
-    Ok(out)
+    out
+}
+
+/// `plan` and `apply --dry-run`: the pending migrations with their SQL; writes nothing.
+async fn print_plan(
+    target: &Target,
+    upto: Option<u32>,
+    from: Option<&Path>,
+) -> Result<u8, Failure> {
+    let (files, rows) = rows(target, from).await?;
+    if let Some(msg) = migrate::disagreement(&rows) {
+        return Err(MigrateError::Divergent(msg).into());
+    }
+    write_stdout(&pending_sql(&files, &rows, upto));
+    Ok(EXIT_OK)
 }
 
 async fn plan(args: &TargetArgs, upto: Option<u32>, from: Option<&Path>) -> Result<u8, Failure> {
     let target = open_target(args).await?;
-    let rows = rows(&target, from).await?;
-    if let Some(msg) = migrate::disagreement(&rows) {
-        return Err(MigrateError::Divergent(msg).into());
-    }
-    write_stdout(&pending_sql(&rows, upto, from)?);
-    Ok(EXIT_OK)
+    print_plan(&target, upto, from).await
 }
 
 async fn verify(args: &TargetArgs, from: Option<&Path>) -> Result<u8, Failure> {
     let target = open_target(args).await?;
-    let rows = rows(&target, from).await?;
+    let (_, rows) = rows(&target, from).await?;
     match migrate::disagreement(&rows) {
         Some(msg) => Err(MigrateError::Divergent(msg).into()),
         None => {
@@ -176,12 +189,7 @@ async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
     let target = open_target(&args.target).await?;
     let from = args.source.from.as_deref();
     if args.dry_run {
-        let rows = rows(&target, from).await?;
-        if let Some(msg) = migrate::disagreement(&rows) {
-            return Err(MigrateError::Divergent(msg).into());
-        }
-        write_stdout(&pending_sql(&rows, args.target_version, from)?);
-        return Ok(EXIT_OK);
+        return print_plan(&target, args.target_version, from).await;
     }
     let before = if args.no_audit {
         None

@@ -17,6 +17,22 @@ fn custom_check(dir: &std::path::Path, id: &str, title: &str, sql: &str) {
     write(dir, &format!("{id}.toml"), &text);
 }
 
+/// `audit --format json --only ONLY --checks DIR` against `url`, run off the async runtime.
+async fn audit_with_checks(url: &str, dir: &std::path::Path, only: &str) -> std::process::Output {
+    let (url, dir, only) = (url.to_string(), dir.to_path_buf(), only.to_string());
+    tokio::task::spawn_blocking(move || {
+        cli()
+            .args(["audit", "--format", "json", "--only", &only, "--checks"])
+            .arg(&dir)
+            .args(["--database-url", &url])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -265,26 +281,7 @@ async fn a_locked_table_makes_one_check_error_and_the_audit_finishes() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     custom_check(dir.path(), "custom.reads_busy", "Reads a locked table", "select 'public.busy'::text as object, count(*) = 0 as ok, count(*)::text as evidence from public.busy");
-    let url = db.url.clone();
-    let checks_dir = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        cli()
-            .args([
-                "audit",
-                "--format",
-                "json",
-                "--only",
-                "custom.reads_busy,schema.primary_keys",
-                "--checks",
-            ])
-            .arg(&checks_dir)
-            .args(["--database-url", &url])
-            .timeout(Duration::from_secs(30))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = audit_with_checks(&db.url, dir.path(), "custom.reads_busy,schema.primary_keys").await;
     holder.batch_execute("rollback").await.unwrap();
     assert_eq!(
         out.status.code(),
@@ -317,25 +314,7 @@ async fn every_audit_statement_runs_read_only() {
     let db = TestDb::new("create table t(id int primary key);").await;
     let dir = tempfile::tempdir().unwrap();
     custom_check(dir.path(), "custom.writes", "Tries to write", "with w as (insert into public.t values (1) returning id) select 'x'::text as object, true as ok, ''::text as evidence from w");
-    let url = db.url.clone();
-    let d = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        cli()
-            .args([
-                "audit",
-                "--format",
-                "json",
-                "--only",
-                "custom.writes",
-                "--checks",
-            ])
-            .arg(&d)
-            .args(["--database-url", &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = audit_with_checks(&db.url, dir.path(), "custom.writes").await;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["checks"][0]["status"], "error");
     assert!(doc["checks"][0]["reason"]

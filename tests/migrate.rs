@@ -66,12 +66,15 @@ fn two_migrations() -> tempfile::TempDir {
     ])
 }
 
-fn sync<F: std::future::Future>(f: F) -> F::Output {
+fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(f)
+}
+
+fn sync<F: std::future::Future>(f: F) -> F::Output {
+    runtime().block_on(f)
 }
 
 #[test]
@@ -286,10 +289,7 @@ fn concurrent_appliers_apply_each_migration_exactly_once() {
 fn a_bounded_lock_wait_gives_a_clear_message() {
     let db = sync(TestDb::new(BASE));
     let dir = two_migrations();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let holder = rt.block_on(db.client());
     rt.block_on(holder.query_one("select pg_advisory_lock(8099558377969248114)", &[]))
         .unwrap();
@@ -346,10 +346,7 @@ fn a_held_table_lock_is_retried_until_released() {
 fn a_lock_never_released_fails_cleanly_with_the_database_unchanged() {
     let db = sync(TestDb::new(BASE));
     let dir = two_migrations();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let holder = rt.block_on(db.client());
     rt.block_on(holder.batch_execute("begin; lock table children in access share mode;"))
         .unwrap();
