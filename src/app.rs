@@ -214,6 +214,7 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
         only: args.only.clone(),
         skip: args.skip.clone(),
         progress: true,
+        batch: !args.no_batch,
     };
     let selected = runner::select(&catalog, &config, &opts)
         .map_err(|m| Failure::msg(EXIT_INPUT, m, "`pg-integrity checks list` shows every id"))?;

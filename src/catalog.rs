@@ -256,6 +256,37 @@ impl Catalog {
         v
     }
 
+    /// Split checks into at most `n` batches for `n` connections, keeping together
+    /// the checks that lean on the same heavy building block (the fragment in their
+    /// `uses` closure with the most dependencies), so that it is computed once;
+    /// groups go to the batch with the fewest checks so far, largest group first.
+    pub fn partition_batch<T: AsRef<Check>>(&self, items: Vec<(usize, T)>, n: usize) -> Vec<Vec<(usize, T)>> {
+        let n = n.max(1);
+        let mut groups: BTreeMap<String, Vec<(usize, T)>> = BTreeMap::new();
+        for (i, c) in items {
+            let closure = self.fragment_order(&c.as_ref().uses);
+            let key = closure
+                .iter()
+                .map(|f| (self.fragment_order(std::slice::from_ref(&f.name)).len(), f.name.clone()))
+                .max()
+                .map(|(_, name)| name)
+                .unwrap_or_default();
+            groups.entry(key).or_default().push((i, c));
+        }
+        let mut groups: Vec<Vec<(usize, T)>> = groups.into_values().collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        let mut batches: Vec<Vec<(usize, T)>> = (0..n.min(groups.len())).map(|_| vec![]).collect();
+        for g in groups {
+            if let Some(b) = batches.iter_mut().min_by_key(|b| b.len()) {
+                b.extend(g);
+            }
+        }
+        for b in &mut batches {
+            b.sort_by_key(|(i, _)| *i);
+        }
+        batches
+    }
+
     /// The fragments `uses` needs, dependencies first.
     fn fragment_order(&self, uses: &[String]) -> Vec<&Fragment> {
         fn visit<'a>(
@@ -282,20 +313,16 @@ impl Catalog {
         out
     }
 
-    /// Build the statement for `check`: a `params` CTE binding every parameter, the
-    /// fragments it uses, then its own SQL (whose leading `WITH` is merged in).
-    pub fn compose(&self, check: &Check) -> Composed {
-        let sql = check
-            .sql
-            .as_deref()
-            .unwrap_or("select null::text, null::bool, null::text where false");
-        let frags = self.fragment_order(&check.uses);
-        let mut names: Vec<String> = check.params.clone();
-        for f in &frags {
-            for p in &f.params {
-                if !names.contains(p) {
-                    names.push(p.clone());
-                }
+    /// The `with recursive params as (...), fragment as (...)...` head shared by
+    /// `checks`, and the parameter names in `$n` order.
+    fn compose_head(&self, checks: &[&Check]) -> (String, Vec<String>) {
+        let uses: Vec<String> = checks.iter().flat_map(|c| c.uses.iter().cloned()).collect();
+        let frags = self.fragment_order(&uses);
+        let mut names: Vec<String> = vec![];
+        let own = checks.iter().flat_map(|c| c.params.iter());
+        for p in own.chain(frags.iter().flat_map(|f| f.params.iter())) {
+            if !names.contains(p) {
+                names.push(p.clone());
             }
         }
         let config = crate::config::Config::default();
@@ -319,6 +346,50 @@ impl Catalog {
             // reach the catalog indexes) and materializes one used several times.
             out.push_str(&format!(",\n{} as (\n{}\n)", f.name, f.body.trim_end()));
         }
+        (out, names)
+    }
+
+    /// One statement for several checks: the fragments they use are computed once
+    /// (PostgreSQL materializes a CTE referenced more than once) and each check's
+    /// rows come back tagged with its position in `checks` (first column, int4),
+    /// followed by object, ok, evidence.
+    pub fn compose_batch(&self, checks: &[&Check]) -> Composed {
+        let (mut out, names) = self.compose_head(checks);
+        let mut arms = vec![];
+        for (k, c) in checks.iter().enumerate() {
+            let sql = c.sql.as_deref().unwrap_or("select null::text, null::bool, null::text where false");
+            let sql = sql.trim_end().trim_end_matches(';');
+            // A check's own WITH may rely on the RECURSIVE of the composed statement.
+            let (sql, with) = blank_leading_with(sql);
+            let with = if with { "with recursive" } else { "" };
+            out.push_str(&format!(
+                ",\n-- {}\npgi_check_{k}(object, ok, evidence) as (\n{with}{sql}\n)",
+                c.id
+            ));
+            arms.push(format!(
+                "select {k} as pgi_check, object::text, ok::boolean, evidence::text from pgi_check_{k}"
+            ));
+        }
+        if arms.is_empty() {
+            arms.push("select 0, null::text, null::boolean, null::text where false".into());
+        }
+        out.push('\n');
+        out.push_str(&arms.join("\nunion all\n"));
+        Composed {
+            sql: out,
+            params: names,
+            check_char_offset: 0,
+        }
+    }
+
+    /// Build the statement for `check`: a `params` CTE binding every parameter, the
+    /// fragments it uses, then its own SQL (whose leading `WITH` is merged in).
+    pub fn compose(&self, check: &Check) -> Composed {
+        let sql = check
+            .sql
+            .as_deref()
+            .unwrap_or("select null::text, null::bool, null::text where false");
+        let (mut out, names) = self.compose_head(&[check]);
         let own = blank_leading_with(sql);
         out.push_str(if own.1 { ",\n" } else { "\n" });
         let check_char_offset = out.chars().count();

@@ -212,6 +212,11 @@ pub struct AuditArgs {
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
 
+    /// Run each catalog and runtime check as its own statement instead of one batched
+    /// statement that reads the catalog once (slower; gives per-check timings)
+    #[arg(long)]
+    pub no_batch: bool,
+
     /// Do not emit GitHub annotations (workflow commands, on stderr) even when
     /// GITHUB_ACTIONS=true
     #[arg(long)]

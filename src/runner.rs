@@ -14,8 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio_postgres::Client;
 
-/// Checks waiting to run, with their report position.
-type WorkQueue = Arc<Mutex<VecDeque<(usize, Arc<Check>)>>>;
+/// Work waiting for a connection: one check, or a batch of them run as one
+/// statement; each with its report position.
+enum Work {
+    One(usize, Arc<Check>),
+    Batch(Vec<(usize, Arc<Check>)>),
+}
+type WorkQueue = Arc<Mutex<VecDeque<Work>>>;
 
 pub const APPLICATION_NAME: &str = "pg-integrity";
 
@@ -27,6 +32,8 @@ pub struct AuditOptions {
     pub only: Vec<String>,
     pub skip: Vec<String>,
     pub progress: bool,
+    /// Run catalog and runtime checks together in one statement (see `run_batch`).
+    pub batch: bool,
 }
 
 impl Default for AuditOptions {
@@ -38,6 +45,7 @@ impl Default for AuditOptions {
             only: vec![],
             skip: vec![],
             progress: false,
+            batch: true,
         }
     }
 }
@@ -183,37 +191,48 @@ pub fn unmet_requirement(
     None
 }
 
-/// Run one check inside the current transaction, under a savepoint so that an
-/// error leaves the transaction usable for the next check.
-pub async fn run_check(
-    client: &Client,
-    catalog: &Catalog,
-    check: &Arc<Check>,
-    config: &LoadedConfig,
-    server: &ServerInfo,
-    probe_target: Option<&ConnectOptions>,
-) -> CheckResult {
-    let started = Instant::now();
-    let severity = config
+/// The severity `check` reports with, after `[checks] severity` overrides.
+fn severity_of(check: &Check, config: &LoadedConfig) -> Severity {
+    config
         .severity_override(&check.id)
-        .unwrap_or(check.severity);
+        .unwrap_or(check.severity)
+}
+
+/// The result of a check that has no query to run (manual) or cannot run here.
+fn without_query(check: &Arc<Check>, config: &LoadedConfig, server: &ServerInfo) -> Option<CheckResult> {
     let mut result = CheckResult {
         check: check.clone(),
-        severity,
+        severity: severity_of(check, config),
         status: Status::Manual,
         reason: None,
         objects: vec![],
         duration_ms: 0,
     };
     if check.kind == Kind::Manual {
-        return result;
+        return Some(result);
     }
-    if let Some(reason) = unmet_requirement(check, server, config) {
-        result.status = Status::Skipped;
-        result.reason = Some(reason);
-        return result;
-    }
-    match query_check(client, catalog, check, config, probe_target).await {
+    let reason = unmet_requirement(check, server, config)?;
+    result.status = Status::Skipped;
+    result.reason = Some(reason);
+    Some(result)
+}
+
+/// A check's result from the (object, ok, evidence) rows it returned, or its error.
+fn from_rows(
+    check: &Arc<Check>,
+    config: &LoadedConfig,
+    rows: Result<Vec<Row3>, String>,
+    duration_ms: u64,
+) -> CheckResult {
+    let mut result = CheckResult {
+        check: check.clone(),
+        severity: severity_of(check, config),
+        status: Status::Error,
+        reason: None,
+        objects: vec![],
+        duration_ms,
+    };
+    match rows {
         Ok(rows) => {
             // A row with ok = NULL is the check saying it cannot judge: skipped.
             if let Some(reason) = rows.iter().find_map(|r| r.1.is_none().then(|| r.2.clone())) {
@@ -233,13 +252,125 @@ pub async fn run_check(
                 result.objects = objects;
             }
         }
-        Err(message) => {
-            result.status = Status::Error;
-            result.reason = Some(message);
-        }
+        Err(message) => result.reason = Some(message),
     }
-    result.duration_ms = started.elapsed().as_millis() as u64;
     result
+}
+
+/// Run one check inside the current transaction, under a savepoint so that an
+/// error leaves the transaction usable for the next check.
+pub async fn run_check(
+    client: &Client,
+    catalog: &Catalog,
+    check: &Arc<Check>,
+    config: &LoadedConfig,
+    server: &ServerInfo,
+    probe_target: Option<&ConnectOptions>,
+) -> CheckResult {
+    if let Some(done) = without_query(check, config, server) {
+        return done;
+    }
+    let started = Instant::now();
+    let rows = query_check(client, catalog, check, config, probe_target).await;
+    from_rows(check, config, rows, started.elapsed().as_millis() as u64)
+}
+
+/// Whether `check` can join a batch: a plain query (catalog or runtime) that can run here.
+fn batchable(check: &Check, server: &ServerInfo, config: &LoadedConfig) -> bool {
+    matches!(check.kind, Kind::Catalog | Kind::Runtime)
+        && check.sql.is_some()
+        && unmet_requirement(check, server, config).is_none()
+}
+
+/// Run several catalog/runtime checks as one statement, so that the building blocks
+/// they share (tables, columns, indexes, policies in scope...) are read from the
+/// catalog once instead of once per check. Each check reports the statement's time.
+/// If the statement fails (one broken or timed-out check spoils it), every check is
+/// run again on its own, so the failure is pinned on the check that caused it.
+pub async fn run_batch(
+    client: &Client,
+    catalog: &Catalog,
+    checks: &[Arc<Check>],
+    config: &LoadedConfig,
+    server: &ServerInfo,
+) -> Vec<CheckResult> {
+    let started = Instant::now();
+    let refs: Vec<&Check> = checks.iter().map(|c| c.as_ref()).collect();
+    let composed = catalog.compose_batch(&refs);
+    let values: Vec<ParamValue> = composed
+        .params
+        .iter()
+        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
+        .collect();
+    let args: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
+    if std::env::var_os("PGI_DEBUG").is_some() {
+        let lits: Vec<String> = values
+            .iter()
+            .map(|v| match v {
+                ParamValue::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                ParamValue::TextArray(a) => format!(
+                    "array[{}]::text[]",
+                    a.iter()
+                        .map(|t| format!("'{}'", t.replace('\'', "''")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            })
+            .collect();
+        let _ = std::fs::write(
+            "/tmp/pgi_batch.sql",
+            format!(
+                "prepare pgi_b as {};\nexplain (analyze, costs off) execute pgi_b({});\n",
+                composed.sql,
+                lits.join(", ")
+            ),
+        );
+    }
+    // In one statement every shared building block is a materialized CTE, which has
+    // no index and only guessed row counts: a nested loop over two of them is
+    // quadratic (minutes at 5,000 tables). The batch SQL is written as hash joins;
+    // keep the planner from choosing nested loops where it has another way.
+    let _ = client.batch_execute("set local enable_nestloop = off").await;
+    let outcome = query_in_savepoint(client, &composed.sql, &args).await;
+    let _ = client
+        .batch_execute("set local enable_nestloop to default")
+        .await;
+    let grouped = match outcome {
+        Ok(rows) => {
+            let mut grouped: Vec<Vec<Row3>> = vec![vec![]; checks.len()];
+            let mut bad = None;
+            for r in &rows {
+                let k: i32 = r.get(0);
+                let obj = r.get::<_, Option<String>>(1).unwrap_or_default();
+                let ok = r.get::<_, Option<bool>>(2);
+                let ev = r.get::<_, Option<String>>(3).unwrap_or_default();
+                match grouped.get_mut(k as usize) {
+                    Some(g) => g.push((obj, ok, ev)),
+                    None => bad = Some(k),
+                }
+            }
+            bad.is_none().then_some(grouped)
+        }
+        Err(e) => {
+            if std::env::var_os("PGI_DEBUG").is_some() {
+                eprintln!("batch failed: {e}");
+            }
+            None
+        }
+    };
+    let Some(grouped) = grouped else {
+        let mut out = vec![];
+        for c in checks {
+            out.push(run_check(client, catalog, c, config, server, None).await);
+        }
+        return out;
+    };
+    let ms = started.elapsed().as_millis() as u64;
+    checks
+        .iter()
+        .zip(grouped)
+        .map(|(c, rows)| from_rows(c, config, Ok(rows), ms))
+        .collect()
 }
 
 type Row3 = (String, Option<bool>, String);
@@ -377,7 +508,21 @@ pub async fn audit(
         clients.push(c);
     }
 
-    let queue: WorkQueue = Arc::new(Mutex::new(runnable.iter().cloned().enumerate().collect()));
+    // Catalog and runtime checks go first, as one batched statement; the rest
+    // (data scans, probes) follow one by one on the other connections.
+    let mut work: VecDeque<Work> = VecDeque::new();
+    let mut batch = vec![];
+    for (i, c) in runnable.iter().cloned().enumerate() {
+        if opts.batch && batchable(&c, &server, config) {
+            batch.push((i, c));
+        } else {
+            work.push_back(Work::One(i, c));
+        }
+    }
+    for b in catalog.partition_batch(batch, jobs).into_iter().rev() {
+        work.push_front(Work::Batch(b));
+    }
+    let queue: WorkQueue = Arc::new(Mutex::new(work));
     let progress = Progress::new(
         opts.progress && std::io::stderr().is_terminal(),
         runnable.len(),
@@ -397,20 +542,32 @@ pub async fn audit(
             let mut out = vec![];
             loop {
                 let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
-                let Some((i, check)) = next else { break };
-                progress.start(&check.id);
-                out.push((
-                    i,
-                    run_check(
-                        &client,
-                        &catalog,
-                        &check,
-                        &config,
-                        &server,
-                        Some(&probe_target),
-                    )
-                    .await,
-                ));
+                match next {
+                    None => break,
+                    Some(Work::One(i, check)) => {
+                        progress.start(&check.id);
+                        out.push((
+                            i,
+                            run_check(
+                                &client,
+                                &catalog,
+                                &check,
+                                &config,
+                                &server,
+                                Some(&probe_target),
+                            )
+                            .await,
+                        ));
+                    }
+                    Some(Work::Batch(batch)) => {
+                        progress.start(&format!("{} catalog checks", batch.len()));
+                        let (at, checks): (Vec<usize>, Vec<Arc<Check>>) =
+                            batch.into_iter().unzip();
+                        let results =
+                            run_batch(&client, &catalog, &checks, &config, &server).await;
+                        out.extend(at.into_iter().zip(results));
+                    }
+                }
             }
             let _ = client.batch_execute("rollback").await;
             out

@@ -435,10 +435,37 @@ fn statuses(doc: &serde_json::Value, kind: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What a report says about each check: status, reason, and every finding.
+fn verdicts(doc: &serde_json::Value) -> Vec<String> {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {} {}",
+                c["id"], c["status"], c["reason"], c["objects_checked"], c["findings"]
+            )
+        })
+        .collect()
+}
+
+/// The batched audit (one statement for all catalog checks) must say exactly what
+/// running each check on its own says.
+fn assert_batch_matches_check_by_check(db: &TestDb, batched: &serde_json::Value) {
+    let one_by_one = audit_json(db, &["--no-batch"]);
+    let (a, b) = (verdicts(batched), verdicts(&one_by_one));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "batched vs --no-batch");
+    }
+}
+
 #[test]
 fn the_remediation_migrations_bring_every_catalog_check_of_the_fixture_to_pass() {
     let db = sync(TestDb::new(&format!("{SCHEMA}\n{DATA}")));
     let before = audit_json(&db, &[]);
+    assert_batch_matches_check_by_check(&db, &before);
     let score_before = before["summary"]["score"].as_f64().unwrap();
     assert!(
         (45.0..75.0).contains(&score_before),
@@ -464,6 +491,7 @@ fn the_remediation_migrations_bring_every_catalog_check_of_the_fixture_to_pass()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("→ 100%"), "{stdout}");
+    assert_batch_matches_check_by_check(&db, &audit_json(&db, &[]));
     let after = audit_json(&db, &["--deep", "--probe"]);
     let not_passing: Vec<_> = statuses(&after, "catalog")
         .into_iter()

@@ -7,23 +7,30 @@
 -- not_null_domain (name of a domain in the chain declared NOT NULL, or null).
 -- requires: scope_columns
 select c.*,
-       d.type_oids,
-       d.type_oids[cardinality(d.type_oids)] as base_type_oid,
-       format_type(d.type_oids[cardinality(d.type_oids)], null) as base_type_name,
+       coalesce(d.type_oids, array[c.type_oid]) as type_oids,
+       coalesce(d.base_type_oid, c.type_oid) as base_type_oid,
+       coalesce(d.base_type_name, format_type(c.type_oid, null)) as base_type_name,
        ty.typcategory::text as type_category,
        d.not_null_domain
 from scope_columns c
 join pg_type ty on ty.oid = c.type_oid
-cross join lateral (
-    with recursive chain(oid, base, is_not_null, typtype, depth) as (
-        select t.oid, t.typbasetype, t.typnotnull, t.typtype, 1 from pg_type t where t.oid = c.type_oid
+-- domain chains resolved once per domain type in use, not once per column
+left join (
+    with recursive chain(root, oid, base, is_not_null, typtype, depth) as (
+        select t.oid, t.oid, t.typbasetype, t.typnotnull, t.typtype, 1
+        from pg_type t
+        where t.typtype = 'd'
         union all
-        select b.oid, b.typbasetype, b.typnotnull, b.typtype, chain.depth + 1
+        select chain.root, b.oid, b.typbasetype, b.typnotnull, b.typtype, chain.depth + 1
         from chain join pg_type b on b.oid = chain.base
         where chain.typtype = 'd'
     )
-    select array_agg(chain.oid order by chain.depth) as type_oids,
+    select chain.root,
+           array_agg(chain.oid order by chain.depth) as type_oids,
+           (array_agg(chain.oid order by chain.depth desc))[1] as base_type_oid,
+           format_type((array_agg(chain.oid order by chain.depth desc))[1], null) as base_type_name,
            (array_agg(format_type(chain.oid, null) order by chain.depth)
                 filter (where chain.typtype = 'd' and chain.is_not_null))[1] as not_null_domain
     from chain
-) d
+    group by chain.root
+) d on d.root = c.type_oid

@@ -9,36 +9,77 @@
 -- definition ('btree (a, lower(b)) WHERE ...', what follows USING),
 -- constraint_name and constraint_type ('p', 'u', 'x') when it backs a constraint.
 -- requires: scope_tables
-select i.indexrelid as index_oid,
-       t.oid as table_oid,
-       t.schema_name,
-       t.table_name,
-       t.object as table_object,
-       t.object || '.' || ic.relname as object,
+with ix as (
+    select t.oid as table_oid, t.schema_name, t.table_name, t.object as table_object,
+           t.is_partition as table_is_partition, i.*
+    from scope_tables t
+    join pg_index i on i.indrelid = t.oid
+),
+-- The key written out from the catalog, for all indexes in one grouped pass, rather
+-- than by pg_get_indexdef(oid) per index (it looks up each column's default
+-- operator class: ~20 µs an index, half a second at 20,000 indexes) or by a
+-- subquery per index. Same text for columns, expressions, non-default operator
+-- classes, DESC/NULLS, INCLUDE, WITH and WHERE, and COLLATE on columns; not shown:
+-- NULLS NOT DISTINCT (15+) and COLLATE on an expression (its own collation is not
+-- in the catalog).
+keys as (
+    select x.indexrelid,
+           array_agg(e.pretty order by k.ord) filter (where k.ord <= x.indnkeyatts) as key_columns,
+           string_agg(e.plain || e.decor, ', ' order by k.ord) filter (where k.ord <= x.indnkeyatts) as key_def,
+           string_agg(e.plain, ', ' order by k.ord) filter (where k.ord > x.indnkeyatts) as include_def
+    from ix x
+    join pg_class ic on ic.oid = x.indexrelid
+    cross join unnest(x.indkey::int2[]) with ordinality k(attnum, ord)
+    left join pg_attribute a on a.attrelid = x.indrelid and a.attnum = k.attnum and k.attnum > 0
+    left join pg_opclass opc on opc.oid = x.indclass[k.ord - 1] and not opc.opcdefault
+    left join pg_collation co on co.oid = x.indcollation[k.ord - 1] and co.oid <> a.attcollation
+    cross join lateral (
+        select coalesce(quote_ident(a.attname), pg_get_indexdef(x.indexrelid, k.ord::int, true)) as pretty,
+               coalesce(quote_ident(a.attname), pg_get_indexdef(x.indexrelid, k.ord::int, false)) as plain,
+               case when k.ord > x.indnkeyatts then ''
+                    else coalesce(' COLLATE ' || quote_ident(co.collname), '')
+                         || coalesce(' ' || quote_ident(opc.opcname), '')
+                         || case when x.indoption[k.ord - 1] = 0 then ''
+                                 when not pg_indexam_has_property(ic.relam, 'can_order') then ''
+                                 when x.indoption[k.ord - 1] & 1 = 1
+                                 then ' DESC' || case when x.indoption[k.ord - 1] & 2 = 0 then ' NULLS LAST' else '' end
+                                 else ' NULLS FIRST' end
+               end as decor
+    ) e
+    group by x.indexrelid
+)
+select x.indexrelid as index_oid,
+       x.table_oid,
+       x.schema_name,
+       x.table_name,
+       x.table_object,
+       x.table_object || '.' || ic.relname as object,
        ic.relname::text as index_name,
        ic.relkind::text as relkind,
-       t.is_partition as table_is_partition,
+       x.table_is_partition,
        ic.relispartition as is_partition,
        am.amname::text as am,
-       i.indisvalid as is_valid,
-       i.indisready as is_ready,
-       i.indisunique as is_unique,
-       i.indisprimary as is_primary,
-       i.indpred is not null as is_partial,
-       pg_get_expr(i.indpred, i.indrelid, true) as predicate,
-       i.indnkeyatts::int as key_count,
-       array(select k.attnum from unnest(i.indkey::int2[]) with ordinality k(attnum, ord)
-             where k.ord <= i.indnkeyatts order by k.ord) as key_attnums,
-       array(select k.attnum from unnest(i.indkey::int2[]) with ordinality k(attnum, ord)
-             where k.ord > i.indnkeyatts order by k.ord) as include_attnums,
-       array(select pg_get_indexdef(i.indexrelid, k.n, true)
-             from generate_series(1, i.indnkeyatts::int) k(n) order by k.n) as key_columns,
-       regexp_replace(pg_get_indexdef(i.indexrelid), '^.*? USING ', '') as definition,
+       x.indisvalid as is_valid,
+       x.indisready as is_ready,
+       x.indisunique as is_unique,
+       x.indisprimary as is_primary,
+       x.indpred is not null as is_partial,
+       pg_get_expr(x.indpred, x.indrelid, true) as predicate,
+       x.indnkeyatts::int as key_count,
+       (x.indkey::int2[])[0:x.indnkeyatts - 1] as key_attnums,
+       (x.indkey::int2[])[x.indnkeyatts:] as include_attnums,
+       k.key_columns,
+       am.amname || ' (' || k.key_def || ')'
+           || coalesce(' INCLUDE (' || k.include_def || ')', '')
+           || coalesce(' WITH (' || (select string_agg(split_part(o, '=', 1) || '='
+                                                       || quote_literal(substr(o, strpos(o, '=') + 1)), ', ')
+                                     from unnest(ic.reloptions) o) || ')', '')
+           || coalesce(' WHERE ' || pg_get_expr(x.indpred, x.indrelid), '') as definition,
        con.conname::text as constraint_name,
        con.contype::text as constraint_type
-from scope_tables t
-join pg_index i on i.indrelid = t.oid
-join pg_class ic on ic.oid = i.indexrelid
+from ix x
+join keys k on k.indexrelid = x.indexrelid
+join pg_class ic on ic.oid = x.indexrelid
 join pg_am am on am.oid = ic.relam
-left join pg_constraint con on con.conindid = i.indexrelid and con.conrelid = t.oid
+left join pg_constraint con on con.conindid = x.indexrelid and con.conrelid = x.table_oid
                            and con.contype in ('p', 'u', 'x')

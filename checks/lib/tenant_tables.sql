@@ -6,19 +6,21 @@
 -- Columns: those of scope_tables, tenant_column, is_global, is_tenant.
 -- params: tenant_columns, tenant_table, global_tables
 -- requires: scope_tables
+with tc as (
+    -- each table's first tenant column, all tables in one join (partitions too: they
+    -- count for "the database is multi-tenant at all")
+    select distinct on (t.oid) t.oid, a.attname::text as tenant_column
+    from scope_tables t
+    cross join unnest((select tenant_columns from params)) with ordinality as want(name, ord)
+    join pg_attribute a on a.attrelid = t.oid and a.attname = want.name
+                       and a.attnum > 0 and not a.attisdropped
+    order by t.oid, want.ord
+)
 select x.*,
-       (not x.is_global and exists (
-           select 1 from scope_tables s
-           join pg_attribute a on a.attrelid = s.oid and a.attnum > 0 and not a.attisdropped
-           where a.attname = any((select tenant_columns from params)::text[]))) as is_tenant
+       (not x.is_global and exists (select 1 from tc)) as is_tenant
 from (
     select t.*,
-           (select a.attname::text
-            from unnest((select tenant_columns from params)) with ordinality as want(name, ord)
-            join pg_attribute a on a.attrelid = t.oid and a.attname = want.name
-                               and a.attnum > 0 and not a.attisdropped
-            order by want.ord
-            limit 1) as tenant_column,
+           tc.tenant_column,
            (t.table_name = (select tenant_table from params)
             or t.object = (select tenant_table from params)
             or t.table_name ~ any((select global_tables from params)::text[])
@@ -32,5 +34,6 @@ from (
                                 '__EFMigrationsHistory', 'pgmigrations', '_prisma_migrations',
                                 'schema_version')) as is_global
     from scope_tables t
+    left join tc on tc.oid = t.oid
     where not t.is_partition
 ) x
