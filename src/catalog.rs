@@ -260,14 +260,23 @@ impl Catalog {
     /// the checks that lean on the same heavy building block (the fragment in their
     /// `uses` closure with the most dependencies), so that it is computed once;
     /// groups go to the batch with the fewest checks so far, largest group first.
-    pub fn partition_batch<T: AsRef<Check>>(&self, items: Vec<(usize, T)>, n: usize) -> Vec<Vec<(usize, T)>> {
+    pub fn partition_batch<T: AsRef<Check>>(
+        &self,
+        items: Vec<(usize, T)>,
+        n: usize,
+    ) -> Vec<Vec<(usize, T)>> {
         let n = n.max(1);
         let mut groups: BTreeMap<String, Vec<(usize, T)>> = BTreeMap::new();
         for (i, c) in items {
             let closure = self.fragment_order(&c.as_ref().uses);
             let key = closure
                 .iter()
-                .map(|f| (self.fragment_order(std::slice::from_ref(&f.name)).len(), f.name.clone()))
+                .map(|f| {
+                    (
+                        self.fragment_order(std::slice::from_ref(&f.name)).len(),
+                        f.name.clone(),
+                    )
+                })
                 .max()
                 .map(|(_, name)| name)
                 .unwrap_or_default();
@@ -352,12 +361,17 @@ impl Catalog {
     /// One statement for several checks: the fragments they use are computed once
     /// (PostgreSQL materializes a CTE referenced more than once) and each check's
     /// rows come back tagged with its position in `checks` (first column, int4),
-    /// followed by object, ok, evidence.
+    /// followed by object, ok, evidence. Nothing is cast: a check whose columns have
+    /// the wrong types fails the statement, and the runner then runs each check on
+    /// its own, where that check gets the error.
     pub fn compose_batch(&self, checks: &[&Check]) -> Composed {
         let (mut out, names) = self.compose_head(checks);
         let mut arms = vec![];
         for (k, c) in checks.iter().enumerate() {
-            let sql = c.sql.as_deref().unwrap_or("select null::text, null::bool, null::text where false");
+            let sql = c
+                .sql
+                .as_deref()
+                .unwrap_or("select null::text, null::bool, null::text where false");
             let sql = sql.trim_end().trim_end_matches(';');
             // A check's own WITH may rely on the RECURSIVE of the composed statement.
             let (sql, with) = blank_leading_with(sql);
@@ -367,7 +381,7 @@ impl Catalog {
                 c.id
             ));
             arms.push(format!(
-                "select {k} as pgi_check, object::text, ok::boolean, evidence::text from pgi_check_{k}"
+                "select {k} as pgi_check, object, ok, evidence from pgi_check_{k}"
             ));
         }
         if arms.is_empty() {

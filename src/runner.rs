@@ -199,7 +199,11 @@ fn severity_of(check: &Check, config: &LoadedConfig) -> Severity {
 }
 
 /// The result of a check that has no query to run (manual) or cannot run here.
-fn without_query(check: &Arc<Check>, config: &LoadedConfig, server: &ServerInfo) -> Option<CheckResult> {
+fn without_query(
+    check: &Arc<Check>,
+    config: &LoadedConfig,
+    server: &ServerInfo,
+) -> Option<CheckResult> {
     let mut result = CheckResult {
         check: check.clone(),
         severity: severity_of(check, config),
@@ -303,34 +307,13 @@ pub async fn run_batch(
         .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
         .collect();
     let args: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    if std::env::var_os("PGI_DEBUG").is_some() {
-        let lits: Vec<String> = values
-            .iter()
-            .map(|v| match v {
-                ParamValue::Text(t) => format!("'{}'", t.replace('\'', "''")),
-                ParamValue::TextArray(a) => format!(
-                    "array[{}]::text[]",
-                    a.iter()
-                        .map(|t| format!("'{}'", t.replace('\'', "''")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-            })
-            .collect();
-        let _ = std::fs::write(
-            "/tmp/pgi_batch.sql",
-            format!(
-                "prepare pgi_b as {};\nexplain (analyze, costs off) execute pgi_b({});\n",
-                composed.sql,
-                lits.join(", ")
-            ),
-        );
-    }
     // In one statement every shared building block is a materialized CTE, which has
     // no index and only guessed row counts: a nested loop over two of them is
     // quadratic (minutes at 5,000 tables). The batch SQL is written as hash joins;
     // keep the planner from choosing nested loops where it has another way.
-    let _ = client.batch_execute("set local enable_nestloop = off").await;
+    let _ = client
+        .batch_execute("set local enable_nestloop = off")
+        .await;
     let outcome = query_in_savepoint(client, &composed.sql, &args).await;
     let _ = client
         .batch_execute("set local enable_nestloop to default")
@@ -338,25 +321,32 @@ pub async fn run_batch(
     let grouped = match outcome {
         Ok(rows) => {
             let mut grouped: Vec<Vec<Row3>> = vec![vec![]; checks.len()];
-            let mut bad = None;
+            let mut bad = false;
             for r in &rows {
-                let k: i32 = r.get(0);
-                let obj = r.get::<_, Option<String>>(1).unwrap_or_default();
-                let ok = r.get::<_, Option<bool>>(2);
-                let ev = r.get::<_, Option<String>>(3).unwrap_or_default();
-                match grouped.get_mut(k as usize) {
-                    Some(g) => g.push((obj, ok, ev)),
-                    None => bad = Some(k),
+                let row = (|| -> Result<(usize, Row3), tokio_postgres::Error> {
+                    let k: i32 = r.try_get(0)?;
+                    let obj: Option<String> = r.try_get(1)?;
+                    let ev: Option<String> = r.try_get(3)?;
+                    Ok((
+                        k as usize,
+                        (
+                            obj.unwrap_or_default(),
+                            r.try_get(2)?,
+                            ev.unwrap_or_default(),
+                        ),
+                    ))
+                })();
+                match row
+                    .ok()
+                    .and_then(|(k, row)| Some((grouped.get_mut(k)?, row)))
+                {
+                    Some((g, row)) => g.push(row),
+                    None => bad = true,
                 }
             }
-            bad.is_none().then_some(grouped)
+            (!bad).then_some(grouped)
         }
-        Err(e) => {
-            if std::env::var_os("PGI_DEBUG").is_some() {
-                eprintln!("batch failed: {e}");
-            }
-            None
-        }
+        Err(_) => None,
     };
     let Some(grouped) = grouped else {
         let mut out = vec![];
@@ -561,10 +551,8 @@ pub async fn audit(
                     }
                     Some(Work::Batch(batch)) => {
                         progress.start(&format!("{} catalog checks", batch.len()));
-                        let (at, checks): (Vec<usize>, Vec<Arc<Check>>) =
-                            batch.into_iter().unzip();
-                        let results =
-                            run_batch(&client, &catalog, &checks, &config, &server).await;
+                        let (at, checks): (Vec<usize>, Vec<Arc<Check>>) = batch.into_iter().unzip();
+                        let results = run_batch(&client, &catalog, &checks, &config, &server).await;
                         out.extend(at.into_iter().zip(results));
                     }
                 }
