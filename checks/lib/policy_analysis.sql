@@ -131,31 +131,44 @@ pa_helper as (
         where coalesce(x.mode, 'i') in ('i', 'b', 'v')
     ) an
 ),
-pa_expr as (
+pa_src as (
+    -- each USING / WITH CHECK expression with what its tokenizing depends on: the
+    -- tenant column, and the table name only when the text qualifies a column with it
     select pp.policy_oid, w.which, w.expr,
-           -- 1. whitespace; the tenant setting, other settings and the tenant column as tokens
-           case when pp.tenant_column is null then s.ts
-                else regexp_replace(s.ts, '(?<![\w."''$])(' || pp.table_re || '\.)?' || pp.column_re || '(?![\w"$(])',
-                                    '{Cc0}', 'g') end as t1
+           coalesce(pp.column_re, '') as ckey,
+           case when w.expr ~ (pp.table_re || '\.') then pp.table_re else '' end as tkey
     from pa_policy pp
     cross join lateral (values ('using', pp.using_expr), ('check', pp.check_expr)) w(which, expr)
-    cross join lateral (
-        select regexp_replace(regexp_replace(
-                   regexp_replace(w.expr, '\s+', ' ', 'g'),
-                   '(pg_catalog\.)?current_setting\(''' || pp.setting_re || '''::text(, (true|false))?\)', '{Sn1}', 'gi'),
-                   '(pg_catalog\.)?current_setting\(''([^'']|'''')*''::text(, (true|false))?\)', '{Un1}', 'g') as ts
-    ) s
     where w.expr is not null
       -- always true, but estimated at 0.5%: it keeps the estimated cost of the
       -- recursion below jit_above_cost (JIT compilation would cost several times
       -- what the whole query does)
       and left(pp.object, length(pp.table_object)) = pp.table_object
 ),
-pa_prep as (
+pa_expr as (
+    -- tokenized once per distinct (text, column, table): a policy repeated on
+    -- thousands of tables is read once
+    select k.expr, k.ckey, k.tkey,
+           -- 1. whitespace; the tenant setting, other settings and the tenant column as tokens
+           case when k.ckey = '' then s.ts
+                when k.tkey = ''
+                then regexp_replace(s.ts, '(?<![\w."''$])' || k.ckey || '(?![\w"$(])', '{Cc0}', 'g')
+                else regexp_replace(s.ts, '(?<![\w."''$])(' || k.tkey || '\.)?' || k.ckey || '(?![\w"$(])',
+                                    '{Cc0}', 'g') end as t1
+    from (select distinct expr, ckey, tkey from pa_src) k
+    cross join lateral (
+        select regexp_replace(regexp_replace(
+                   regexp_replace(k.expr, '\s+', ' ', 'g'),
+                   '(pg_catalog\.)?current_setting\(''' || (select regexp_replace((select tenant_setting from params), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g'))
+                   || '''::text(, (true|false))?\)', '{Sn1}', 'gi'),
+                   '(pg_catalog\.)?current_setting\(''([^'']|'''')*''::text(, (true|false))?\)', '{Un1}', 'g') as ts
+    ) s
+),
+pa_prep0 as materialized (
     -- 2. string literals become constant tokens (truthy, falsy, empty, other);
     -- quoted identifiers with brackets or quotes are masked; bare true/false are
     -- constants; casts are dropped except ::boolean; the whole is one group.
-    select e.policy_oid, e.which,
+    select e.expr, e.ckey, e.tkey,
            '(' || regexp_replace(regexp_replace(regexp_replace(regexp_replace(lit.t2,
                '(?<![\w."$])true(?![\w"$(])', '{Kt0}', 'g'),
                '(?<![\w."$])false(?![\w"$(])', '{Kf0}', 'g'),
@@ -180,8 +193,27 @@ pa_prep as (
         from regexp_matches(e.t1, '''(?:[^'']|'''')*''|"(?:[^"]|"")*"|[^''"]+|[''"]', 'g') with ordinality x(tok, ord)
     ) lit
 ),
+pa_prep as (
+    -- 3. expressions that read the same once tokenized (the same policy on another
+    -- table, as migrations and generators write them) are reduced once: each maps
+    -- to a representative. A policy calling helpers represents itself: its helpers
+    -- take part in the reduction.
+    select x.*,
+           case when x.has_helper then x.policy_oid
+                else first_value(x.policy_oid) over w end as rep_oid,
+           case when x.has_helper then x.which
+                else first_value(x.which) over w end as rep_which
+    from (
+        select p.policy_oid, p.which, t.t0,
+               exists (select 1 from pa_helper h where h.policy_oid = p.policy_oid) as has_helper
+        from pa_src p
+        join pa_prep0 t on t.expr = p.expr and t.ckey = p.ckey and t.tkey = p.tkey
+    ) x
+    window w as (partition by x.t0, x.has_helper order by x.policy_oid, x.which)
+),
 pa_reduce as (
     select policy_oid, which, 0 as step, t0 as t from pa_prep
+    where policy_oid = rep_oid and which = rep_which
     union all
     select r.policy_oid, r.which, r.step + 1,
            overlay(g.t placing res.tok from strpos(g.t, g.m[1]) for length(g.m[1]))
@@ -460,7 +492,7 @@ pa_reduce as (
     ) res
     where g.m is not null and r.step < 2000
 ),
-pa_result as (
+pa_rep_result as (
     -- the last step leaves one token (possibly still in its outer parentheses)
     select policy_oid, which,
            case when tok is not null and substr(tok, 2, 1) <> 'D' then substr(tok, 2, 1) else 'U' end as bind,
@@ -476,6 +508,11 @@ pa_result as (
         from pa_reduce
         order by policy_oid, which, step desc
     ) last
+),
+pa_result as (
+    select p.policy_oid, p.which, r.bind, r.unset, r.wrap
+    from pa_prep p
+    join pa_rep_result r on r.policy_oid = p.rep_oid and r.which = p.rep_which
 )
 select pp.policy_oid, pp.table_oid, pp.table_object, pp.object, pp.policy_name, pp.permissive,
        pp.cmd, pp.roles, pp.using_expr, pp.check_expr, pp.called_bodies,

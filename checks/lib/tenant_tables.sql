@@ -3,13 +3,14 @@
 -- table, tables matching tenancy.global_tables, and known migration-history tables.
 -- A table is a tenant table when it is not global and the database is multi-tenant
 -- at all (some table in scope has a tenant column); otherwise nothing is.
--- Columns: those of scope_tables, tenant_column, is_global, is_tenant.
+-- Columns: those of scope_tables, tenant_column, is_global, is_tenant, tenant_attnum
+-- (the tenant column's attnum).
 -- params: tenant_columns, tenant_table, global_tables
 -- requires: scope_tables
 with tc as (
     -- each table's first tenant column, all tables in one join (partitions too: they
     -- count for "the database is multi-tenant at all")
-    select distinct on (t.oid) t.oid, a.attname::text as tenant_column
+    select distinct on (t.oid) t.oid, a.attname::text as tenant_column, a.attnum as tenant_attnum
     from scope_tables t
     cross join unnest((select tenant_columns from params)) with ordinality as want(name, ord)
     join pg_attribute a on a.attrelid = t.oid and a.attname = want.name
@@ -17,7 +18,8 @@ with tc as (
     order by t.oid, want.ord
 )
 select x.*,
-       (not x.is_global and exists (select 1 from tc)) as is_tenant
+       (not x.is_global and exists (select 1 from tc)) as is_tenant,
+       x2.tenant_attnum
 from (
     select t.*,
            tc.tenant_column,
@@ -37,3 +39,4 @@ from (
     left join tc on tc.oid = t.oid
     where not t.is_partition
 ) x
+left join tc x2 on x2.oid = x.oid
