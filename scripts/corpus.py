@@ -16,6 +16,8 @@ ap.add_argument("--corpus", default=os.path.join(os.path.dirname(__file__), ".."
 ap.add_argument("--server", default="host=127.0.0.1 user=postgres")
 ap.add_argument("--bin", default="target/release/pg-integrity")
 ap.add_argument("--json-dir", default=None, help="keep each audit's JSON here")
+ap.add_argument("--compare-batch", action="store_true",
+                help="also audit with --no-batch and fail if any check says something else")
 ap.add_argument("entries", nargs="*")
 args = ap.parse_args()
 
@@ -86,6 +88,14 @@ for entry in entries:
             print(f"   {c['id']:<42} {c['status']:<8} {len(c['findings']):>5} of {c['objects_checked']:>5}   e.g. {c['findings'][0]['evidence'][:110]}")
     for e in errored:
         print(f"   ERROR {e}")
+    if args.compare_batch:
+        t = time.time()
+        alone = subprocess.run([args.bin, "audit", "--format", "json", "--fail-on", "never", "--deep", "--no-batch",
+                                "--database-url", f"{args.server} dbname={db}"], capture_output=True, text=True)
+        verdict = lambda c: (c["id"], c["status"], c["reason"], c["objects_checked"], json.dumps(c["findings"]))
+        differ = [a[0] for a, b in zip(map(verdict, doc["checks"]), map(verdict, json.loads(alone.stdout)["checks"])) if a != b]
+        print(f"   --no-batch {time.time() - t:.2f}s: " + (f"DIFFERS in {differ}" if differ else "same verdicts"))
+        failed |= bool(differ)
     psql(maintenance, "-c", f'drop database if exists "{db}" with (force)', check=False)
 print("\nerrors: " + ("yes" if failed else "none"))
 sys.exit(1 if failed else 0)

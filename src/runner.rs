@@ -150,8 +150,14 @@ async fn begin_read_only(
         sql.push_str(&format!("set transaction snapshot '{s}';\n"));
     }
     // JIT compiles large catalog queries for seconds to save milliseconds: off.
+    // Nested loops off: the building blocks are CTEs, which have no index and only
+    // guessed row counts, and a nested loop over two of them (or over one inlined
+    // many times) is quadratic: minutes at 5,000 tables. The checks are written as
+    // hash joins; correlated lookups (LATERAL, into catalog indexes) still run as
+    // nested loops, which is the only way to run them.
     sql.push_str(&format!(
-        "set local jit = off;\nset local statement_timeout = {};\nset local lock_timeout = {};",
+        "set local jit = off;\nset local enable_nestloop = off;\n\
+         set local statement_timeout = {};\nset local lock_timeout = {};",
         audit.statement_timeout_ms, audit.lock_timeout_ms
     ));
     client.batch_execute(&sql).await
@@ -307,18 +313,7 @@ pub async fn run_batch(
         .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
         .collect();
     let args: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    // In one statement every shared building block is a materialized CTE, which has
-    // no index and only guessed row counts: a nested loop over two of them is
-    // quadratic (minutes at 5,000 tables). The batch SQL is written as hash joins;
-    // keep the planner from choosing nested loops where it has another way.
-    let _ = client
-        .batch_execute("set local enable_nestloop = off")
-        .await;
-    let outcome = query_in_savepoint(client, &composed.sql, &args).await;
-    let _ = client
-        .batch_execute("set local enable_nestloop to default")
-        .await;
-    let grouped = match outcome {
+    let grouped = match query_in_savepoint(client, &composed.sql, &args).await {
         Ok(rows) => {
             let mut grouped: Vec<Vec<Row3>> = vec![vec![]; checks.len()];
             let mut bad = false;
