@@ -313,36 +313,9 @@ pub async fn run_batch(
         .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
         .collect();
     let args: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    let grouped = match query_in_savepoint(client, &composed.sql, &args).await {
-        Ok(rows) => {
-            let mut grouped: Vec<Vec<Row3>> = vec![vec![]; checks.len()];
-            let mut bad = false;
-            for r in &rows {
-                let row = (|| -> Result<(usize, Row3), tokio_postgres::Error> {
-                    let k: i32 = r.try_get(0)?;
-                    let obj: Option<String> = r.try_get(1)?;
-                    let ev: Option<String> = r.try_get(3)?;
-                    Ok((
-                        k as usize,
-                        (
-                            obj.unwrap_or_default(),
-                            r.try_get(2)?,
-                            ev.unwrap_or_default(),
-                        ),
-                    ))
-                })();
-                match row
-                    .ok()
-                    .and_then(|(k, row)| Some((grouped.get_mut(k)?, row)))
-                {
-                    Some((g, row)) => g.push(row),
-                    None => bad = true,
-                }
-            }
-            (!bad).then_some(grouped)
-        }
-        Err(_) => None,
-    };
+    let grouped = batch_rows(client, &composed.sql, &args, checks.len())
+        .await
+        .ok();
     let Some(grouped) = grouped else {
         let mut out = vec![];
         for c in checks {
@@ -383,6 +356,56 @@ pub(crate) async fn query_in_savepoint(
                 .batch_execute("rollback to savepoint pgi_check")
                 .await;
             Err(db_message(&e))
+        }
+    }
+}
+
+/// Run a batch statement under a savepoint and sort its rows by check, as they
+/// stream in (a 5,000-table audit returns ~150,000 rows: they are not held twice).
+/// Any error, or a row that is not (int4, text, bool, text), fails the whole batch.
+async fn batch_rows(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    checks: usize,
+) -> Result<Vec<Vec<Row3>>, String> {
+    use futures_util::TryStreamExt;
+    client
+        .batch_execute("savepoint pgi_check")
+        .await
+        .map_err(|e| db_message(&e))?;
+    let read = async {
+        let stream = client
+            .query_raw(sql, params.iter().copied())
+            .await
+            .map_err(|e| db_message(&e))?;
+        futures_util::pin_mut!(stream);
+        let mut grouped: Vec<Vec<Row3>> = vec![vec![]; checks];
+        while let Some(r) = stream.try_next().await.map_err(|e| db_message(&e))? {
+            let k: i32 = r.try_get(0).map_err(|e| e.to_string())?;
+            let object: Option<String> = r.try_get(1).map_err(|e| e.to_string())?;
+            let ok: Option<bool> = r.try_get(2).map_err(|e| e.to_string())?;
+            let evidence: Option<String> = r.try_get(3).map_err(|e| e.to_string())?;
+            grouped
+                .get_mut(k as usize)
+                .ok_or_else(|| format!("row for unknown check {k}"))?
+                .push((object.unwrap_or_default(), ok, evidence.unwrap_or_default()));
+        }
+        Ok::<_, String>(grouped)
+    };
+    match read.await {
+        Ok(grouped) => {
+            client
+                .batch_execute("release savepoint pgi_check")
+                .await
+                .map_err(|e| db_message(&e))?;
+            Ok(grouped)
+        }
+        Err(e) => {
+            let _ = client
+                .batch_execute("rollback to savepoint pgi_check")
+                .await;
+            Err(e)
         }
     }
 }
