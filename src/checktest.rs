@@ -214,12 +214,38 @@ async fn in_database(
     if check.sql.is_some() {
         contract(&client, catalog, check).await?;
     }
-    client
-        .batch_execute("begin isolation level repeatable read, read only; set local jit = off; set local statement_timeout = 30000; set local lock_timeout = 1000")
+    // the audit's own session: read-only snapshot, timeouts, planner settings
+    crate::runner::begin_read_only(&client, config, None)
         .await
         .map_err(|e| db_message(&e))?;
     let result = run_check(&client, catalog, check, config, &server, Some(&opts)).await;
+    // An audit runs catalog and runtime checks batched: the case must hold there too.
+    let batched = if crate::runner::batchable(check, &server, config) {
+        Some(
+            crate::runner::run_batch_strict(&client, catalog, std::slice::from_ref(check), config)
+                .await,
+        )
+    } else {
+        None
+    };
     let _ = client.batch_execute("rollback").await;
+    match batched {
+        Some(Err(e)) => return Err(format!("does not run batched: {e}")),
+        Some(Ok(b)) => {
+            // Verdicts, not evidence: the first run is itself tracked by
+            // pg_stat_statements, so evidence that counts tracked statements moves.
+            let rows = |r: &crate::runner::CheckResult| {
+                let mut v: Vec<_> = r.objects.iter().map(|o| (o.object.clone(), o.ok)).collect();
+                v.sort();
+                (r.status, v)
+            };
+            let same = b.first().is_some_and(|b| rows(b) == rows(&result));
+            if !same {
+                return Err("batched, the check gives other verdicts than on its own".into());
+            }
+        }
+        None => {}
+    }
     let findings: Vec<String> = result.findings().map(|o| o.object.clone()).collect();
     let describe = || {
         let mut s = format!("got {}", result.status);

@@ -136,7 +136,7 @@ pub async fn server_info(client: &Client) -> Result<ServerInfo, tokio_postgres::
 }
 
 /// Open the read-only, time-limited transaction every audit statement runs in.
-async fn begin_read_only(
+pub(crate) async fn begin_read_only(
     client: &Client,
     config: &LoadedConfig,
     snapshot: Option<&str>,
@@ -286,7 +286,7 @@ pub async fn run_check(
 }
 
 /// Whether `check` can join a batch: a plain query (catalog or runtime) that can run here.
-fn batchable(check: &Check, server: &ServerInfo, config: &LoadedConfig) -> bool {
+pub(crate) fn batchable(check: &Check, server: &ServerInfo, config: &LoadedConfig) -> bool {
     matches!(check.kind, Kind::Catalog | Kind::Runtime)
         && check.sql.is_some()
         && unmet_requirement(check, server, config).is_none()
@@ -304,6 +304,23 @@ pub async fn run_batch(
     config: &LoadedConfig,
     server: &ServerInfo,
 ) -> Vec<CheckResult> {
+    if let Ok(results) = run_batch_strict(client, catalog, checks, config).await {
+        return results;
+    }
+    let mut out = vec![];
+    for c in checks {
+        out.push(run_check(client, catalog, c, config, server, None).await);
+    }
+    out
+}
+
+/// `run_batch` without the fallback: the batch statement's error, if it fails.
+pub(crate) async fn run_batch_strict(
+    client: &Client,
+    catalog: &Catalog,
+    checks: &[Arc<Check>],
+    config: &LoadedConfig,
+) -> Result<Vec<CheckResult>, String> {
     let started = Instant::now();
     let refs: Vec<&Check> = checks.iter().map(|c| c.as_ref()).collect();
     let composed = catalog.compose_batch(&refs);
@@ -313,22 +330,13 @@ pub async fn run_batch(
         .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
         .collect();
     let args: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    let grouped = batch_rows(client, &composed.sql, &args, checks.len())
-        .await
-        .ok();
-    let Some(grouped) = grouped else {
-        let mut out = vec![];
-        for c in checks {
-            out.push(run_check(client, catalog, c, config, server, None).await);
-        }
-        return out;
-    };
+    let grouped = batch_rows(client, &composed.sql, &args, checks.len()).await?;
     let ms = started.elapsed().as_millis() as u64;
-    checks
+    Ok(checks
         .iter()
         .zip(grouped)
         .map(|(c, rows)| from_rows(c, config, Ok(rows), ms))
-        .collect()
+        .collect())
 }
 
 type Row3 = (String, Option<bool>, String);
