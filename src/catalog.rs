@@ -150,9 +150,24 @@ pub struct Fragment {
     pub name: String,
     pub params: Vec<String>,
     pub requires: Vec<String>,
+    /// Relative cost (`-- cost: N`, default 1; a check costs 1), used to share
+    /// batched checks out between connections.
+    pub cost: u32,
     pub body: String,
     pub file: SourceFile,
 }
+
+impl AsRef<Check> for Check {
+    fn as_ref(&self) -> &Check {
+        self
+    }
+}
+
+/// Checks (with their report position) and the building blocks they need.
+type Share<T> = (BTreeSet<String>, Vec<(usize, T)>);
+
+/// What opening one more batch (connection) costs, in `-- cost:` units.
+const NEW_BATCH: u32 = 4;
 
 /// The SQL sent to the server for one check.
 #[derive(Debug, Clone)]
@@ -256,44 +271,73 @@ impl Catalog {
         v
     }
 
-    /// Split checks into at most `n` batches for `n` connections, keeping together
-    /// the checks that lean on the same heavy building block (the fragment in their
-    /// `uses` closure with the most dependencies), so that it is computed once;
-    /// groups go to the batch with the fewest checks so far, largest group first.
+    /// Split checks into at most `n` batches for `n` connections. Checks that lean on
+    /// the same costliest building block stay together (it is computed once); each
+    /// such group, costliest first, goes to the batch whose cost (its building
+    /// blocks' `-- cost:` plus one per check) grows the least with it.
     pub fn partition_batch<T: AsRef<Check>>(
         &self,
         items: Vec<(usize, T)>,
         n: usize,
     ) -> Vec<Vec<(usize, T)>> {
-        let n = n.max(1);
-        let mut groups: BTreeMap<String, Vec<(usize, T)>> = BTreeMap::new();
-        for (i, c) in items {
-            let closure = self.fragment_order(&c.as_ref().uses);
-            let key = closure
+        let closure = |uses: &[String]| -> BTreeSet<String> {
+            self.fragment_order(uses)
+                .into_iter()
+                .map(|f| f.name.clone())
+                .collect()
+        };
+        let cost_of = |frags: &BTreeSet<String>, checks: usize| -> u32 {
+            frags
                 .iter()
+                .filter_map(|f| self.fragments.get(f))
+                .map(|f| f.cost)
+                .sum::<u32>()
+                + checks as u32
+        };
+        let mut groups: BTreeMap<String, Share<T>> = BTreeMap::new();
+        for (i, c) in items {
+            let frags = closure(&c.as_ref().uses);
+            let key = frags
+                .iter()
+                .filter_map(|f| self.fragments.get(f))
                 .map(|f| {
                     (
-                        self.fragment_order(std::slice::from_ref(&f.name)).len(),
+                        f.cost,
+                        closure(std::slice::from_ref(&f.name)).len(),
                         f.name.clone(),
                     )
                 })
                 .max()
-                .map(|(_, name)| name)
+                .map(|(_, _, name)| name)
                 .unwrap_or_default();
-            groups.entry(key).or_default().push((i, c));
+            let g = groups.entry(key).or_default();
+            g.0.extend(frags);
+            g.1.push((i, c));
         }
-        let mut groups: Vec<Vec<(usize, T)>> = groups.into_values().collect();
-        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
-        let mut batches: Vec<Vec<(usize, T)>> = (0..n.min(groups.len())).map(|_| vec![]).collect();
-        for g in groups {
-            if let Some(b) = batches.iter_mut().min_by_key(|b| b.len()) {
-                b.extend(g);
+        let mut groups: Vec<Share<T>> = groups.into_values().collect();
+        groups.sort_by_key(|(f, c)| std::cmp::Reverse(cost_of(f, c.len())));
+        let mut batches: Vec<Share<T>> = (0..n.max(1).min(groups.len()))
+            .map(|_| Default::default())
+            .collect();
+        for (frags, checks) in groups {
+            // opening another batch costs a connection's cold catalog caches too
+            let grown = |b: &Share<T>| {
+                let union: BTreeSet<String> = b.0.union(&frags).cloned().collect();
+                cost_of(&union, b.1.len() + checks.len())
+                    + if b.1.is_empty() { NEW_BATCH } else { 0 }
+            };
+            if let Some(b) = batches.iter_mut().min_by_key(|b| grown(b)) {
+                b.0.extend(frags);
+                b.1.extend(checks);
             }
         }
-        for b in &mut batches {
-            b.sort_by_key(|(i, _)| *i);
-        }
         batches
+            .into_iter()
+            .map(|(_, mut b)| {
+                b.sort_by_key(|(i, _)| *i);
+                b
+            })
+            .collect()
     }
 
     /// The fragments `uses` needs, dependencies first.
@@ -476,6 +520,7 @@ fn blank_leading_with(sql: &str) -> (String, bool) {
 fn parse_fragment(file: FileText) -> Fragment {
     let mut params = vec![];
     let mut requires = vec![];
+    let mut cost = 1;
     for line in file.text.lines() {
         let l = line.trim();
         let list = |rest: &str| -> Vec<String> {
@@ -488,12 +533,15 @@ fn parse_fragment(file: FileText) -> Fragment {
             params.extend(list(rest));
         } else if let Some(rest) = l.strip_prefix("-- requires:") {
             requires.extend(list(rest));
+        } else if let Some(rest) = l.strip_prefix("-- cost:") {
+            cost = rest.trim().parse().unwrap_or(1);
         }
     }
     Fragment {
         name: file.stem.clone(),
         params,
         requires,
+        cost,
         body: file.text.clone(),
         file: SourceFile::new(file.name, file.text),
     }
@@ -906,6 +954,84 @@ expect = "fail"
         let c = cat.compose(&cat.checks["demo.x"]);
         assert_eq!(c.params, vec!["schemas", "tenant_columns"]);
         assert!(c.sql.contains("base as (\n-- params"));
+    }
+
+    fn lib(stem: &str, text: &str) -> FileText {
+        FileText {
+            name: format!("lib/{stem}.sql"),
+            stem: stem.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_tags_each_check_and_keeps_its_recursive_with() {
+        let text = GOOD.replace(
+            "with t as (select 1)",
+            "with t(n) as (select 1 union all select n + 1 from t where n < 2)",
+        );
+        let cat = Catalog::build(
+            vec![
+                file("demo.x", &text),
+                file("demo.y", &GOOD.replace("demo.x", "demo.y")),
+            ],
+            vec![],
+        )
+        .unwrap();
+        let checks: Vec<&Check> = cat.checks.values().collect();
+        let c = cat.compose_batch(&checks);
+        assert_eq!(c.params, vec!["schemas"]);
+        assert!(
+            c.sql
+                .contains("pgi_check_0(object, ok, evidence) as (\nwith recursive"),
+            "{}",
+            c.sql
+        );
+        assert!(c
+            .sql
+            .contains("select 1 as pgi_check, object, ok, evidence from pgi_check_1"));
+    }
+
+    #[test]
+    fn batches_keep_checks_on_one_heavy_building_block_together_and_balance_cost() {
+        let libs = vec![
+            lib("base", "select 1 as x"),
+            lib("heavy_a", "-- requires: base\n-- cost: 5\nselect 1 as x"),
+            lib("heavy_b", "-- requires: base\n-- cost: 5\nselect 1 as x"),
+        ];
+        let mut files = vec![];
+        for (id, uses) in [
+            ("demo.a1", "heavy_a"),
+            ("demo.a2", "heavy_a"),
+            ("demo.b1", "heavy_b"),
+            ("demo.b2", "heavy_b"),
+            ("demo.c", "base"),
+        ] {
+            let text = GOOD.replace("demo.x", id).replace(
+                "params = [\"schemas\"]",
+                &format!("params = [\"schemas\"]\nuses = [\"{uses}\"]"),
+            );
+            files.push(file(id, &text));
+        }
+        let cat = Catalog::build(files, libs).unwrap();
+        let items: Vec<(usize, &Check)> = cat.checks.values().enumerate().collect();
+        let batches = cat.partition_batch(items, 2);
+        let ids: Vec<Vec<&str>> = batches
+            .iter()
+            .map(|b| b.iter().map(|(_, c)| c.id.as_str()).collect())
+            .collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        for b in &ids {
+            let a = b.iter().filter(|id| id.starts_with("demo.a")).count();
+            let bb = b.iter().filter(|id| id.starts_with("demo.b")).count();
+            assert!(
+                a == 0 || bb == 0,
+                "heavy_a and heavy_b checks were mixed: {ids:?}"
+            );
+        }
+        // one connection: everything in one batch
+        let items: Vec<(usize, &Check)> = cat.checks.values().enumerate().collect();
+        assert_eq!(cat.partition_batch(items, 1).len(), 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 -- ref_oid, ref_object, attnums, ref_attnums, columns (text[]), ref_columns (text[]),
 -- validated, enforced (false for a NOT ENFORCED key).
 -- requires: scope_tables
+-- cost: 4
 with fk as (
     select con.*, t.object as table_object
     from pg_constraint con

@@ -37,6 +37,7 @@
 -- absent).
 -- params: tenant_setting, app_roles, service_roles
 -- requires: policies, tenant_tables
+-- cost: 2
 with recursive
 pa_policy as (
     select p.*,
