@@ -1604,11 +1604,7 @@ mod tests {
     }
 
     fn render(err: &ConnectionError) -> String {
-        let mut out = String::new();
-        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .render_report(&mut out, err)
-            .unwrap();
-        out
+        crate::diag::render_plain(err)
     }
 
     #[test]

@@ -90,3 +90,11 @@ pub fn did_you_mean<'a>(
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }
+
+/// A diagnostic rendered as miette prints it, without colour (for tests and logs).
+pub fn render_plain(diagnostic: &dyn miette::Diagnostic) -> String {
+    let mut out = String::new();
+    let _ = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .render_report(&mut out, diagnostic);
+    out
+}

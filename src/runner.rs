@@ -324,11 +324,7 @@ pub(crate) async fn run_batch_strict(
     let started = Instant::now();
     let refs: Vec<&Check> = checks.iter().map(|c| c.as_ref()).collect();
     let composed = catalog.compose_batch(&refs);
-    let values: Vec<ParamValue> = composed
-        .params
-        .iter()
-        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
-        .collect();
+    let values = bind_values(&composed.params, config);
     let args: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
     let grouped = batch_rows(client, &composed.sql, &args, checks.len()).await?;
     let ms = started.elapsed().as_millis() as u64;
@@ -341,31 +337,51 @@ pub(crate) async fn run_batch_strict(
 
 type Row3 = (String, Option<bool>, String);
 
+/// The configured value of each named parameter (empty when unset), in `$n` order.
+fn bind_values(names: &[String], config: &LoadedConfig) -> Vec<ParamValue> {
+    names
+        .iter()
+        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
+        .collect()
+}
+
+/// Run `work` under a savepoint: an error rolls back to it, leaving the transaction
+/// usable for the next statement.
+async fn in_savepoint<T>(
+    client: &Client,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    client
+        .batch_execute("savepoint pgi_check")
+        .await
+        .map_err(|e| db_message(&e))?;
+    match work.await {
+        Ok(v) => {
+            client
+                .batch_execute("release savepoint pgi_check")
+                .await
+                .map_err(|e| db_message(&e))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = client
+                .batch_execute("rollback to savepoint pgi_check")
+                .await;
+            Err(e)
+        }
+    }
+}
+
 /// Run `sql` under a savepoint so that an error leaves the transaction usable.
 pub(crate) async fn query_in_savepoint(
     client: &Client,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<tokio_postgres::Row>, String> {
-    client
-        .batch_execute("savepoint pgi_check")
-        .await
-        .map_err(|e| db_message(&e))?;
-    match client.query(sql, params).await {
-        Ok(rows) => {
-            client
-                .batch_execute("release savepoint pgi_check")
-                .await
-                .map_err(|e| db_message(&e))?;
-            Ok(rows)
-        }
-        Err(e) => {
-            let _ = client
-                .batch_execute("rollback to savepoint pgi_check")
-                .await;
-            Err(db_message(&e))
-        }
-    }
+    in_savepoint(client, async {
+        client.query(sql, params).await.map_err(|e| db_message(&e))
+    })
+    .await
 }
 
 /// Run a batch statement under a savepoint and sort its rows by check, as they
@@ -378,10 +394,6 @@ async fn batch_rows(
     checks: usize,
 ) -> Result<Vec<Vec<Row3>>, String> {
     use futures_util::TryStreamExt;
-    client
-        .batch_execute("savepoint pgi_check")
-        .await
-        .map_err(|e| db_message(&e))?;
     let read = async {
         let stream = client
             .query_raw(sql, params.iter().copied())
@@ -401,21 +413,7 @@ async fn batch_rows(
         }
         Ok::<_, String>(grouped)
     };
-    match read.await {
-        Ok(grouped) => {
-            client
-                .batch_execute("release savepoint pgi_check")
-                .await
-                .map_err(|e| db_message(&e))?;
-            Ok(grouped)
-        }
-        Err(e) => {
-            let _ = client
-                .batch_execute("rollback to savepoint pgi_check")
-                .await;
-            Err(e)
-        }
-    }
+    in_savepoint(client, read).await
 }
 
 /// The (object, ok, evidence) rows of a check: its query's rows, or for data and
@@ -428,11 +426,7 @@ async fn query_check(
     probe_target: Option<&ConnectOptions>,
 ) -> Result<Vec<Row3>, String> {
     let composed = catalog.compose(check);
-    let values: Vec<ParamValue> = composed
-        .params
-        .iter()
-        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
-        .collect();
+    let values = bind_values(&composed.params, config);
     let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
     let rows = query_in_savepoint(client, &composed.sql, &refs).await?;
     match check.kind {

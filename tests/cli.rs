@@ -5,7 +5,7 @@ mod support;
 
 use predicates::prelude::*;
 use std::time::Duration;
-use support::{cli, TestDb};
+use support::{assert_exit, cli, TestDb};
 
 /// A custom catalog check in `dir`, as a team would add with --checks.
 fn custom_check(dir: &std::path::Path, id: &str, title: &str, sql: &str) {
@@ -283,12 +283,7 @@ async fn a_locked_table_makes_one_check_error_and_the_audit_finishes() {
     custom_check(dir.path(), "custom.reads_busy", "Reads a locked table", "select 'public.busy'::text as object, count(*) = 0 as ok, count(*)::text as evidence from public.busy");
     let out = audit_with_checks(&db.url, dir.path(), "custom.reads_busy,schema.primary_keys").await;
     holder.batch_execute("rollback").await.unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let by_id = |id: &str| {
         doc["checks"]
@@ -389,12 +384,7 @@ fn demo_audits_migrates_and_shows_the_score_change() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(stdout.contains("→ 100%"), "{stdout}");
     assert!(stdout.contains("After 9 migration(s)"), "{stdout}");
 }

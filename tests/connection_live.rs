@@ -32,11 +32,7 @@ fn resolve(conninfo: &str, env: &[(&str, &str)]) -> ConnectOptions {
 }
 
 fn render(err: &ConnectionError) -> String {
-    let mut out = String::new();
-    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .render_report(&mut out, err)
-        .unwrap();
-    out
+    pg_integrity::diag::render_plain(err)
 }
 
 fn help(err: &ConnectionError) -> String {

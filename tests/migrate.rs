@@ -6,7 +6,7 @@ mod support;
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{cli, TestDb};
+use support::{assert_exit, cli, TestDb};
 
 fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -82,12 +82,7 @@ fn status_and_plan_change_nothing() {
     let db = sync(TestDb::new(BASE));
     let dir = two_migrations();
     let out = migrate(&db, dir.path(), &["status", "--format", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let states: Vec<&str> = doc["migrations"]
         .as_array()
@@ -116,12 +111,7 @@ fn apply_applies_once_and_again_is_a_no_op() {
     let db = sync(TestDb::new(BASE));
     let dir = two_migrations();
     let out = migrate(&db, dir.path(), &["apply", "--no-audit"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(
         sync(history(&db)),
         vec![(1, "add_column".into()), (2, "fk".into())]
@@ -138,12 +128,7 @@ fn target_stops_at_a_version() {
     let db = sync(TestDb::new(BASE));
     let dir = two_migrations();
     let out = migrate(&db, dir.path(), &["apply", "--no-audit", "--target", "1"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(sync(history(&db)), vec![(1, "add_column".into())]);
 }
 
@@ -397,6 +382,17 @@ const DATA: &str = include_str!("../fixtures/ticket-service/data.sql");
 const DIRTY: &str = include_str!("../fixtures/ticket-service/dirty.sql");
 const CONFIG: &str = "fixtures/ticket-service/pg-integrity.toml";
 
+/// `migrate apply` of the migrations compiled into the binary.
+fn apply_compiled_in(db: &TestDb, extra: &[&str]) -> std::process::Output {
+    cli()
+        .args(["migrate", "apply"])
+        .args(extra)
+        .args(["--database-url", &db.url])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap()
+}
+
 fn audit_json(db: &TestDb, extra: &[&str]) -> serde_json::Value {
     let out = cli()
         .args([
@@ -471,25 +467,9 @@ fn the_remediation_migrations_bring_every_catalog_check_of_the_fixture_to_pass()
         (45.0..75.0).contains(&score_before),
         "score before: {score_before}"
     );
-    let out = cli()
-        .args([
-            "migrate",
-            "apply",
-            "--config",
-            CONFIG,
-            "--database-url",
-            &db.url,
-        ])
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
+    let out = apply_compiled_in(&db, &["--config", CONFIG]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(stdout.contains("→ 100%"), "{stdout}");
     assert_batch_matches_check_by_check(&db, &audit_json(&db, &[]));
     let after = audit_json(&db, &["--deep", "--probe"]);
@@ -510,10 +490,7 @@ fn the_remediation_migrations_bring_every_catalog_check_of_the_fixture_to_pass()
             "{id}: {status}"
         );
     }
-    let again = cli()
-        .args(["migrate", "apply", "--no-audit", "--database-url", &db.url])
-        .output()
-        .unwrap();
+    let again = apply_compiled_in(&db, &["--no-audit"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to apply"));
     assert_eq!(sync(history(&db)).len(), 9);
 }
@@ -573,11 +550,7 @@ fn deep_audit_finds_every_planted_problem_and_preflight_refuses_it() {
             "{id} on dirty data: {status}"
         );
     }
-    let out = cli()
-        .args(["migrate", "apply", "--no-audit", "--database-url", &db.url])
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
+    let out = apply_compiled_in(&db, &["--no-audit"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

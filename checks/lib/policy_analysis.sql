@@ -36,14 +36,18 @@
 -- using_wrap, check_bind, check_unset, check_wrap (null when the expression is
 -- absent).
 -- params: tenant_setting, app_roles, service_roles
--- requires: policies, tenant_tables
+-- requires: policies, tenant_tables, function_bodies
 -- cost: 2
 with recursive
+pa_setting as (
+    -- the tenant setting's name as a regex literal
+    select regexp_replace((select tenant_setting from params), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as setting_re
+),
 pa_policy as (
     select p.*,
            tt.tenant_column,
            coalesce(tt.is_tenant, false) as is_tenant,
-           regexp_replace((select tenant_setting from params), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as setting_re,
+           (select setting_re from pa_setting) as setting_re,
            regexp_replace(quote_ident(c.relname), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as table_re,
            regexp_replace(quote_ident(tt.tenant_column), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as column_re
     from policies p
@@ -51,17 +55,11 @@ pa_policy as (
     left join tenant_tables tt on tt.oid = p.table_oid
 ),
 pa_fn as (
-    -- SQL and PL/pgSQL functions outside the system schemas, with their body
-    -- (for a SQL-standard BEGIN ATOMIC body, prosrc is empty: use its definition)
-    select pr.oid, pn.nspname::text as fn_schema, pr.proname::text as fn_name, pr.pronargs::int as nargs,
-           pr.proargnames, pr.proargmodes,
-           case when coalesce(pr.prosrc, '') ~ '\S' then pr.prosrc else pg_get_functiondef(pr.oid) end as body
-    from pg_proc pr
-    join pg_namespace pn on pn.oid = pr.pronamespace
-    join pg_language l on l.oid = pr.prolang
-    where l.lanname in ('sql', 'plpgsql')
-      and pr.prokind in ('f', 'p')
-      and pn.nspname not in ('pg_catalog', 'information_schema')
+    -- SQL and PL/pgSQL functions with their body (function_bodies), and their arguments
+    select f.oid, f.schema_name as fn_schema, f.function_name as fn_name, pr.pronargs::int as nargs,
+           pr.proargnames, pr.proargmodes, f.body
+    from function_bodies f
+    join pg_proc pr on pr.oid = f.oid
 ),
 pa_called as (
     -- the functions each policy calls (recorded in pg_depend)
@@ -160,7 +158,7 @@ pa_expr as (
     cross join lateral (
         select regexp_replace(regexp_replace(
                    regexp_replace(k.expr, '\s+', ' ', 'g'),
-                   '(pg_catalog\.)?current_setting\(''' || (select regexp_replace((select tenant_setting from params), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g'))
+                   '(pg_catalog\.)?current_setting\(''' || (select setting_re from pa_setting)
                    || '''::text(, (true|false))?\)', '{Sn1}', 'gi'),
                    '(pg_catalog\.)?current_setting\(''([^'']|'''')*''::text(, (true|false))?\)', '{Un1}', 'g') as ts
     ) s

@@ -12,9 +12,13 @@
 -- cost: 5
 with ix as (
     select t.oid as table_oid, t.schema_name, t.table_name, t.object as table_object,
-           t.is_partition as table_is_partition, i.*
+           t.is_partition as table_is_partition, i.*,
+           ic.relname::text as index_name, ic.relkind::text as relkind, ic.relispartition,
+           ic.relam, ic.reloptions, am.amname::text as am
     from scope_tables t
     join pg_index i on i.indrelid = t.oid
+    join pg_class ic on ic.oid = i.indexrelid
+    join pg_am am on am.oid = ic.relam
 ),
 -- The key written out from the catalog, for all indexes in one grouped pass, rather
 -- than by pg_get_indexdef(oid) per index (it looks up each column's default
@@ -29,7 +33,6 @@ keys as (
            string_agg(e.plain || e.decor, ', ' order by k.ord) filter (where k.ord <= x.indnkeyatts) as key_def,
            string_agg(e.plain, ', ' order by k.ord) filter (where k.ord > x.indnkeyatts) as include_def
     from ix x
-    join pg_class ic on ic.oid = x.indexrelid
     cross join unnest(x.indkey::int2[]) with ordinality k(attnum, ord)
     left join pg_attribute a on a.attrelid = x.indrelid and a.attnum = k.attnum and k.attnum > 0
     left join pg_opclass opc on opc.oid = x.indclass[k.ord - 1] and not opc.opcdefault
@@ -41,7 +44,7 @@ keys as (
                     else coalesce(' COLLATE ' || quote_ident(co.collname), '')
                          || coalesce(' ' || quote_ident(opc.opcname), '')
                          || case when x.indoption[k.ord - 1] = 0 then ''
-                                 when not pg_indexam_has_property(ic.relam, 'can_order') then ''
+                                 when not pg_indexam_has_property(x.relam, 'can_order') then ''
                                  when x.indoption[k.ord - 1] & 1 = 1
                                  then ' DESC' || case when x.indoption[k.ord - 1] & 2 = 0 then ' NULLS LAST' else '' end
                                  else ' NULLS FIRST' end
@@ -54,12 +57,12 @@ select x.indexrelid as index_oid,
        x.schema_name,
        x.table_name,
        x.table_object,
-       x.table_object || '.' || ic.relname as object,
-       ic.relname::text as index_name,
-       ic.relkind::text as relkind,
+       x.table_object || '.' || x.index_name as object,
+       x.index_name,
+       x.relkind,
        x.table_is_partition,
-       ic.relispartition as is_partition,
-       am.amname::text as am,
+       x.relispartition as is_partition,
+       x.am,
        x.indisvalid as is_valid,
        x.indisready as is_ready,
        x.indisunique as is_unique,
@@ -70,17 +73,15 @@ select x.indexrelid as index_oid,
        (x.indkey::int2[])[0:x.indnkeyatts - 1] as key_attnums,
        (x.indkey::int2[])[x.indnkeyatts:] as include_attnums,
        k.key_columns,
-       am.amname || ' (' || k.key_def || ')'
+       x.am || ' (' || k.key_def || ')'
            || coalesce(' INCLUDE (' || k.include_def || ')', '')
            || coalesce(' WITH (' || (select string_agg(split_part(o, '=', 1) || '='
                                                        || quote_literal(substr(o, strpos(o, '=') + 1)), ', ')
-                                     from unnest(ic.reloptions) o) || ')', '')
+                                     from unnest(x.reloptions) o) || ')', '')
            || coalesce(' WHERE ' || pg_get_expr(x.indpred, x.indrelid), '') as definition,
        con.conname::text as constraint_name,
        con.contype::text as constraint_type
 from ix x
 join keys k on k.indexrelid = x.indexrelid
-join pg_class ic on ic.oid = x.indexrelid
-join pg_am am on am.oid = ic.relam
 left join pg_constraint con on con.conindid = x.indexrelid and con.conrelid = x.table_oid
                            and con.contype in ('p', 'u', 'x')

@@ -3,8 +3,8 @@
 -- table, tables matching tenancy.global_tables, and known migration-history tables.
 -- A table is a tenant table when it is not global and the database is multi-tenant
 -- at all (some table in scope has a tenant column); otherwise nothing is.
--- Columns: those of scope_tables, tenant_column, is_global, is_tenant, tenant_attnum
--- (the tenant column's attnum).
+-- Columns: those of scope_tables, tenant_column, tenant_attnum (its attnum),
+-- is_global, is_tenant.
 -- params: tenant_columns, tenant_table, global_tables
 -- requires: scope_tables
 with tc as (
@@ -18,11 +18,11 @@ with tc as (
     order by t.oid, want.ord
 )
 select x.*,
-       (not x.is_global and exists (select 1 from tc)) as is_tenant,
-       x2.tenant_attnum
+       (not x.is_global and exists (select 1 from tc)) as is_tenant
 from (
     select t.*,
            tc.tenant_column,
+           tc.tenant_attnum,
            (t.table_name = (select tenant_table from params)
             or t.object = (select tenant_table from params)
             or t.table_name ~ any((select global_tables from params)::text[])
@@ -39,4 +39,3 @@ from (
     left join tc on tc.oid = t.oid
     where not t.is_partition
 ) x
-left join tc x2 on x2.oid = x.oid

@@ -137,3 +137,13 @@ pub fn cli() -> assert_cmd::Command {
         .env_remove("GITHUB_ACTIONS");
     c
 }
+
+/// Assert the command exited with `code`, showing its stderr when it did not.
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
