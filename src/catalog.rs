@@ -66,6 +66,8 @@ struct RawCheck {
     #[serde(default)]
     strict: bool,
     #[serde(default)]
+    cost: Option<u32>,
+    #[serde(default)]
     sql: Option<Spanned<String>>,
     #[serde(default, rename = "test")]
     tests: Vec<RawTest>,
@@ -136,6 +138,9 @@ pub struct Check {
     pub uses: Vec<String>,
     pub requires: Requires,
     pub strict: bool,
+    /// Relative cost of the check's own SQL beyond its building blocks (`cost = N`,
+    /// default 1, same units as a fragment's `-- cost:`), used to share batches out.
+    pub cost: u32,
     pub sql: Option<String>,
     pub tests: Vec<TestCase>,
     pub file: SourceFile,
@@ -150,8 +155,8 @@ pub struct Fragment {
     pub name: String,
     pub params: Vec<String>,
     pub requires: Vec<String>,
-    /// Relative cost (`-- cost: N`, default 1; a check costs 1), used to share
-    /// batched checks out between connections.
+    /// Relative cost (`-- cost: N`, default 1; roughly 10 ms at 5,000 tables), used
+    /// to share batched checks out between connections.
     pub cost: u32,
     pub body: String,
     pub file: SourceFile,
@@ -163,11 +168,8 @@ impl AsRef<Check> for Check {
     }
 }
 
-/// Checks (with their report position) and the building blocks they need.
-type Share<T> = (BTreeSet<String>, Vec<(usize, T)>);
-
 /// What opening one more batch (connection) costs, in `-- cost:` units.
-const NEW_BATCH: u32 = 4;
+const NEW_BATCH: u32 = 3;
 
 /// The SQL sent to the server for one check.
 #[derive(Debug, Clone)]
@@ -271,10 +273,14 @@ impl Catalog {
         v
     }
 
-    /// Split checks into at most `n` batches for `n` connections. Checks that lean on
-    /// the same costliest building block stay together (it is computed once); each
-    /// such group, costliest first, goes to the batch whose cost (its building
-    /// blocks' `-- cost:` plus one per check) grows the least with it.
+    /// Split checks into at most `n` batches for `n` connections, so that the costliest
+    /// batch is as cheap as it can be made. A batch costs its building blocks'
+    /// `-- cost:` (each counted once: it is computed once per batch), its checks'
+    /// own `cost`, and [`NEW_BATCH`] for the connection. Start: checks that lean on
+    /// the same costliest building block are grouped, and each group, costliest
+    /// first, goes to the batch it makes the least costly. Then, while it lowers the
+    /// costliest batch (or the total, at the same maximum), one check, or all the
+    /// checks of one batch that use one building block, move to another batch.
     pub fn partition_batch<T: AsRef<Check>>(
         &self,
         items: Vec<(usize, T)>,
@@ -286,58 +292,112 @@ impl Catalog {
                 .map(|f| f.name.clone())
                 .collect()
         };
-        let cost_of = |frags: &BTreeSet<String>, checks: usize| -> u32 {
-            frags
-                .iter()
-                .filter_map(|f| self.fragments.get(f))
-                .map(|f| f.cost)
-                .sum::<u32>()
-                + checks as u32
+        let frag_cost = |f: &String| self.fragments.get(f).map_or(0, |f| f.cost);
+        let closures: Vec<BTreeSet<String>> = items
+            .iter()
+            .map(|(_, c)| closure(&c.as_ref().uses))
+            .collect();
+        let own: Vec<u32> = items.iter().map(|(_, c)| c.as_ref().cost).collect();
+        let batch_cost = |members: &mut dyn Iterator<Item = usize>| -> u32 {
+            let mut frags = BTreeSet::new();
+            let mut cost = 0;
+            let mut any = false;
+            for k in members {
+                any = true;
+                cost += own[k];
+                frags.extend(closures[k].iter());
+            }
+            if !any {
+                return 0;
+            }
+            cost + NEW_BATCH + frags.into_iter().map(frag_cost).sum::<u32>()
         };
-        let mut groups: BTreeMap<String, Share<T>> = BTreeMap::new();
-        for (i, c) in items {
-            let frags = closure(&c.as_ref().uses);
+        let nb = n.max(1).min(items.len().max(1));
+        let mut at = vec![0usize; items.len()];
+        // greedy start: groups by costliest building block, costliest group first
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (k, frags) in closures.iter().enumerate() {
             let key = frags
                 .iter()
-                .filter_map(|f| self.fragments.get(f))
                 .map(|f| {
                     (
-                        f.cost,
-                        closure(std::slice::from_ref(&f.name)).len(),
-                        f.name.clone(),
+                        frag_cost(f),
+                        closure(std::slice::from_ref(f)).len(),
+                        f.clone(),
                     )
                 })
                 .max()
                 .map(|(_, _, name)| name)
                 .unwrap_or_default();
-            let g = groups.entry(key).or_default();
-            g.0.extend(frags);
-            g.1.push((i, c));
+            groups.entry(key).or_default().push(k);
         }
-        let mut groups: Vec<Share<T>> = groups.into_values().collect();
-        groups.sort_by_key(|(f, c)| std::cmp::Reverse(cost_of(f, c.len())));
-        let mut batches: Vec<Share<T>> = (0..n.max(1).min(groups.len()))
-            .map(|_| Default::default())
-            .collect();
-        for (frags, checks) in groups {
-            // opening another batch costs a connection's cold catalog caches too
-            let grown = |b: &Share<T>| {
-                let union: BTreeSet<String> = b.0.union(&frags).cloned().collect();
-                cost_of(&union, b.1.len() + checks.len())
-                    + if b.1.is_empty() { NEW_BATCH } else { 0 }
-            };
-            if let Some(b) = batches.iter_mut().min_by_key(|b| grown(b)) {
-                b.0.extend(frags);
-                b.1.extend(checks);
+        let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(batch_cost(&mut g.iter().copied())));
+        let mut placed: Vec<Vec<usize>> = vec![vec![]; nb];
+        for g in groups {
+            let best = (0..nb)
+                .min_by_key(|&b| batch_cost(&mut placed[b].iter().chain(g.iter()).copied()))
+                .unwrap_or(0);
+            for &k in &g {
+                at[k] = best;
+            }
+            placed[best].extend(g);
+        }
+        // local search
+        let score = |at: &[usize]| -> (u32, u32) {
+            let costs: Vec<u32> = (0..nb)
+                .map(|b| batch_cost(&mut (0..at.len()).filter(|&k| at[k] == b)))
+                .collect();
+            (costs.iter().copied().max().unwrap_or(0), costs.iter().sum())
+        };
+        let mut moves: Vec<Vec<usize>> = (0..items.len()).map(|k| vec![k]).collect();
+        let all_frags: BTreeSet<&String> = closures.iter().flatten().collect();
+        let mut current = score(&at);
+        for _ in 0..4 * items.len() {
+            let mut best: Option<((u32, u32), Vec<usize>, usize)> = None;
+            moves.truncate(items.len());
+            for b in 0..nb {
+                for f in &all_frags {
+                    let g: Vec<usize> = (0..items.len())
+                        .filter(|&k| at[k] == b && closures[k].contains(*f))
+                        .collect();
+                    if g.len() > 1 {
+                        moves.push(g);
+                    }
+                }
+            }
+            for m in &moves {
+                let from = at[m[0]];
+                for to in (0..nb).filter(|&to| to != from) {
+                    let mut trial = at.clone();
+                    for &k in m {
+                        trial[k] = to;
+                    }
+                    let s = score(&trial);
+                    if s < best.as_ref().map_or(current, |b| b.0) {
+                        best = Some((s, m.clone(), to));
+                    }
+                }
+            }
+            match best {
+                Some((s, m, to)) => {
+                    for k in m {
+                        at[k] = to;
+                    }
+                    current = s;
+                }
+                None => break,
             }
         }
-        batches
-            .into_iter()
-            .map(|(_, mut b)| {
-                b.sort_by_key(|(i, _)| *i);
-                b
-            })
-            .collect()
+        let mut out: Vec<Vec<(usize, T)>> = (0..nb).map(|_| vec![]).collect();
+        for (k, item) in items.into_iter().enumerate() {
+            out[at[k]].push(item);
+        }
+        out.retain(|b| !b.is_empty());
+        for b in &mut out {
+            b.sort_by_key(|(i, _)| *i);
+        }
+        out
     }
 
     /// The fragments `uses` needs, dependencies first.
@@ -869,6 +929,7 @@ fn parse_check(
         uses: raw.uses.into_iter().map(Spanned::into_inner).collect(),
         requires: raw.requires,
         strict: raw.strict,
+        cost: raw.cost.unwrap_or(1),
         sql: raw.sql.map(Spanned::into_inner),
         tests,
         file: src,

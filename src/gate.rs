@@ -33,13 +33,14 @@ impl FailOn {
     }
 }
 
-/// One not-ok object with its disposition.
+/// One not-ok object with its disposition. Fields in alphabetical order: the JSON
+/// report's key order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    pub object: String,
-    pub evidence: String,
-    pub waived: bool,
     pub baseline: bool,
+    pub evidence: String,
+    pub object: String,
+    pub waived: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiver_reason: Option<String>,
 }

@@ -4,6 +4,7 @@
 -- domain CHECKs and CHECKs never validated (NOT VALID, NOT ENFORCED) are deparsed.
 -- Columns: oid, conname, conrelid (0 for a domain's), contypid (0 for a table's),
 -- conkey, coninhcount, validated, definition.
+-- cost: 15
 select con.oid,
        con.conname::text as conname,
        con.conrelid,

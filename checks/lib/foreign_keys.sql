@@ -3,25 +3,38 @@
 -- Columns: conoid, conname, table_oid, table_object, object (schema.table.conname),
 -- ref_oid, ref_object, attnums, ref_attnums, columns (text[]), ref_columns (text[]),
 -- validated, enforced (false for a NOT ENFORCED key).
--- requires: scope_tables
--- cost: 4
+-- requires: scope_tables, scope_attributes
+-- cost: 13
 with fk as (
-    select con.*, t.object as table_object
+    -- only the columns used: a materialized CTE holding whole pg_constraint rows
+    -- (conbin and all) outgrows work_mem and goes to disk
+    select con.oid, con.conname, con.conrelid, con.confrelid, con.conkey, con.confkey,
+           con.convalidated, t.object as table_object
     from pg_constraint con
     join scope_tables t on t.oid = con.conrelid
     where con.contype = 'f'
       and con.conparentid = 0
 ),
--- column names of both sides for all keys in one grouped pass (not a subquery per key)
-cols as (
-    select f.oid,
-           array_agg(a.attname::text order by k.ord) as columns,
-           array_agg(ra.attname::text order by k.ord) as ref_columns
+-- each key column pair as a row, set apart so that the joins below hash it rather
+-- than look up pg_attribute twice per key inside the unnest's nested loop
+pairs as materialized (
+    select f.oid, f.conrelid, f.confrelid, k.attnum, k.ref_attnum, k.ord
     from fk f
     cross join unnest(f.conkey, f.confkey) with ordinality k(attnum, ref_attnum, ord)
-    join pg_attribute a on a.attrelid = f.conrelid and a.attnum = k.attnum
-    join pg_attribute ra on ra.attrelid = f.confrelid and ra.attnum = k.ref_attnum
-    group by f.oid
+),
+-- column names of both sides for all keys in one grouped pass (not a subquery per key)
+cols as (
+    select p.oid,
+           array_agg(a.attname order by p.ord) as columns,
+           -- a referenced table outside the scope is looked up in pg_attribute
+           array_agg(coalesce(ra.attname,
+                              (select x.attname::text from pg_attribute x
+                               where x.attrelid = p.confrelid and x.attnum = p.ref_attnum))
+                     order by p.ord) as ref_columns
+    from pairs p
+    join scope_attributes a on a.table_oid = p.conrelid and a.attnum = p.attnum
+    left join scope_attributes ra on ra.table_oid = p.confrelid and ra.attnum = p.ref_attnum
+    group by p.oid
 )
 select f.oid as conoid,
        f.conname::text as conname,

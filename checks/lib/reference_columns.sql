@@ -6,7 +6,7 @@
 -- any), fk_validated.
 -- params: tenant_columns
 -- requires: scope_tables, scope_columns, foreign_keys
--- cost: 2
+-- cost: 3
 select c.table_oid,
        c.attnum,
        c.object,

@@ -8,11 +8,16 @@
 -- include_attnums (int2[]), key_columns (text[]: column names or expression texts, in key order),
 -- definition ('btree (a, lower(b)) WHERE ...', what follows USING),
 -- constraint_name and constraint_type ('p', 'u', 'x') when it backs a constraint.
--- requires: scope_tables
--- cost: 5
+-- requires: scope_tables, scope_attributes
+-- cost: 16
 with ix as (
     select t.oid as table_oid, t.schema_name, t.table_name, t.object as table_object,
-           t.is_partition as table_is_partition, i.*,
+           t.is_partition as table_is_partition,
+           -- named, not i.*: indexprs and the rest would make the rows too big to
+           -- stay in work_mem
+           i.indexrelid, i.indrelid, i.indnkeyatts, i.indisunique, i.indisprimary,
+           i.indisvalid, i.indisready, i.indkey, i.indcollation, i.indclass, i.indoption,
+           i.indpred,
            ic.relname::text as index_name, ic.relkind::text as relkind, ic.relispartition,
            ic.relam, ic.reloptions, am.amname::text as am
     from scope_tables t
@@ -34,7 +39,7 @@ keys as (
            string_agg(e.plain, ', ' order by k.ord) filter (where k.ord > x.indnkeyatts) as include_def
     from ix x
     cross join unnest(x.indkey::int2[]) with ordinality k(attnum, ord)
-    left join pg_attribute a on a.attrelid = x.indrelid and a.attnum = k.attnum and k.attnum > 0
+    left join scope_attributes a on a.table_oid = x.indrelid and a.attnum = k.attnum
     left join pg_opclass opc on opc.oid = x.indclass[k.ord - 1] and not opc.opcdefault
     left join pg_collation co on co.oid = x.indcollation[k.ord - 1] and co.oid <> a.attcollation
     cross join lateral (

@@ -4,6 +4,7 @@
 -- Columns: oid, schema_name, table_name, object, relkind, is_partition, owner,
 -- rls_enabled, rls_forced.
 -- params: schemas, exclude_tables
+-- cost: 2
 select c.oid,
        n.nspname::text as schema_name,
        c.relname::text as table_name,

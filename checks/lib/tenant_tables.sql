@@ -6,15 +6,15 @@
 -- Columns: those of scope_tables, tenant_column, tenant_attnum (its attnum),
 -- is_global, is_tenant.
 -- params: tenant_columns, tenant_table, global_tables
--- requires: scope_tables
+-- requires: scope_tables, scope_attributes
+-- cost: 1
 with tc as (
     -- each table's first tenant column, all tables in one join (partitions too: they
     -- count for "the database is multi-tenant at all")
-    select distinct on (t.oid) t.oid, a.attname::text as tenant_column, a.attnum as tenant_attnum
+    select distinct on (t.oid) t.oid, a.attname as tenant_column, a.attnum as tenant_attnum
     from scope_tables t
     cross join unnest((select tenant_columns from params)) with ordinality as want(name, ord)
-    join pg_attribute a on a.attrelid = t.oid and a.attname = want.name
-                       and a.attnum > 0 and not a.attisdropped
+    join scope_attributes a on a.table_oid = t.oid and a.attname = want.name
     order by t.oid, want.ord
 )
 select x.*,

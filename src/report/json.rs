@@ -1,8 +1,41 @@
 //! The `json` format: the stable machine contract of SPEC §6, `format_version: 1`.
 
+use crate::gate::Finding;
 use crate::gate::{score, Assessment};
+use crate::model::Kind;
 use crate::model::{Severity, Status};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+
+// Written straight from borrowed fields, not through a serde_json::Value tree (which
+// would copy every finding once more). Fields in alphabetical order: the order the
+// document has always had (serde_json's Map sorts its keys).
+#[derive(Serialize)]
+struct Doc<'a> {
+    checks: Vec<CheckOut<'a>>,
+    duration_ms: u64,
+    format_version: u32,
+    started_at: String,
+    summary: Value,
+    target: Value,
+    tool: Value,
+}
+
+#[derive(Serialize)]
+struct CheckOut<'a> {
+    duration_ms: u64,
+    findings: &'a [Finding],
+    fixed_by: &'a [String],
+    id: &'a str,
+    kind: Kind,
+    objects_checked: usize,
+    reason: Option<&'a str>,
+    remediation: &'a str,
+    section: &'a str,
+    severity: Severity,
+    status: Status,
+    title: &'a str,
+}
 
 pub fn render(a: &Assessment) -> String {
     let run = &a.run;
@@ -24,34 +57,35 @@ pub fn render(a: &Assessment) -> String {
             .count();
         by_severity.insert(sev.as_str().into(), json!(n));
     }
-    let checks: Vec<Value> = a
+    let checks: Vec<CheckOut> = a
         .checks
         .iter()
         .map(|c| {
             let r = &c.result;
-            json!({
-                "id": r.check.id,
-                "section": r.check.section,
-                "title": r.check.title,
-                "severity": r.severity,
-                "kind": r.check.kind,
-                "status": r.status,
-                "reason": r.reason,
-                "objects_checked": r.objects.len(),
-                "duration_ms": r.duration_ms,
-                "findings": c.findings,
-                "remediation": r.check.remediation,
-                "fixed_by": r.check.fixed_by,
-            })
+            CheckOut {
+                duration_ms: r.duration_ms,
+                findings: &c.findings,
+                fixed_by: &r.check.fixed_by,
+                id: &r.check.id,
+                kind: r.check.kind,
+                objects_checked: r.objects.len(),
+                reason: r.reason.as_deref(),
+                remediation: &r.check.remediation,
+                section: &r.check.section,
+                severity: r.severity,
+                status: r.status,
+                title: &r.check.title,
+            }
         })
         .collect();
-    let doc = json!({
-        "format_version": 1,
-        "tool": {"name": "pg-integrity", "version": env!("CARGO_PKG_VERSION")},
-        "target": {"database": run.database, "server_version": run.server_version},
-        "started_at": run.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "duration_ms": run.duration_ms,
-        "summary": {
+    let doc = Doc {
+        checks,
+        duration_ms: run.duration_ms,
+        format_version: 1,
+        started_at: run
+            .started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        summary: json!({
             "score": pct.map(|p| (p * 10.0).round() / 10.0),
             "passed": passed,
             "applicable": applicable,
@@ -59,9 +93,10 @@ pub fn render(a: &Assessment) -> String {
             "by_severity": by_severity,
             "gate": a.gate,
             "expired_waivers": a.expired_waivers,
-        },
-        "checks": checks,
-    });
+        }),
+        target: json!({"database": run.database, "server_version": run.server_version}),
+        tool: json!({"name": "pg-integrity", "version": env!("CARGO_PKG_VERSION")}),
+    };
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     s.push('\n');
     s
