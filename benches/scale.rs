@@ -78,6 +78,14 @@ fn timed(label: &str, f: impl FnOnce()) -> f64 {
     s
 }
 
+/// Connections for the audit: one per core (the server runs on this machine, and
+/// the README advises `--jobs` = the server's cores), at most the default 4.
+fn jobs() -> String {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get().min(4))
+        .to_string()
+}
+
 /// Run the CLI; returns its peak RSS in MB (from wait4's rusage).
 fn audit(url: &str, extra: &[&str]) -> f64 {
     let exe = env!("CARGO_BIN_EXE_pg-integrity");
@@ -88,6 +96,8 @@ fn audit(url: &str, extra: &[&str]) -> f64 {
             "json",
             "--fail-on",
             "never",
+            "--jobs",
+            &jobs(),
             "--database-url",
             url,
         ])
@@ -150,6 +160,7 @@ fn main() {
     let catalog_fetch = "select * from pg_class; select * from pg_attribute; select * from pg_constraint; \
         select * from pg_index; select * from pg_policy; select * from pg_proc; select * from pg_depend; \
         select * from pg_namespace; select * from pg_type";
+    println!("audits run with --jobs {} (one connection per core)", jobs());
     let mut per_n = vec![];
     for &n in &sizes {
         let db = format!("bench_{n}");

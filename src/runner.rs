@@ -519,16 +519,20 @@ pub async fn audit(
     }
 
     // Catalog and runtime checks go first, as one batched statement; the rest
-    // (data scans, probes) follow one by one on the other connections.
+    // (data scans, probes) follow one by one on the other connections, costliest
+    // first (by `cost`), so that a long scan does not start last and run alone.
     let mut work: VecDeque<Work> = VecDeque::new();
     let mut batch = vec![];
+    let mut single = vec![];
     for (i, c) in runnable.iter().cloned().enumerate() {
         if opts.batch && batchable(&c, &server, config) {
             batch.push((i, c));
         } else {
-            work.push_back(Work::One(i, c));
+            single.push((i, c));
         }
     }
+    single.sort_by_key(|(i, c)| (std::cmp::Reverse(c.cost), *i));
+    work.extend(single.into_iter().map(|(i, c)| Work::One(i, c)));
     for b in catalog.partition_batch(batch, jobs).into_iter().rev() {
         work.push_front(Work::Batch(b));
     }
