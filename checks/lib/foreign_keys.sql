@@ -15,22 +15,34 @@ with fk as (
     where con.contype = 'f'
       and con.conparentid = 0
 ),
--- each key column pair as a row, set apart so that the joins below hash it rather
--- than look up pg_attribute twice per key inside the unnest's nested loop
+-- each column pair of a multi-column key as a row, set apart so that the joins
+-- below hash it rather than look names up per key inside the unnest's nested loop
 pairs as materialized (
     select f.oid, f.conrelid, f.confrelid, k.attnum, k.ref_attnum, k.ord
     from fk f
     cross join unnest(f.conkey, f.confkey) with ordinality k(attnum, ref_attnum, ord)
+    where cardinality(f.conkey) > 1
 ),
--- column names of both sides for all keys in one grouped pass (not a subquery per key)
+-- column names of both sides for all keys in joins (not a subquery per key): a
+-- single-column key, the usual one, directly; a multi-column one grouped from pairs
 cols as (
+    select f.oid,
+           array[a.attname] as columns,
+           -- a referenced table outside the scope is looked up in pg_attribute
+           array[coalesce(ra.attname,
+                          (select x.attname::text from pg_attribute x
+                           where x.attrelid = f.confrelid and x.attnum = f.confkey[1]))] as ref_columns
+    from fk f
+    join scope_attributes a on a.table_oid = f.conrelid and a.attnum = f.conkey[1]
+    left join scope_attributes ra on ra.table_oid = f.confrelid and ra.attnum = f.confkey[1]
+    where cardinality(f.conkey) = 1
+    union all
     select p.oid,
            array_agg(a.attname order by p.ord) as columns,
-           -- a referenced table outside the scope is looked up in pg_attribute
            array_agg(coalesce(ra.attname,
                               (select x.attname::text from pg_attribute x
                                where x.attrelid = p.confrelid and x.attnum = p.ref_attnum))
-                     order by p.ord) as ref_columns
+                     order by p.ord)
     from pairs p
     join scope_attributes a on a.table_oid = p.conrelid and a.attnum = p.attnum
     left join scope_attributes ra on ra.table_oid = p.confrelid and ra.attnum = p.ref_attnum
