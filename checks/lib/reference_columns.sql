@@ -1,5 +1,6 @@
 -- Reference-like columns: `<stem>_id` where a table `<stem>`, `<stem>s`, `<stem>es`
--- or `<ste>ies` is in scope (same schema preferred), and every column already in a
+-- or `<ste>ies` other than its own is in scope (same schema preferred:
+-- categories.category_id is the table's own identifier), and every column already in a
 -- foreign key; the tenant column is left to the tenancy checks.
 -- Columns: table_oid, attnum, object, table_object, column_name, target_oid,
 -- target_object (the guessed or referenced table), fk_object (a covering FK, if
@@ -33,7 +34,7 @@ left join (
     ) s
     cross join lateral unnest(array[s.stem, s.stem || 's', s.stem || 'es',
                                     regexp_replace(s.stem, 'y$', 'ies')]) as n(name)
-    join scope_tables t on t.table_name = n.name and not t.is_partition
+    join scope_tables t on t.table_name = n.name and not t.is_partition and t.oid <> c2.table_oid
     where c2.column_name ~ '^.+_id$'
     order by c2.table_oid, c2.attnum, (t.schema_name = c2.schema_name) desc, t.object
 ) guess on guess.table_oid = c.table_oid and guess.attnum = c.attnum
