@@ -160,7 +160,10 @@ fn main() {
     let catalog_fetch = "select * from pg_class; select * from pg_attribute; select * from pg_constraint; \
         select * from pg_index; select * from pg_policy; select * from pg_proc; select * from pg_depend; \
         select * from pg_namespace; select * from pg_type";
-    println!("audits run with --jobs {} (one connection per core)", jobs());
+    println!(
+        "audits run with --jobs {} (one connection per core)",
+        jobs()
+    );
     let mut per_n = vec![];
     for &n in &sizes {
         let db = format!("bench_{n}");
