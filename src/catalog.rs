@@ -1096,6 +1096,27 @@ expect = "fail"
     }
 
     #[test]
+    fn costly_checks_on_one_cheap_block_are_split_between_connections() {
+        let libs = vec![lib("base", "select 1 as x")];
+        let mut files = vec![];
+        for id in ["demo.heavy1", "demo.heavy2"] {
+            let text = GOOD.replace("demo.x", id).replace(
+                "params = [\"schemas\"]",
+                "params = [\"schemas\"]\nuses = [\"base\"]\ncost = 10",
+            );
+            files.push(file(id, &text));
+        }
+        let cat = Catalog::build(files, libs).unwrap();
+        assert_eq!(cat.checks["demo.heavy1"].cost, 10);
+        let items: Vec<(usize, &Check)> = cat.checks.values().enumerate().collect();
+        // grouped by their building block they would share one connection (cost 24);
+        // apart, each batch costs 14
+        let batches = cat.partition_batch(items, 2);
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        assert!(batches.iter().all(|b| b.len() == 1));
+    }
+
+    #[test]
     fn embedded_catalog_is_valid() {
         let empty: [&str; 0] = [];
         Catalog::load(&empty).unwrap();
