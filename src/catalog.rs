@@ -158,6 +158,10 @@ pub struct Fragment {
     /// Relative cost (`-- cost: N`, default 1; roughly 10 ms at 5,000 tables), used
     /// to share batched checks out between connections.
     pub cost: u32,
+    /// `-- opens: tables`: it deparses expressions (`pg_get_expr` and the like), which
+    /// opens each table concerned: a cost paid once per connection, whichever
+    /// building blocks share it ([`OPEN_TABLES`]).
+    pub opens_tables: bool,
     pub body: String,
     pub file: SourceFile,
 }
@@ -170,6 +174,13 @@ impl AsRef<Check> for Check {
 
 /// What opening one more batch (connection) costs, in `-- cost:` units.
 const NEW_BATCH: u32 = 3;
+
+/// What opening the tables to deparse their expressions costs a connection the
+/// first time (their relation cache entries are built), in `-- cost:` units.
+const OPEN_TABLES: u32 = 10;
+
+/// The pseudo building block standing for [`OPEN_TABLES`] in a batch's blocks.
+const OPENED_TABLES: &str = "(tables opened to deparse)";
 
 /// The SQL sent to the server for one check.
 #[derive(Debug, Clone)]
@@ -287,12 +298,21 @@ impl Catalog {
         n: usize,
     ) -> Vec<Vec<(usize, T)>> {
         let closure = |uses: &[String]| -> BTreeSet<String> {
-            self.fragment_order(uses)
+            let frags = self.fragment_order(uses);
+            let opens = frags.iter().any(|f| f.opens_tables);
+            frags
                 .into_iter()
                 .map(|f| f.name.clone())
+                .chain(opens.then(|| OPENED_TABLES.to_string()))
                 .collect()
         };
-        let frag_cost = |f: &String| self.fragments.get(f).map_or(0, |f| f.cost);
+        let frag_cost = |f: &String| {
+            if f == OPENED_TABLES {
+                OPEN_TABLES
+            } else {
+                self.fragments.get(f).map_or(0, |f| f.cost)
+            }
+        };
         let closures: Vec<BTreeSet<String>> = items
             .iter()
             .map(|(_, c)| closure(&c.as_ref().uses))
@@ -581,6 +601,7 @@ fn parse_fragment(file: FileText) -> Fragment {
     let mut params = vec![];
     let mut requires = vec![];
     let mut cost = 1;
+    let mut opens_tables = false;
     for line in file.text.lines() {
         let l = line.trim();
         let list = |rest: &str| -> Vec<String> {
@@ -595,6 +616,8 @@ fn parse_fragment(file: FileText) -> Fragment {
             requires.extend(list(rest));
         } else if let Some(rest) = l.strip_prefix("-- cost:") {
             cost = rest.trim().parse().unwrap_or(1);
+        } else if let Some(rest) = l.strip_prefix("-- opens:") {
+            opens_tables = rest.trim() == "tables";
         }
     }
     Fragment {
@@ -602,6 +625,7 @@ fn parse_fragment(file: FileText) -> Fragment {
         params,
         requires,
         cost,
+        opens_tables,
         body: file.text.clone(),
         file: SourceFile::new(file.name, file.text),
     }

@@ -156,7 +156,7 @@ pub(crate) async fn begin_read_only(
     // hash joins; correlated lookups (LATERAL, into catalog indexes) still run as
     // nested loops, which is the only way to run them.
     sql.push_str(&format!(
-        "set local jit = off;\nset local enable_nestloop = off;\n\
+        "set local jit = off;\nset local enable_nestloop = off;\nset local enable_mergejoin = off;\n\
          set local statement_timeout = {};\nset local lock_timeout = {};",
         audit.statement_timeout_ms, audit.lock_timeout_ms
     ));

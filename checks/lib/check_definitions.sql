@@ -4,7 +4,8 @@
 -- domain CHECKs and CHECKs never validated (NOT VALID, NOT ENFORCED) are deparsed.
 -- Columns: oid, conname, conrelid (0 for a domain's), contypid (0 for a table's),
 -- conkey, coninhcount, validated, definition.
--- cost: 15
+-- cost: 5
+-- opens: tables
 select con.oid,
        con.conname::text as conname,
        con.conrelid,

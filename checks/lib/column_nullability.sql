@@ -10,7 +10,7 @@
 --                       without a NOT VALID not-null constraint, a validated CHECK,
 --                       or a NOT NULL domain.
 -- requires: column_types
--- cost: 7
+-- cost: 5
 with nv as (
     select distinct on (con.conrelid, con.conkey[1])
            con.conrelid, con.conkey[1] as attnum, con.conname::text as conname

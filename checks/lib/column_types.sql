@@ -6,7 +6,7 @@
 -- no modifier), type_category (pg_type.typcategory: 'N' numeric, 'S' string, ...),
 -- not_null_domain (name of a domain in the chain declared NOT NULL, or null).
 -- requires: scope_columns
--- cost: 4
+-- cost: 3
 select c.*,
        coalesce(d.type_oids, array[c.type_oid]) as type_oids,
        coalesce(d.base_type_oid, c.type_oid) as base_type_oid,

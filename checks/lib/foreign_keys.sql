@@ -4,7 +4,7 @@
 -- ref_oid, ref_object, attnums, ref_attnums, columns (text[]), ref_columns (text[]),
 -- validated, enforced (false for a NOT ENFORCED key).
 -- requires: scope_tables, scope_attributes
--- cost: 13
+-- cost: 6
 with fk as (
     -- only the columns used: a materialized CTE holding whole pg_constraint rows
     -- (conbin and all) outgrows work_mem and goes to disk

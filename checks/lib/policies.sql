@@ -6,7 +6,8 @@
 -- UPDATE, DELETE), roles (text[], 'public' for PUBLIC), using_expr, check_expr,
 -- called_bodies (text, '' when none).
 -- requires: scope_tables
--- cost: 6
+-- cost: 2
+-- opens: tables
 select p.oid as policy_oid,
        t.oid as table_oid,
        t.object as table_object,
