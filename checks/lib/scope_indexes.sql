@@ -15,7 +15,7 @@ with ix as (
            t.is_partition as table_is_partition,
            -- named, not i.*: indexprs and the rest would make the rows too big to
            -- stay in work_mem
-           i.indexrelid, i.indrelid, i.indnkeyatts, i.indisunique, i.indisprimary,
+           i.indexrelid, i.indrelid, i.indnatts, i.indnkeyatts, i.indisunique, i.indisprimary,
            i.indisvalid, i.indisready, i.indkey, i.indcollation, i.indclass, i.indoption,
            i.indpred,
            ic.relname::text as index_name, ic.relkind::text as relkind, ic.relispartition,
@@ -32,30 +32,55 @@ with ix as (
 -- classes, DESC/NULLS, INCLUDE, WITH and WHERE, and COLLATE on columns; not shown:
 -- NULLS NOT DISTINCT (15+) and COLLATE on an expression (its own collation is not
 -- in the catalog).
-keys as (
-    select x.indexrelid,
-           array_agg(e.pretty order by k.ord) filter (where k.ord <= x.indnkeyatts) as key_columns,
-           string_agg(e.plain || e.decor, ', ' order by k.ord) filter (where k.ord <= x.indnkeyatts) as key_def,
-           string_agg(e.plain, ', ' order by k.ord) filter (where k.ord > x.indnkeyatts) as include_def
+-- one row per index column: an index on one column (the usual one) as it is, the
+-- columns of a wider one unnested
+key_cols as (
+    select x.indexrelid, x.indrelid, x.indnkeyatts, x.relam, x.indclass, x.indcollation,
+           x.indoption, x.indkey[0] as attnum, 1::bigint as ord, false as multi
+    from ix x
+    where x.indnatts = 1
+    union all
+    select x.indexrelid, x.indrelid, x.indnkeyatts, x.relam, x.indclass, x.indcollation,
+           x.indoption, k.attnum, k.ord, true
     from ix x
     cross join unnest(x.indkey::int2[]) with ordinality k(attnum, ord)
-    left join scope_attributes a on a.table_oid = x.indrelid and a.attnum = k.attnum
-    left join pg_opclass opc on opc.oid = x.indclass[k.ord - 1] and not opc.opcdefault
-    left join pg_collation co on co.oid = x.indcollation[k.ord - 1] and co.oid <> a.attcollation
+    where x.indnatts > 1
+),
+named as (
+    select k.indexrelid, k.ord, k.multi, k.indnkeyatts, e.*
+    from key_cols k
+    left join scope_attributes a on a.table_oid = k.indrelid and a.attnum = k.attnum
+    left join pg_opclass opc on opc.oid = k.indclass[k.ord - 1] and not opc.opcdefault
+    left join pg_collation co on co.oid = k.indcollation[k.ord - 1] and co.oid <> a.attcollation
     cross join lateral (
-        select coalesce(quote_ident(a.attname), pg_get_indexdef(x.indexrelid, k.ord::int, true)) as pretty,
-               coalesce(quote_ident(a.attname), pg_get_indexdef(x.indexrelid, k.ord::int, false)) as plain,
-               case when k.ord > x.indnkeyatts then ''
+        select coalesce(quote_ident(a.attname), pg_get_indexdef(k.indexrelid, k.ord::int, true)) as pretty,
+               coalesce(quote_ident(a.attname), pg_get_indexdef(k.indexrelid, k.ord::int, false)) as plain,
+               case when k.ord > k.indnkeyatts then ''
                     else coalesce(' COLLATE ' || quote_ident(co.collname), '')
                          || coalesce(' ' || quote_ident(opc.opcname), '')
-                         || case when x.indoption[k.ord - 1] = 0 then ''
-                                 when not pg_indexam_has_property(x.relam, 'can_order') then ''
-                                 when x.indoption[k.ord - 1] & 1 = 1
-                                 then ' DESC' || case when x.indoption[k.ord - 1] & 2 = 0 then ' NULLS LAST' else '' end
+                         || case when k.indoption[k.ord - 1] = 0 then ''
+                                 when not pg_indexam_has_property(k.relam, 'can_order') then ''
+                                 when k.indoption[k.ord - 1] & 1 = 1
+                                 then ' DESC' || case when k.indoption[k.ord - 1] & 2 = 0 then ' NULLS LAST' else '' end
                                  else ' NULLS FIRST' end
                end as decor
     ) e
-    group by x.indexrelid
+),
+-- a one-column key as it is; a wider one aggregated (ordered aggregates sort each
+-- group: worth it only where there is more than one column)
+keys as (
+    select n.indexrelid, array[n.pretty] as key_columns, n.plain || n.decor as key_def,
+           null::text as include_def
+    from named n
+    where not n.multi
+    union all
+    select n.indexrelid,
+           array_agg(n.pretty order by n.ord) filter (where n.ord <= n.indnkeyatts),
+           string_agg(n.plain || n.decor, ', ' order by n.ord) filter (where n.ord <= n.indnkeyatts),
+           string_agg(n.plain, ', ' order by n.ord) filter (where n.ord > n.indnkeyatts)
+    from named n
+    where n.multi
+    group by n.indexrelid
 )
 select x.indexrelid as index_oid,
        x.table_oid,
