@@ -5,6 +5,7 @@
 use crate::diag::{did_you_mean, Problem, Problems, SourceFile};
 use crate::model::{Kind, Severity, Status};
 use crate::params;
+use crate::partition;
 use include_dir::{include_dir, Dir};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -285,133 +286,43 @@ impl Catalog {
     }
 
     /// Split checks into at most `n` batches for `n` connections, so that the costliest
-    /// batch is as cheap as it can be made. A batch costs its building blocks'
-    /// `-- cost:` (each counted once: it is computed once per batch), its checks'
-    /// own `cost`, and [`NEW_BATCH`] for the connection. Start: checks that lean on
-    /// the same costliest building block are grouped, and each group, costliest
-    /// first, goes to the batch it makes the least costly. Then, while it lowers the
-    /// costliest batch (or the total, at the same maximum), one check, or all the
-    /// checks of one batch that use one building block, move to another batch.
+    /// batch is as cheap as it can be made (see [`crate::partition`]): a batch costs
+    /// its building blocks' `-- cost:`, each counted once, its checks' own `cost`,
+    /// [`NEW_BATCH`] for the connection, and [`OPEN_TABLES`] once if a block opens
+    /// tables to deparse.
     pub fn partition_batch<T: AsRef<Check>>(
         &self,
         items: Vec<(usize, T)>,
         n: usize,
     ) -> Vec<Vec<(usize, T)>> {
-        let closure = |uses: &[String]| -> BTreeSet<String> {
-            let frags = self.fragment_order(uses);
-            let opens = frags.iter().any(|f| f.opens_tables);
-            frags
-                .into_iter()
-                .map(|f| f.name.clone())
-                .chain(opens.then(|| OPENED_TABLES.to_string()))
-                .collect()
-        };
-        let frag_cost = |f: &String| {
-            if f == OPENED_TABLES {
-                OPEN_TABLES
-            } else {
-                self.fragments.get(f).map_or(0, |f| f.cost)
-            }
-        };
-        let closures: Vec<BTreeSet<String>> = items
+        let needs: Vec<partition::Item> = items
             .iter()
-            .map(|(_, c)| closure(&c.as_ref().uses))
+            .map(|(_, c)| {
+                let frags = self.fragment_order(&c.as_ref().uses);
+                let opens = frags.iter().any(|f| f.opens_tables);
+                partition::Item {
+                    blocks: frags
+                        .into_iter()
+                        .map(|f| f.name.clone())
+                        .chain(opens.then(|| OPENED_TABLES.to_string()))
+                        .collect(),
+                    own: c.as_ref().cost,
+                }
+            })
             .collect();
-        let own: Vec<u32> = items.iter().map(|(_, c)| c.as_ref().cost).collect();
-        let batch_cost = |members: &mut dyn Iterator<Item = usize>| -> u32 {
-            let mut frags = BTreeSet::new();
-            let mut cost = 0;
-            let mut any = false;
-            for k in members {
-                any = true;
-                cost += own[k];
-                frags.extend(closures[k].iter());
-            }
-            if !any {
-                return 0;
-            }
-            cost + NEW_BATCH + frags.into_iter().map(frag_cost).sum::<u32>()
+        let block = |name: &str| match self.fragments.get(name) {
+            Some(f) => f.cost,
+            None if name == OPENED_TABLES => OPEN_TABLES,
+            None => 0,
         };
-        let nb = n.max(1).min(items.len().max(1));
-        let mut at = vec![0usize; items.len()];
-        // greedy start: groups by costliest building block, costliest group first
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (k, frags) in closures.iter().enumerate() {
-            let key = frags
-                .iter()
-                .map(|f| {
-                    (
-                        frag_cost(f),
-                        closure(std::slice::from_ref(f)).len(),
-                        f.clone(),
-                    )
-                })
-                .max()
-                .map(|(_, _, name)| name)
-                .unwrap_or_default();
-            groups.entry(key).or_default().push(k);
-        }
-        let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
-        groups.sort_by_key(|g| std::cmp::Reverse(batch_cost(&mut g.iter().copied())));
-        let mut placed: Vec<Vec<usize>> = vec![vec![]; nb];
-        for g in groups {
-            let best = (0..nb)
-                .min_by_key(|&b| batch_cost(&mut placed[b].iter().chain(g.iter()).copied()))
-                .unwrap_or(0);
-            for &k in &g {
-                at[k] = best;
-            }
-            placed[best].extend(g);
-        }
-        // local search
-        let score = |at: &[usize]| -> (u32, u32) {
-            let costs: Vec<u32> = (0..nb)
-                .map(|b| batch_cost(&mut (0..at.len()).filter(|&k| at[k] == b)))
-                .collect();
-            (costs.iter().copied().max().unwrap_or(0), costs.iter().sum())
+        let costs = partition::Costs {
+            block: &block,
+            new_batch: NEW_BATCH,
         };
-        let mut moves: Vec<Vec<usize>> = (0..items.len()).map(|k| vec![k]).collect();
-        let all_frags: BTreeSet<&String> = closures.iter().flatten().collect();
-        let mut current = score(&at);
-        for _ in 0..4 * items.len() {
-            let mut best: Option<((u32, u32), Vec<usize>, usize)> = None;
-            moves.truncate(items.len());
-            for b in 0..nb {
-                for f in &all_frags {
-                    let g: Vec<usize> = (0..items.len())
-                        .filter(|&k| at[k] == b && closures[k].contains(*f))
-                        .collect();
-                    if g.len() > 1 {
-                        moves.push(g);
-                    }
-                }
-            }
-            for m in &moves {
-                let from = at[m[0]];
-                for to in (0..nb).filter(|&to| to != from) {
-                    let mut trial = at.clone();
-                    for &k in m {
-                        trial[k] = to;
-                    }
-                    let s = score(&trial);
-                    if s < best.as_ref().map_or(current, |b| b.0) {
-                        best = Some((s, m.clone(), to));
-                    }
-                }
-            }
-            match best {
-                Some((s, m, to)) => {
-                    for k in m {
-                        at[k] = to;
-                    }
-                    current = s;
-                }
-                None => break,
-            }
-        }
-        let mut out: Vec<Vec<(usize, T)>> = (0..nb).map(|_| vec![]).collect();
-        for (k, item) in items.into_iter().enumerate() {
-            out[at[k]].push(item);
+        let at = partition::assign(&needs, n, &costs);
+        let mut out: Vec<Vec<(usize, T)>> = (0..n.max(1)).map(|_| vec![]).collect();
+        for (item, b) in items.into_iter().zip(at) {
+            out[b].push(item);
         }
         out.retain(|b| !b.is_empty());
         for b in &mut out {

@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod migrate_cmd;
 pub mod model;
 pub mod params;
+pub mod partition;
 pub mod phased;
 pub mod preflight;
 pub mod report;
