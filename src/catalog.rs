@@ -97,6 +97,8 @@ struct RawTest {
     #[serde(default)]
     failing: Option<Vec<String>>,
     #[serde(default)]
+    evidence: Vec<String>,
+    #[serde(default)]
     config: Option<toml::Table>,
     #[serde(default)]
     min_server_version: Option<i32>,
@@ -114,6 +116,8 @@ pub struct TestCase {
     pub expect: Status,
     /// When given, exactly these objects must be reported not ok.
     pub failing: Option<Vec<String>>,
+    /// Each of these must appear in the evidence of some row (ok or not).
+    pub evidence: Vec<String>,
     /// Configuration for this case, written as in `pg-integrity.toml`.
     pub config: Option<String>,
     pub min_server_version: Option<i32>,
@@ -826,6 +830,7 @@ fn parse_check(
             setup: t.setup,
             expect,
             failing: t.failing,
+            evidence: t.evidence,
             config,
             min_server_version: t.min_server_version,
             preloaded: t.preloaded,

@@ -281,6 +281,18 @@ async fn in_database(
             return Err(format!("expected failing {want:?}, {}", describe()));
         }
     }
+    for want in &case.evidence {
+        if !result
+            .objects
+            .iter()
+            .any(|o| o.evidence.contains(want.as_str()))
+        {
+            return Err(format!(
+                "expected evidence containing {want:?}, {}",
+                describe()
+            ));
+        }
+    }
     if result.status == Status::Error {
         return Err(describe());
     }
