@@ -15,38 +15,41 @@ with fk as (
     where con.contype = 'f'
       and con.conparentid = 0
 ),
--- each column pair of a multi-column key as a row, set apart so that the joins
--- below hash it rather than look names up per key inside the unnest's nested loop
+-- one row per column pair: a one-column key (the usual one) as it is, the columns of
+-- a wider key unnested (kept apart so that the joins below hash it rather than look
+-- names up per key inside the unnest's nested loop)
 pairs as materialized (
-    select f.oid, f.conrelid, f.confrelid, k.attnum, k.ref_attnum, k.ord
+    select f.oid, f.conrelid, f.confrelid, f.conkey[1] as attnum, f.confkey[1] as ref_attnum,
+           1::bigint as ord, false as multi
+    from fk f
+    where cardinality(f.conkey) = 1
+    union all
+    select f.oid, f.conrelid, f.confrelid, k.attnum, k.ref_attnum, k.ord, true
     from fk f
     cross join unnest(f.conkey, f.confkey) with ordinality k(attnum, ref_attnum, ord)
     where cardinality(f.conkey) > 1
 ),
--- column names of both sides for all keys in joins (not a subquery per key): a
--- single-column key, the usual one, directly; a multi-column one grouped from pairs
-cols as (
-    select f.oid,
-           array[a.attname] as columns,
+named as (
+    select p.oid, p.ord, p.multi, a.attname,
            -- a referenced table outside the scope is looked up in pg_attribute
-           array[coalesce(ra.attname,
-                          (select x.attname::text from pg_attribute x
-                           where x.attrelid = f.confrelid and x.attnum = f.confkey[1]))] as ref_columns
-    from fk f
-    join scope_attributes a on a.table_oid = f.conrelid and a.attnum = f.conkey[1]
-    left join scope_attributes ra on ra.table_oid = f.confrelid and ra.attnum = f.confkey[1]
-    where cardinality(f.conkey) = 1
-    union all
-    select p.oid,
-           array_agg(a.attname order by p.ord) as columns,
-           array_agg(coalesce(ra.attname,
-                              (select x.attname::text from pg_attribute x
-                               where x.attrelid = p.confrelid and x.attnum = p.ref_attnum))
-                     order by p.ord)
+           coalesce(ra.attname,
+                    (select x.attname::text from pg_attribute x
+                     where x.attrelid = p.confrelid and x.attnum = p.ref_attnum)) as ref_attname
     from pairs p
     join scope_attributes a on a.table_oid = p.conrelid and a.attnum = p.attnum
     left join scope_attributes ra on ra.table_oid = p.confrelid and ra.attnum = p.ref_attnum
-    group by p.oid
+),
+-- column names of both sides: a one-column key as it is, a wider one aggregated
+-- (ordered aggregates sort each group: worth it only for more than one column)
+cols as (
+    select n.oid, array[n.attname] as columns, array[n.ref_attname] as ref_columns
+    from named n
+    where not n.multi
+    union all
+    select n.oid, array_agg(n.attname order by n.ord), array_agg(n.ref_attname order by n.ord)
+    from named n
+    where n.multi
+    group by n.oid
 )
 select f.oid as conoid,
        f.conname::text as conname,
