@@ -11,11 +11,12 @@
 with tc as (
     -- each table's first tenant column, all tables in one join (partitions too: they
     -- count for "the database is multi-tenant at all")
-    select distinct on (t.oid) t.oid, a.attname as tenant_column, a.attnum as tenant_attnum
-    from scope_tables t
-    cross join unnest((select tenant_columns from params)) with ordinality as want(name, ord)
-    join scope_attributes a on a.table_oid = t.oid and a.attname = want.name
-    order by t.oid, want.ord
+    select distinct on (a.table_oid) a.table_oid as oid, a.attname as tenant_column,
+           a.attnum as tenant_attnum
+    from scope_attributes a
+    join unnest((select tenant_columns from params)) with ordinality as want(name, ord)
+      on want.name = a.attname
+    order by a.table_oid, want.ord
 )
 select x.*,
        (not x.is_global and exists (select 1 from tc)) as is_tenant
