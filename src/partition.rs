@@ -28,62 +28,158 @@ pub struct Costs<'a> {
 /// another batch.
 pub fn assign(items: &[Item], n: usize, costs: &Costs) -> Vec<usize> {
     let n = n.max(1).min(items.len().max(1));
-    let mut at = greedy(items, n, costs);
-    let all_blocks: BTreeSet<&String> = items.iter().flat_map(|i| &i.blocks).collect();
-    let mut current = score(items, &at, n, costs);
+    let sets = Sets::new(items, costs);
+    let mut at = greedy(items, &sets, n, costs);
+    let mut each: Vec<u32> = (0..n)
+        .map(|b| sets.cost((0..at.len()).filter(|&k| at[k] == b), costs))
+        .collect();
     for _ in 0..4 * items.len() {
         let mut moves: Vec<Vec<usize>> = (0..items.len()).map(|k| vec![k]).collect();
         for b in 0..n {
-            for block in &all_blocks {
+            for block in 0..sets.block_cost.len() {
                 let group: Vec<usize> = (0..items.len())
-                    .filter(|&k| at[k] == b && items[k].blocks.contains(*block))
+                    .filter(|&k| at[k] == b && sets.has(k, block))
                     .collect();
                 if group.len() > 1 {
                     moves.push(group);
                 }
             }
         }
-        let mut best: Option<((u32, u32), Vec<usize>, usize)> = None;
+        // only the two batches a move touches change cost
+        let current = score(&each);
+        let mut best: Option<Move> = None;
         for m in moves {
             let from = at[m[0]];
+            let left = sets.cost(
+                (0..at.len()).filter(|&k| at[k] == from && !m.contains(&k)),
+                costs,
+            );
             for to in (0..n).filter(|&to| to != from) {
-                let mut trial = at.clone();
-                for &k in &m {
-                    trial[k] = to;
-                }
-                let s = score(items, &trial, n, costs);
-                if s < best.as_ref().map_or(current, |b| b.0) {
-                    best = Some((s, m.clone(), to));
+                let joined = sets.cost(
+                    (0..at.len()).filter(|&k| at[k] == to || m.contains(&k)),
+                    costs,
+                );
+                let mut trial = each.clone();
+                trial[from] = left;
+                trial[to] = joined;
+                let score = score(&trial);
+                if score < best.as_ref().map_or(current, |b| b.score) {
+                    best = Some(Move {
+                        score,
+                        to,
+                        left,
+                        joined,
+                        items: m.clone(),
+                    });
                 }
             }
         }
-        let Some((s, m, to)) = best else { break };
-        for k in m {
-            at[k] = to;
+        let Some(m) = best else {
+            break;
+        };
+        each[at[m.items[0]]] = m.left;
+        each[m.to] = m.joined;
+        for k in m.items {
+            at[k] = m.to;
         }
-        current = s;
     }
     at
 }
 
-fn greedy(items: &[Item], n: usize, costs: &Costs) -> Vec<usize> {
-    let mut groups: BTreeMap<(u32, String), Vec<usize>> = BTreeMap::new();
-    for (k, item) in items.iter().enumerate() {
-        let key = item
-            .blocks
+/// The best move found: which items go to which batch, and the two batches' costs
+/// after it.
+struct Move {
+    score: (u32, u32),
+    to: usize,
+    left: u32,
+    joined: u32,
+    items: Vec<usize>,
+}
+
+/// The items' blocks as bit sets over numbered blocks, so that a batch's blocks are
+/// a union of words rather than of strings.
+struct Sets {
+    block_cost: Vec<u32>,
+    words: usize,
+    bits: Vec<Vec<u64>>,
+    own: Vec<u32>,
+}
+
+impl Sets {
+    fn new(items: &[Item], costs: &Costs) -> Sets {
+        let names: Vec<&String> = items
             .iter()
-            .map(|b| ((costs.block)(b), b.clone()))
-            .max()
-            .unwrap_or_default();
-        groups.entry(key).or_default().push(k);
+            .flat_map(|i| &i.blocks)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let words = names.len().div_ceil(64).max(1);
+        let bits = items
+            .iter()
+            .map(|i| {
+                let mut w = vec![0u64; words];
+                for b in &i.blocks {
+                    let k = names.binary_search(&b).unwrap_or(0);
+                    w[k / 64] |= 1 << (k % 64);
+                }
+                w
+            })
+            .collect();
+        Sets {
+            block_cost: names.iter().map(|b| (costs.block)(b)).collect(),
+            words,
+            bits,
+            own: items.iter().map(|i| i.own).collect(),
+        }
+    }
+
+    fn has(&self, item: usize, block: usize) -> bool {
+        self.bits[item][block / 64] & (1 << (block % 64)) != 0
+    }
+
+    /// What a batch of these items costs: each block once, each item's own work,
+    /// and the connection; nothing for no items.
+    fn cost(&self, members: impl Iterator<Item = usize>, costs: &Costs) -> u32 {
+        let mut union = vec![0u64; self.words];
+        let mut own = 0;
+        let mut any = false;
+        for k in members {
+            any = true;
+            own += self.own[k];
+            for (u, w) in union.iter_mut().zip(&self.bits[k]) {
+                *u |= w;
+            }
+        }
+        if !any {
+            return 0;
+        }
+        let blocks: u32 = (0..self.block_cost.len())
+            .filter(|&b| union[b / 64] & (1 << (b % 64)) != 0)
+            .map(|b| self.block_cost[b])
+            .sum();
+        own + costs.new_batch + blocks
+    }
+
+    /// The costliest block an item needs (ties: the later name).
+    fn costliest(&self, item: usize) -> Option<usize> {
+        (0..self.block_cost.len())
+            .filter(|&b| self.has(item, b))
+            .max_by_key(|&b| (self.block_cost[b], b))
+    }
+}
+
+fn greedy(items: &[Item], sets: &Sets, n: usize, costs: &Costs) -> Vec<usize> {
+    let mut groups: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
+    for k in 0..items.len() {
+        groups.entry(sets.costliest(k)).or_default().push(k);
     }
     let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
-    groups.sort_by_key(|g| std::cmp::Reverse(batch_cost(items, g.iter().copied(), costs)));
+    groups.sort_by_key(|g| std::cmp::Reverse(sets.cost(g.iter().copied(), costs)));
     let mut at = vec![0; items.len()];
     let mut placed: Vec<Vec<usize>> = vec![vec![]; n];
     for g in groups {
         let best = (0..n)
-            .min_by_key(|&b| batch_cost(items, placed[b].iter().chain(&g).copied(), costs))
+            .min_by_key(|&b| sets.cost(placed[b].iter().chain(&g).copied(), costs))
             .unwrap_or(0);
         for &k in &g {
             at[k] = best;
@@ -93,27 +189,9 @@ fn greedy(items: &[Item], n: usize, costs: &Costs) -> Vec<usize> {
     at
 }
 
-/// The costliest batch and the total, for an assignment.
-fn score(items: &[Item], at: &[usize], n: usize, costs: &Costs) -> (u32, u32) {
-    let each: Vec<u32> = (0..n)
-        .map(|b| batch_cost(items, (0..at.len()).filter(|&k| at[k] == b), costs))
-        .collect();
+/// The costliest batch and the total.
+fn score(each: &[u32]) -> (u32, u32) {
     (each.iter().copied().max().unwrap_or(0), each.iter().sum())
-}
-
-fn batch_cost(items: &[Item], members: impl Iterator<Item = usize>, costs: &Costs) -> u32 {
-    let mut blocks = BTreeSet::new();
-    let mut own = 0;
-    let mut any = false;
-    for k in members {
-        any = true;
-        own += items[k].own;
-        blocks.extend(items[k].blocks.iter());
-    }
-    if !any {
-        return 0;
-    }
-    own + costs.new_batch + blocks.into_iter().map(|b| (costs.block)(b)).sum::<u32>()
 }
 
 #[cfg(test)]
