@@ -1,8 +1,11 @@
 //! The configuration values a check may name in `params`. Each is bound as a typed
-//! parameter, never spliced into SQL. Globs arrive as anchored POSIX regexes.
+//! parameter, never spliced into SQL. A name-pattern setting (globs) arrives as two
+//! parameters: `<name>`, the LIKE patterns of its globs without a `[class]`, and
+//! `<name>_re`, the anchored POSIX regexes of those with one (usually empty). A
+//! check matches a name with both: `(n like any(p.<name>) or n ~ any(p.<name>_re))`.
 
 use crate::config::Config;
-use crate::glob::to_posix_regex;
+use crate::glob::{to_like_pattern, to_posix_regex};
 use toml::Spanned;
 
 /// A bound value.
@@ -39,22 +42,30 @@ pub const PARAMS: &[(&str, &str)] = &[
         "schemas",
         "scope.schemas: schemas in scope (empty: all but system/extension schemas)",
     ),
-    ("exclude_tables", "scope.exclude_tables as regexes"),
+    ("exclude_tables", "scope.exclude_tables as LIKE patterns"),
+    ("exclude_tables_re", "scope.exclude_tables with a [class], as regexes"),
     (
         "tenant_columns",
         "tenancy.column: candidate tenant column names, in order",
     ),
     ("tenant_table", "tenancy.tenant_table"),
     ("tenant_setting", "tenancy.setting"),
-    ("global_tables", "tenancy.global_tables as regexes"),
+    ("global_tables", "tenancy.global_tables as LIKE patterns"),
+    ("global_tables_re", "tenancy.global_tables with a [class], as regexes"),
     ("app_roles", "roles.app"),
     ("service_roles", "roles.service"),
-    ("required_columns", "columns.required as regexes"),
-    ("natural_keys", "columns.natural_keys as regexes"),
-    ("inventory_columns", "columns.inventory as regexes"),
-    ("money_columns", "columns.money as regexes"),
-    ("checked_numbers", "columns.checked_numbers as regexes"),
-    ("queue_tables", "queues.tables as regexes"),
+    ("required_columns", "columns.required as LIKE patterns"),
+    ("required_columns_re", "columns.required with a [class], as regexes"),
+    ("natural_keys", "columns.natural_keys as LIKE patterns"),
+    ("natural_keys_re", "columns.natural_keys with a [class], as regexes"),
+    ("inventory_columns", "columns.inventory as LIKE patterns"),
+    ("inventory_columns_re", "columns.inventory with a [class], as regexes"),
+    ("money_columns", "columns.money as LIKE patterns"),
+    ("money_columns_re", "columns.money with a [class], as regexes"),
+    ("checked_numbers", "columns.checked_numbers as LIKE patterns"),
+    ("checked_numbers_re", "columns.checked_numbers with a [class], as regexes"),
+    ("queue_tables", "queues.tables as LIKE patterns"),
+    ("queue_tables_re", "queues.tables with a [class], as regexes"),
     ("expected_functions", "functions.expected"),
     (
         "sample_percent",
@@ -70,27 +81,51 @@ pub fn is_known(name: &str) -> bool {
     PARAMS.iter().any(|(n, _)| *n == name)
 }
 
-fn regexes(globs: &[Spanned<String>]) -> ParamValue {
-    ParamValue::TextArray(globs.iter().map(|g| to_posix_regex(g.get_ref())).collect())
+/// The name-pattern settings, by parameter name.
+fn globs<'a>(config: &'a Config, name: &str) -> Option<&'a [Spanned<String>]> {
+    Some(match name {
+        "exclude_tables" => &config.scope.exclude_tables,
+        "global_tables" => &config.tenancy.global_tables,
+        "required_columns" => &config.columns.required,
+        "natural_keys" => &config.columns.natural_keys,
+        "inventory_columns" => &config.columns.inventory,
+        "money_columns" => &config.columns.money,
+        "checked_numbers" => &config.columns.checked_numbers,
+        "queue_tables" => &config.queues.tables,
+        _ => return None,
+    })
+}
+
+/// `<name>`: the LIKE patterns of the globs LIKE can express; `<name>_re`: the
+/// regexes of the others.
+fn patterns(config: &Config, name: &str) -> Option<ParamValue> {
+    let (setting, regex) = match name.strip_suffix("_re") {
+        Some(base) => (globs(config, base)?, true),
+        None => (globs(config, name)?, false),
+    };
+    let globs = setting.iter().map(|g| g.get_ref().as_str());
+    Some(ParamValue::TextArray(if regex {
+        globs
+            .filter(|g| to_like_pattern(g).is_none())
+            .map(to_posix_regex)
+            .collect()
+    } else {
+        globs.filter_map(to_like_pattern).collect()
+    }))
 }
 
 /// The value of parameter `name` under `config`; `None` for an unknown name.
 pub fn value(config: &Config, name: &str) -> Option<ParamValue> {
+    if let Some(v) = patterns(config, name) {
+        return Some(v);
+    }
     Some(match name {
         "schemas" => ParamValue::TextArray(config.scope.schemas.clone()),
-        "exclude_tables" => regexes(&config.scope.exclude_tables),
         "tenant_columns" => ParamValue::TextArray(config.tenancy.column.to_vec()),
         "tenant_table" => ParamValue::Text(config.tenancy.tenant_table.clone()),
         "tenant_setting" => ParamValue::Text(config.tenancy.setting.clone()),
-        "global_tables" => regexes(&config.tenancy.global_tables),
         "app_roles" => ParamValue::TextArray(config.roles.app.clone()),
         "service_roles" => ParamValue::TextArray(config.roles.service.clone()),
-        "required_columns" => regexes(&config.columns.required),
-        "natural_keys" => regexes(&config.columns.natural_keys),
-        "inventory_columns" => regexes(&config.columns.inventory),
-        "money_columns" => regexes(&config.columns.money),
-        "checked_numbers" => regexes(&config.columns.checked_numbers),
-        "queue_tables" => regexes(&config.queues.tables),
         "expected_functions" => ParamValue::TextArray(config.functions.expected.clone()),
         "sample_percent" => ParamValue::Text(
             config
@@ -115,5 +150,19 @@ mod tests {
             assert!(value(&c, name).is_some(), "{name}");
         }
         assert!(value(&c, "nope").is_none());
+    }
+
+    #[test]
+    fn a_glob_goes_to_like_unless_it_has_a_class() {
+        let mut c = Config::default();
+        c.columns.natural_keys = ["*_number", "[ab]_code", "slug"]
+            .into_iter()
+            .map(|g| Spanned::new(0..0, g.to_string()))
+            .collect();
+        let like = vec!["%\\_number".to_string(), "slug".to_string()];
+        assert_eq!(value(&c, "natural_keys"), Some(ParamValue::TextArray(like)));
+        let re = vec!["^[ab]_code$".to_string()];
+        assert_eq!(value(&c, "natural_keys_re"), Some(ParamValue::TextArray(re)));
+        assert!(value(&c, "schemas_re").is_none());
     }
 }

@@ -3,7 +3,7 @@
 -- minus tables owned by extensions and tables matching scope.exclude_tables.
 -- Columns: oid, schema_name, table_name, object, relkind, is_partition, owner,
 -- rls_enabled, rls_forced.
--- params: schemas, exclude_tables
+-- params: schemas, exclude_tables, exclude_tables_re
 -- cost: 2
 select c.oid,
        n.nspname::text as schema_name,
@@ -27,5 +27,5 @@ where c.relkind in ('r', 'p')
   and not exists (select 1 from pg_depend d
                   where d.classid = 'pg_class'::regclass and d.objid = c.oid
                     and d.deptype = 'e')
-  and not (c.relname ~ any((select exclude_tables from params)::text[])
-           or (n.nspname || '.' || c.relname) ~ any((select exclude_tables from params)::text[]))
+  and not ((c.relname like any((select exclude_tables from params)::text[]) or c.relname ~ any((select exclude_tables_re from params)::text[]))
+           or ((n.nspname || '.' || c.relname) like any((select exclude_tables from params)::text[]) or (n.nspname || '.' || c.relname) ~ any((select exclude_tables_re from params)::text[])))
