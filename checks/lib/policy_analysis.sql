@@ -48,6 +48,7 @@ pa_policy as (
            tt.tenant_column,
            coalesce(tt.is_tenant, false) as is_tenant,
            (select setting_re from pa_setting) as setting_re,
+           quote_ident(c.relname) as table_ident,
            regexp_replace(quote_ident(c.relname), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as table_re,
            regexp_replace(quote_ident(tt.tenant_column), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as column_re
     from policies p
@@ -135,7 +136,8 @@ pa_src as (
     -- tenant column, and the table name only when the text qualifies a column with it
     select pp.policy_oid, w.which, w.expr,
            coalesce(pp.column_re, '') as ckey,
-           case when w.expr ~ (pp.table_re || '\.') then pp.table_re else '' end as tkey
+           -- (strpos, not a regex: one regex per table would be compiled per row)
+           case when strpos(w.expr, pp.table_ident || '.') > 0 then pp.table_re else '' end as tkey
     from pa_policy pp
     cross join lateral (values ('using', pp.using_expr), ('check', pp.check_expr)) w(which, expr)
     where w.expr is not null
