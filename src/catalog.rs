@@ -419,8 +419,13 @@ impl Catalog {
                 ",\n-- {}\npgi_check_{k}(object, ok, evidence) as (\n{with}{sql}\n)",
                 c.id
             ));
+            // A passing row's evidence is shown only when it is a check's one row:
+            // past the first row, it is not sent (a 5,000-table audit passes
+            // ~110,000 rows, ~5 MB of text).
             arms.push(format!(
-                "select {k} as pgi_check, object, ok, evidence from pgi_check_{k}"
+                "select {k} as pgi_check, object, ok, \
+                 case when ok and row_number() over () > 1 then null else evidence end \
+                 from pgi_check_{k}"
             ));
         }
         if arms.is_empty() {
@@ -990,7 +995,7 @@ expect = "fail"
         );
         assert!(c
             .sql
-            .contains("select 1 as pgi_check, object, ok, evidence from pgi_check_1"));
+            .contains("select 1 as pgi_check, object, ok, case when ok"));
     }
 
     #[test]

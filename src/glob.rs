@@ -114,7 +114,10 @@ mod tests {
         assert_eq!(to_like_pattern("slug").as_deref(), Some("slug"));
         assert_eq!(to_like_pattern("a.b?").as_deref(), Some("a.b_"));
         assert_eq!(to_like_pattern("100\\%*").as_deref(), Some("100\\%%"));
-        assert_eq!(to_like_pattern("back\\\\slash").as_deref(), Some("back\\\\slash"));
+        assert_eq!(
+            to_like_pattern("back\\\\slash").as_deref(),
+            Some("back\\\\slash")
+        );
         assert_eq!(to_like_pattern("[!x]y"), None);
     }
 

@@ -43,7 +43,10 @@ pub const PARAMS: &[(&str, &str)] = &[
         "scope.schemas: schemas in scope (empty: all but system/extension schemas)",
     ),
     ("exclude_tables", "scope.exclude_tables as LIKE patterns"),
-    ("exclude_tables_re", "scope.exclude_tables with a [class], as regexes"),
+    (
+        "exclude_tables_re",
+        "scope.exclude_tables with a [class], as regexes",
+    ),
     (
         "tenant_columns",
         "tenancy.column: candidate tenant column names, in order",
@@ -51,21 +54,45 @@ pub const PARAMS: &[(&str, &str)] = &[
     ("tenant_table", "tenancy.tenant_table"),
     ("tenant_setting", "tenancy.setting"),
     ("global_tables", "tenancy.global_tables as LIKE patterns"),
-    ("global_tables_re", "tenancy.global_tables with a [class], as regexes"),
+    (
+        "global_tables_re",
+        "tenancy.global_tables with a [class], as regexes",
+    ),
     ("app_roles", "roles.app"),
     ("service_roles", "roles.service"),
     ("required_columns", "columns.required as LIKE patterns"),
-    ("required_columns_re", "columns.required with a [class], as regexes"),
+    (
+        "required_columns_re",
+        "columns.required with a [class], as regexes",
+    ),
     ("natural_keys", "columns.natural_keys as LIKE patterns"),
-    ("natural_keys_re", "columns.natural_keys with a [class], as regexes"),
+    (
+        "natural_keys_re",
+        "columns.natural_keys with a [class], as regexes",
+    ),
     ("inventory_columns", "columns.inventory as LIKE patterns"),
-    ("inventory_columns_re", "columns.inventory with a [class], as regexes"),
+    (
+        "inventory_columns_re",
+        "columns.inventory with a [class], as regexes",
+    ),
     ("money_columns", "columns.money as LIKE patterns"),
-    ("money_columns_re", "columns.money with a [class], as regexes"),
-    ("checked_numbers", "columns.checked_numbers as LIKE patterns"),
-    ("checked_numbers_re", "columns.checked_numbers with a [class], as regexes"),
+    (
+        "money_columns_re",
+        "columns.money with a [class], as regexes",
+    ),
+    (
+        "checked_numbers",
+        "columns.checked_numbers as LIKE patterns",
+    ),
+    (
+        "checked_numbers_re",
+        "columns.checked_numbers with a [class], as regexes",
+    ),
     ("queue_tables", "queues.tables as LIKE patterns"),
-    ("queue_tables_re", "queues.tables with a [class], as regexes"),
+    (
+        "queue_tables_re",
+        "queues.tables with a [class], as regexes",
+    ),
     ("expected_functions", "functions.expected"),
     (
         "sample_percent",
@@ -162,7 +189,10 @@ mod tests {
         let like = vec!["%\\_number".to_string(), "slug".to_string()];
         assert_eq!(value(&c, "natural_keys"), Some(ParamValue::TextArray(like)));
         let re = vec!["^[ab]_code$".to_string()];
-        assert_eq!(value(&c, "natural_keys_re"), Some(ParamValue::TextArray(re)));
+        assert_eq!(
+            value(&c, "natural_keys_re"),
+            Some(ParamValue::TextArray(re))
+        );
         assert!(value(&c, "schemas_re").is_none());
     }
 }
