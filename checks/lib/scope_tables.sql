@@ -27,5 +27,7 @@ where c.relkind in ('r', 'p')
   and not exists (select 1 from pg_depend d
                   where d.classid = 'pg_class'::regclass and d.objid = c.oid
                     and d.deptype = 'e')
-  and not ((c.relname like any((select exclude_tables from params)::text[]) or c.relname ~ any((select exclude_tables_re from params)::text[]))
-           or ((n.nspname || '.' || c.relname) like any((select exclude_tables from params)::text[]) or (n.nspname || '.' || c.relname) ~ any((select exclude_tables_re from params)::text[])))
+  and not ((c.relname like any((select exclude_tables from params)::text[])
+            or c.relname ~ any((select exclude_tables_re from params)::text[]))
+           or ((n.nspname || '.' || c.relname) like any((select exclude_tables from params)::text[])
+               or (n.nspname || '.' || c.relname) ~ any((select exclude_tables_re from params)::text[])))

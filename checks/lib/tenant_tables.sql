@@ -26,8 +26,10 @@ from (
            tc.tenant_attnum,
            (t.table_name = (select tenant_table from params)
             or t.object = (select tenant_table from params)
-            or (t.table_name like any((select global_tables from params)::text[]) or t.table_name ~ any((select global_tables_re from params)::text[]))
-            or (t.object like any((select global_tables from params)::text[]) or t.object ~ any((select global_tables_re from params)::text[]))
+            or (t.table_name like any((select global_tables from params)::text[])
+                or t.table_name ~ any((select global_tables_re from params)::text[]))
+            or (t.object like any((select global_tables from params)::text[])
+                or t.object ~ any((select global_tables_re from params)::text[]))
             or t.table_name in ('schema_migrations', 'ar_internal_metadata',
                                 'refinery_schema_history', 'flyway_schema_history',
                                 '_sqlx_migrations', 'knex_migrations', 'knex_migrations_lock',
