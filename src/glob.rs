@@ -61,6 +61,54 @@ pub fn to_posix_regex(glob: &str) -> String {
     out
 }
 
+/// The globs an alternation `{a,b}` stands for, one per branch (several groups
+/// multiply), so that SQL matches what globset matches in Rust. globset rejects
+/// nested groups, so one level is enough; an escaped brace or one inside a
+/// `[class]` is kept as it is.
+pub fn expand_alternates(glob: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut group: Option<Vec<String>> = None;
+    let mut in_class = false;
+    let mut chars = glob.chars();
+    let push = |out: &mut Vec<String>, group: &mut Option<Vec<String>>, s: &str| match group {
+        Some(branches) => branches
+            .last_mut()
+            .expect("a group has a branch")
+            .push_str(s),
+        None => out.iter_mut().for_each(|o| o.push_str(s)),
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let mut esc = String::from(c);
+                esc.extend(chars.next());
+                push(&mut out, &mut group, &esc);
+            }
+            '[' if !in_class => {
+                in_class = true;
+                push(&mut out, &mut group, "[");
+            }
+            ']' if in_class => {
+                in_class = false;
+                push(&mut out, &mut group, "]");
+            }
+            '{' if !in_class && group.is_none() => group = Some(vec![String::new()]),
+            ',' if !in_class && group.is_some() => {
+                group.as_mut().expect("in a group").push(String::new())
+            }
+            '}' if !in_class && group.is_some() => {
+                let branches = group.take().expect("in a group");
+                out = out
+                    .iter()
+                    .flat_map(|o| branches.iter().map(move |b| format!("{o}{b}")))
+                    .collect();
+            }
+            other => push(&mut out, &mut group, &other.to_string()),
+        }
+    }
+    out
+}
+
 /// Translate a glob into a LIKE pattern (escape character `\\`), or `None` when it
 /// has a `[class]`, which LIKE cannot express: that glob goes to SQL as a regex.
 pub fn to_like_pattern(glob: &str) -> Option<String> {
@@ -106,6 +154,25 @@ mod tests {
         assert_eq!(to_posix_regex("slug"), "^slug$");
         assert_eq!(to_posix_regex("a.b?"), "^a\\.b.$");
         assert_eq!(to_posix_regex("[!x]y"), "^[^x]y$");
+    }
+
+    #[test]
+    fn expands_alternations_like_globset() {
+        assert_eq!(expand_alternates("slug"), vec!["slug"]);
+        assert_eq!(
+            expand_alternates("{tip,fee}_amt"),
+            vec!["tip_amt", "fee_amt"]
+        );
+        assert_eq!(
+            expand_alternates("{a,b}_{x,y}"),
+            vec!["a_x", "a_y", "b_x", "b_y"]
+        );
+        assert_eq!(expand_alternates("[{,]x"), vec!["[{,]x"]);
+        assert_eq!(expand_alternates("\\{a,b\\}"), vec!["\\{a,b\\}"]);
+        for (glob, name) in [("{tip,fee}_amt", "fee_amt"), ("x{1,2}", "x2")] {
+            assert!(matches(glob, name));
+            assert!(expand_alternates(glob).iter().any(|g| matches(g, name)));
+        }
     }
 
     #[test]

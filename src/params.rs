@@ -5,7 +5,7 @@
 //! check matches a name with both: `(n like any(p.<name>) or n ~ any(p.<name>_re))`.
 
 use crate::config::Config;
-use crate::glob::{to_like_pattern, to_posix_regex};
+use crate::glob::{expand_alternates, to_like_pattern, to_posix_regex};
 use toml::Spanned;
 
 /// A bound value.
@@ -124,20 +124,20 @@ fn globs<'a>(config: &'a Config, name: &str) -> Option<&'a [Spanned<String>]> {
 }
 
 /// `<name>`: the LIKE patterns of the globs LIKE can express; `<name>_re`: the
-/// regexes of the others.
+/// regexes of the others. An alternation `{a,b}` becomes one pattern per branch.
 fn patterns(config: &Config, name: &str) -> Option<ParamValue> {
     let (setting, regex) = match name.strip_suffix("_re") {
         Some(base) => (globs(config, base)?, true),
         None => (globs(config, name)?, false),
     };
-    let globs = setting.iter().map(|g| g.get_ref().as_str());
+    let globs = setting.iter().flat_map(|g| expand_alternates(g.get_ref()));
     Some(ParamValue::TextArray(if regex {
         globs
             .filter(|g| to_like_pattern(g).is_none())
-            .map(to_posix_regex)
+            .map(|g| to_posix_regex(&g))
             .collect()
     } else {
-        globs.filter_map(to_like_pattern).collect()
+        globs.filter_map(|g| to_like_pattern(&g)).collect()
     }))
 }
 
