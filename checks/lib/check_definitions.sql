@@ -9,7 +9,7 @@
 -- conkey, coninhcount, validated, enforced, unvalidated_definition (the text of a
 -- never-validated CHECK, else null).
 -- requires: scope_tables
--- cost: 2
+-- cost: 1
 select con.oid,
        con.conname::text as conname,
        con.conrelid,

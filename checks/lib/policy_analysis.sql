@@ -37,7 +37,7 @@
 -- absent).
 -- params: tenant_setting, app_roles, service_roles
 -- requires: policies, tenant_tables, function_bodies
--- cost: 7
+-- cost: 8
 with recursive
 pa_setting as (
     -- the tenant setting's name as a regex literal

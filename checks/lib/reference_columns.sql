@@ -7,7 +7,7 @@
 -- any), fk_validated.
 -- params: tenant_columns
 -- requires: scope_tables, scope_columns, foreign_keys
--- cost: 7
+-- cost: 10
 select c.table_oid,
        c.attnum,
        c.object,

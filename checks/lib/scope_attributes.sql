@@ -5,7 +5,7 @@
 -- Columns: table_oid, attnum, attname (text), atttypid, atttypmod, attnotnull,
 -- attcollation.
 -- requires: scope_tables
--- cost: 3
+-- cost: 5
 select a.attrelid as table_oid,
        a.attnum,
        a.attname::text as attname,

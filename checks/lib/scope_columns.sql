@@ -2,7 +2,7 @@
 -- Columns: table_oid, attnum, schema_name, table_name, column_name, object,
 -- type_name (format_type), type_oid, not_null, table_object.
 -- requires: scope_tables, scope_attributes
--- cost: 2
+-- cost: 1
 select t.oid as table_oid,
        a.attnum,
        t.schema_name,

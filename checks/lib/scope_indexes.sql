@@ -9,7 +9,7 @@
 -- definition ('btree (a, lower(b)) WHERE ...', what follows USING),
 -- constraint_name and constraint_type ('p', 'u', 'x') when it backs a constraint.
 -- requires: scope_tables, scope_attributes
--- cost: 14
+-- cost: 12
 with ix as (
     select t.oid as table_oid, t.schema_name, t.table_name, t.object as table_object,
            t.is_partition as table_is_partition,
