@@ -2,7 +2,7 @@
 //!
 //! Starts a throwaway server, generates multi-tenant schemas of N tables (BENCH_TABLES,
 //! default "1000,5000") and a tickets table of BENCH_ROWS rows (default 10,000,000),
-//! then times: the catalog audit per N, one read of the catalog tables, the deep
+//! then times (medians of 5 runs, 3 for the data): the catalog audit per N, one read of the catalog tables, the deep
 //! audit, and one sequential scan of tickets; and the peak memory (max RSS) of the
 //! pg-integrity process.
 
@@ -76,6 +76,27 @@ fn timed(label: &str, f: impl FnOnce()) -> f64 {
     let s = t.elapsed().as_secs_f64();
     println!("{label:<55} {s:>9.3} s");
     s
+}
+
+/// Run `f` `runs` times; print and return the median wall time (a shared 2-core
+/// machine varies by ~10% from run to run), with the fastest and slowest.
+fn timed_median(label: &str, runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    println!(
+        "{label:<55} {median:>9.3} s  (median of {}: {:.3}–{:.3})",
+        times.len(),
+        times[0],
+        times[times.len() - 1]
+    );
+    median
 }
 
 /// Connections for the audit: one per core (the server runs on this machine, and
@@ -174,18 +195,20 @@ fn main() {
         psql(&sb, &db, "analyze");
         let url = url_of(&db);
         audit(&url, &[]); // warm the cache
-        let mut rss = 0.0;
-        let t = timed(&format!("catalog audit, {n} tables"), || {
-            rss = audit(&url, &[])
+        let mut rss: f64 = 0.0;
+        let t = timed_median(&format!("catalog audit, {n} tables"), 5, || {
+            rss = rss.max(audit(&url, &[]))
         });
-        let c = timed(
+        let c = timed_median(
             &format!("scan the catalog tables once (count), {n} tables"),
+            5,
             || {
                 psql(&sb, &db, catalog_read);
             },
         );
-        let f = timed(
+        let f = timed_median(
             &format!("fetch the catalog tables once (select *), {n} tables"),
+            5,
             || {
                 // into /dev/null: held here, the rows would swell this process, whose
                 // memory a child shares until it execs (and so counts in its max RSS)
@@ -229,17 +252,34 @@ fn main() {
             ));
         });
         let url = url_of(db);
-        timed("one sequential scan: select count(*) from tickets", || {
-            psql(&sb, db, "select count(*) from tickets");
-        });
-        let mut rss = 0.0;
-        let data_checks = "data.orphans,data.cross_tenant_references,data.required_nulls,data.negative_inventory,data.tenant_duplicates";
-        timed("deep audit (data checks only)", || {
-            rss = audit(&url, &["--deep", "--only", data_checks])
+        let scan = timed_median(
+            "one sequential scan: select count(*) from tickets",
+            3,
+            || {
+                psql(&sb, db, "select count(*) from tickets");
+            },
+        );
+        let mut rss: f64 = 0.0;
+        let data_checks = [
+            "data.orphans",
+            "data.cross_tenant_references",
+            "data.required_nulls",
+            "data.negative_inventory",
+            "data.tenant_duplicates",
+        ];
+        let only = data_checks.join(",");
+        let deep = timed_median("deep audit (data checks only)", 3, || {
+            rss = rss.max(audit(&url, &["--deep", "--only", &only]))
         });
         println!(
             "{:<55} {:>9.1} MB",
             "  peak memory of pg-integrity, deep audit", rss
+        );
+        // each of these checks reads tickets once; the target is at most 1.5
+        println!(
+            "{:<55} {:>9.2} x",
+            format!("  deep audit / ({} checks x one scan)", data_checks.len()),
+            deep / (data_checks.len() as f64 * scan)
         );
         timed("full deep audit (catalog + data)", || {
             audit(&url, &["--deep"]);
