@@ -426,10 +426,7 @@ fn show_check(catalog: &Catalog, c: &crate::catalog::Check) -> String {
         let composed = catalog.compose(c);
         s.push_str("\nParameters:\n");
         for (i, p) in composed.params.iter().enumerate() {
-            let d = crate::params::PARAMS
-                .iter()
-                .find(|(n, _)| n == p)
-                .map_or("", |(_, d)| *d);
+            let d = crate::params::describe(p).unwrap_or_default();
             s.push_str(&format!("  ${} {p}: {d}\n", i + 1));
         }
         if !c.uses.is_empty() {

@@ -248,7 +248,7 @@ impl Catalog {
                         format!("fragment {} names unknown parameter `{p}`", frag.name),
                         None,
                         "",
-                        did_you_mean(p, params::PARAMS.iter().map(|(n, _)| *n)),
+                        params::suggest(p),
                     ));
                 }
             }
@@ -762,7 +762,7 @@ fn parse_check(
                 format!("unknown parameter `{}`", p.get_ref()),
                 Some(p.span()),
                 "parameter",
-                did_you_mean(p.get_ref(), params::PARAMS.iter().map(|(n, _)| *n)),
+                params::suggest(p.get_ref()),
             ));
         }
     }

@@ -36,16 +36,11 @@ impl ParamValue {
     }
 }
 
-/// Every parameter name with its meaning (shown by `checks show`).
+/// The parameters other than name patterns, with their meaning (shown by `checks show`).
 pub const PARAMS: &[(&str, &str)] = &[
     (
         "schemas",
         "scope.schemas: schemas in scope (empty: all but system/extension schemas)",
-    ),
-    ("exclude_tables", "scope.exclude_tables as LIKE patterns"),
-    (
-        "exclude_tables_re",
-        "scope.exclude_tables with a [class], as regexes",
     ),
     (
         "tenant_columns",
@@ -53,46 +48,8 @@ pub const PARAMS: &[(&str, &str)] = &[
     ),
     ("tenant_table", "tenancy.tenant_table"),
     ("tenant_setting", "tenancy.setting"),
-    ("global_tables", "tenancy.global_tables as LIKE patterns"),
-    (
-        "global_tables_re",
-        "tenancy.global_tables with a [class], as regexes",
-    ),
     ("app_roles", "roles.app"),
     ("service_roles", "roles.service"),
-    ("required_columns", "columns.required as LIKE patterns"),
-    (
-        "required_columns_re",
-        "columns.required with a [class], as regexes",
-    ),
-    ("natural_keys", "columns.natural_keys as LIKE patterns"),
-    (
-        "natural_keys_re",
-        "columns.natural_keys with a [class], as regexes",
-    ),
-    ("inventory_columns", "columns.inventory as LIKE patterns"),
-    (
-        "inventory_columns_re",
-        "columns.inventory with a [class], as regexes",
-    ),
-    ("money_columns", "columns.money as LIKE patterns"),
-    (
-        "money_columns_re",
-        "columns.money with a [class], as regexes",
-    ),
-    (
-        "checked_numbers",
-        "columns.checked_numbers as LIKE patterns",
-    ),
-    (
-        "checked_numbers_re",
-        "columns.checked_numbers with a [class], as regexes",
-    ),
-    ("queue_tables", "queues.tables as LIKE patterns"),
-    (
-        "queue_tables_re",
-        "queues.tables with a [class], as regexes",
-    ),
     ("expected_functions", "functions.expected"),
     (
         "sample_percent",
@@ -104,8 +61,53 @@ pub const PARAMS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The name-pattern parameters and the setting each comes from. Each is also
+/// available as `<name>_re` (see the module comment).
+pub const PATTERNS: &[(&str, &str)] = &[
+    ("exclude_tables", "scope.exclude_tables"),
+    ("global_tables", "tenancy.global_tables"),
+    ("required_columns", "columns.required"),
+    ("natural_keys", "columns.natural_keys"),
+    ("inventory_columns", "columns.inventory"),
+    ("money_columns", "columns.money"),
+    ("checked_numbers", "columns.checked_numbers"),
+    ("queue_tables", "queues.tables"),
+];
+
+/// Every parameter name a check may use.
+pub fn names() -> impl Iterator<Item = String> {
+    PARAMS.iter().map(|(n, _)| n.to_string()).chain(
+        PATTERNS
+            .iter()
+            .flat_map(|(n, _)| [n.to_string(), format!("{n}_re")]),
+    )
+}
+
+/// What parameter `name` holds; `None` for an unknown name.
+pub fn describe(name: &str) -> Option<String> {
+    if let Some((_, d)) = PARAMS.iter().find(|(n, _)| *n == name) {
+        return Some(d.to_string());
+    }
+    let (base, regex) = match name.strip_suffix("_re") {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
+    let (_, setting) = PATTERNS.iter().find(|(n, _)| *n == base)?;
+    Some(if regex {
+        format!("{setting}: its globs with a [class], as regexes")
+    } else {
+        format!("{setting}: its globs as LIKE patterns (those with a [class]: {base}_re)")
+    })
+}
+
 pub fn is_known(name: &str) -> bool {
-    PARAMS.iter().any(|(n, _)| *n == name)
+    describe(name).is_some()
+}
+
+/// "did you mean …" for an unknown parameter name.
+pub fn suggest(name: &str) -> Option<String> {
+    let names: Vec<String> = names().collect();
+    crate::diag::did_you_mean(name, names.iter().map(String::as_str))
 }
 
 /// The name-pattern settings, by parameter name.
@@ -173,8 +175,9 @@ mod tests {
     #[test]
     fn every_listed_param_has_a_value() {
         let c = Config::default();
-        for (name, _) in PARAMS {
-            assert!(value(&c, name).is_some(), "{name}");
+        for name in names() {
+            assert!(value(&c, &name).is_some(), "{name}");
+            assert!(is_known(&name), "{name}");
         }
         assert!(value(&c, "nope").is_none());
     }

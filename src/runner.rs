@@ -187,10 +187,8 @@ pub fn unmet_requirement(
     }
     for p in &r.config {
         if params::value(&config.config, p).is_some_and(|v| v.is_empty()) {
-            let key = params::PARAMS
-                .iter()
-                .find(|(n, _)| n == p)
-                .map_or(p.as_str(), |(_, d)| d.split(':').next().unwrap_or(d));
+            let d = params::describe(p).unwrap_or_else(|| p.clone());
+            let key = d.split(':').next().unwrap_or(&d);
             return Some(format!("needs `{key}` in the configuration"));
         }
     }
