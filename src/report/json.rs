@@ -1,9 +1,7 @@
 //! The `json` format: the stable machine contract of SPEC §6, `format_version: 1`.
 
-use crate::gate::Finding;
-use crate::gate::{score, Assessment};
-use crate::model::Kind;
-use crate::model::{Severity, Status};
+use crate::gate::{score, Assessment, Finding};
+use crate::model::{Kind, Severity, Status};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
