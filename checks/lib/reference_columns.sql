@@ -33,7 +33,7 @@ left join (
         select substr(c2.column_name, 1, length(c2.column_name) - 3) as stem
     ) s
     cross join lateral unnest(array[s.stem, s.stem || 's', s.stem || 'es',
-                                    case when s.stem like '%y' then left(s.stem, -1) || 'ies' else s.stem end]) as n(name)
+                                    case when s.stem like '%y' then left(s.stem, -1) || 'ies' end]) as n(name)
     join scope_tables t on t.table_name = n.name and not t.is_partition and t.oid <> c2.table_oid
     where c2.column_name like '_%\_id'  -- LIKE, not a regex: it runs over every column
     order by c2.table_oid, c2.attnum, (t.schema_name = c2.schema_name) desc, t.object
