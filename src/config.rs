@@ -148,6 +148,9 @@ pub struct AuditConfig {
     pub lock_timeout_ms: u64,
     /// Data checks read this percentage of large tables (TABLESAMPLE SYSTEM); none: all rows.
     pub sample_percent: Option<f64>,
+    /// work_mem of the data checks' queries, in MB (raised to, never lowered): their
+    /// duplicate test sorts, which spills to disk below a few MB per million rows.
+    pub work_mem_mb: u64,
 }
 
 impl Default for AuditConfig {
@@ -156,6 +159,7 @@ impl Default for AuditConfig {
             statement_timeout_ms: 30_000,
             lock_timeout_ms: 1_000,
             sample_percent: None,
+            work_mem_mb: 64,
         }
     }
 }

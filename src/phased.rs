@@ -85,13 +85,29 @@ fn bind(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
 }
 
-/// Each data query in the audit's read-only snapshot, under its statement_timeout.
-pub async fn run_data(client: &Client, rows: &[Row]) -> Result<Vec<Row3>, String> {
+/// Each data query in the audit's read-only snapshot, under its statement_timeout,
+/// with work_mem raised to `audit.work_mem_mb` for the rest of the transaction.
+pub async fn run_data(
+    client: &Client,
+    rows: &[Row],
+    config: &LoadedConfig,
+) -> Result<Vec<Row3>, String> {
     let steps = match plan(rows) {
         Ok(s) => s,
         Err(Ok(reason)) => return Ok(skipped(reason)),
         Err(Err(e)) => return Err(e),
     };
+    if !steps.is_empty() {
+        let mb = config.config.audit.work_mem_mb.to_string();
+        query_in_savepoint(
+            client,
+            "select set_config('work_mem', $1::text || 'MB', true) \
+             where pg_size_bytes(current_setting('work_mem')) < $1::text::bigint * 1024 * 1024",
+            &[&mb],
+        )
+        .await
+        .map_err(|e| format!("setting work_mem: {e}"))?;
+    }
     let mut out = vec![];
     for step in steps {
         let rows = query_in_savepoint(client, &step.query, &bind(&step.args))

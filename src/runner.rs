@@ -428,7 +428,7 @@ async fn query_check(
     let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
     let rows = query_in_savepoint(client, &composed.sql, &refs).await?;
     match check.kind {
-        Kind::Data => crate::phased::run_data(client, &rows).await,
+        Kind::Data => crate::phased::run_data(client, &rows, config).await,
         Kind::Probe => crate::phased::run_probes(&rows, probe_target, config).await,
         _ => rows.iter().map(object_row).collect(),
     }

@@ -312,6 +312,69 @@ async fn a_locked_table_makes_one_check_error_and_the_audit_finishes() {
     assert_eq!(by_id("schema.primary_keys")["status"], "pass");
 }
 
+/// The work_mem a data check's query runs with, as a custom data check reports it.
+async fn data_work_mem(db: &TestDb, config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "custom.work_mem.toml",
+        "id = \"custom.work_mem\"\nsection = \"custom\"\ntitle = \"work_mem\"\nseverity = \"low\"\n\
+         kind = \"data\"\ndescription = \"work_mem\"\n\
+         sql = \"select 'x'::text as object, 'select false as ok, current_setting(''work_mem'') as evidence'::text as query\"\n\
+         [[test]]\nname = \"p\"\nexpect = \"pass\"\n[[test]]\nname = \"f\"\nexpect = \"fail\"\n",
+    );
+    let conf_dir = tempfile::tempdir().unwrap();
+    let config = write(conf_dir.path(), "pg-integrity.toml", config);
+    let (url, dir) = (db.url.clone(), dir.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        cli()
+            .args([
+                "audit",
+                "--format",
+                "json",
+                "--deep",
+                "--only",
+                "custom.work_mem",
+                "--checks",
+            ])
+            .arg(&dir)
+            .arg("--config")
+            .arg(&config)
+            .args(["--database-url", &url])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    doc["checks"][0]["findings"][0]["evidence"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{doc}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_checks_raise_work_mem_to_the_configured_size_and_never_lower_it() {
+    let db = TestDb::new("").await;
+    assert_eq!(data_work_mem(&db, "").await, "64MB");
+    assert_eq!(
+        data_work_mem(&db, "[audit]\nwork_mem_mb = 16\n").await,
+        "16MB"
+    );
+    // a database that already gives more keeps it
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "alter database \"{}\" set work_mem = '256MB'",
+            db.name
+        ))
+        .await
+        .unwrap();
+    assert_eq!(data_work_mem(&db, "").await, "256MB");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_audit_statement_runs_read_only() {
     // A check that tries to write is refused by the read-only transaction.
