@@ -19,6 +19,7 @@ pub mod model;
 pub mod params;
 pub mod partition;
 pub mod phased;
+pub mod scan;
 pub mod preflight;
 pub mod report;
 pub mod runner;

@@ -10,22 +10,28 @@
 //! `role text` (the role to become), `setup text` (a statement run first, e.g.
 //! `select set_config($2, $1, true)`), `refusal_ok boolean` (an error from the query
 //! means the database refused, which is what the probe wants).
+//!
+//! A data check may instead describe a row test (`hit`, see `crate::scan`): the engine
+//! then answers the tests of every data check on one table with one shared scan, and
+//! `query` renders the outcome from the figures that scan gives.
 
 use crate::config::LoadedConfig;
 use crate::connection::{connect, ConnectOptions};
-use crate::runner::{db_message, query_in_savepoint};
+use crate::runner::db_message;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 type Row3 = (String, Option<bool>, String);
 
-struct Step {
-    object: String,
-    query: String,
-    args: Vec<String>,
+pub(crate) struct Step {
+    pub(crate) object: String,
+    pub(crate) query: String,
+    pub(crate) args: Vec<String>,
     role: Option<String>,
     setup: Option<String>,
     refusal_ok: bool,
+    /// A row test answered by a shared scan (data checks only).
+    pub(crate) part: Option<crate::scan::Part>,
 }
 
 fn col<T: for<'a> tokio_postgres::types::FromSql<'a>>(r: &Row, name: &str) -> Option<T> {
@@ -36,7 +42,7 @@ fn col<T: for<'a> tokio_postgres::types::FromSql<'a>>(r: &Row, name: &str) -> Op
 }
 
 /// Read the plan; `Err(Ok(reason))` when the plan says the check cannot run here.
-fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
+pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
     let mut steps = vec![];
     for r in rows {
         if let Some(reason) = col::<String>(r, "skip_reason") {
@@ -48,6 +54,24 @@ fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
                 "a data or probe check's plan must return object and query columns".into(),
             ));
         };
+        let part = match col::<String>(r, "hit") {
+            None => None,
+            Some(hit) => {
+                let (Some(scan), Some(key)) = (col::<String>(r, "scan"), col(r, "scan_key")) else {
+                    return Err(Err(format!(
+                        "{object}: a plan row with hit must give scan and scan_key"
+                    )));
+                };
+                Some(crate::scan::Part {
+                    scan,
+                    key,
+                    join: col(r, "scan_join"),
+                    hit,
+                    detail: col(r, "detail"),
+                    lowest: col(r, "lowest"),
+                })
+            }
+        };
         steps.push(Step {
             object,
             query,
@@ -55,16 +79,17 @@ fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
             role: col(r, "role"),
             setup: col(r, "setup"),
             refusal_ok: col(r, "refusal_ok").unwrap_or(false),
+            part,
         });
     }
     Ok(steps)
 }
 
-fn skipped(reason: String) -> Vec<Row3> {
+pub(crate) fn skipped(reason: String) -> Vec<Row3> {
     vec![(String::new(), None, reason)]
 }
 
-fn outcome(object: &str, rows: &[Row]) -> Result<Row3, String> {
+pub(crate) fn outcome(object: &str, rows: &[Row]) -> Result<Row3, String> {
     let r = rows.first().ok_or_else(|| {
         format!("{object}: the query returned no row (it must return ok, evidence)")
     })?;
@@ -81,12 +106,13 @@ fn outcome(object: &str, rows: &[Row]) -> Result<Row3, String> {
     ))
 }
 
-fn bind(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {
+pub(crate) fn bind(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
 }
 
-/// Each data query in the audit's read-only snapshot, under its statement_timeout,
-/// with work_mem raised to `audit.work_mem_mb` for the rest of the transaction.
+/// Each data query in the audit's read-only snapshot, under its statement_timeout:
+/// the plan's row tests share one scan per table (`crate::scan`), its other queries
+/// run as they are.
 pub async fn run_data(
     client: &Client,
     rows: &[Row],
@@ -97,25 +123,12 @@ pub async fn run_data(
         Err(Ok(reason)) => return Ok(skipped(reason)),
         Err(Err(e)) => return Err(e),
     };
-    if !steps.is_empty() {
-        let mb = config.config.audit.work_mem_mb.to_string();
-        query_in_savepoint(
-            client,
-            "select set_config('work_mem', $1::text || 'MB', true) \
-             where pg_size_bytes(current_setting('work_mem')) < $1::text::bigint * 1024 * 1024",
-            &[&mb],
-        )
-        .await
-        .map_err(|e| format!("setting work_mem: {e}"))?;
+    let plans = [steps];
+    let mut outcomes = crate::scan::Outcomes::default();
+    for unit in crate::scan::units(&plans, &[0]) {
+        outcomes.extend(crate::scan::run_unit(client, &plans, &unit, config).await);
     }
-    let mut out = vec![];
-    for step in steps {
-        let rows = query_in_savepoint(client, &step.query, &bind(&step.args))
-            .await
-            .map_err(|e| format!("{}: {e}", step.object))?;
-        out.push(outcome(&step.object, &rows)?);
-    }
-    Ok(out)
+    crate::scan::finish(client, 0, &plans[0], &outcomes).await
 }
 
 /// Each probe on its own connection, in a transaction that is always rolled back.
@@ -198,7 +211,7 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
 }
 
 /// The highest `$n` a statement uses (it may use fewer than the plan's args).
-fn count_params(sql: &str) -> usize {
+pub(crate) fn count_params(sql: &str) -> usize {
     let b = sql.as_bytes();
     let mut max = 0;
     let mut i = 0;

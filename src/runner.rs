@@ -15,10 +15,27 @@ use std::time::Instant;
 use tokio_postgres::Client;
 
 /// Work waiting for a connection: one check, or a batch of them run as one
-/// statement; each with its report position.
+/// statement; each with its report position. The data checks are planned together
+/// (`DeepPlan`), then their statements (`DeepUnit`: shared scans, own queries) are
+/// spread over the connections like any other work.
 enum Work {
     One(usize, Arc<Check>),
     Batch(Vec<(usize, Arc<Check>)>),
+    DeepPlan(Vec<(usize, Arc<Check>)>),
+    DeepUnit(Arc<DeepRun>, usize),
+}
+
+/// The data checks of an audit between planning and their last statement.
+struct DeepRun {
+    /// Report position, check, and the time its plan took.
+    checks: Vec<(usize, Arc<Check>, u64)>,
+    /// The steps of each check (same order as `checks`).
+    plans: Vec<Vec<crate::phased::Step>>,
+    units: Vec<crate::scan::Unit>,
+    outcomes: Mutex<crate::scan::Outcomes>,
+    unit_ms: Mutex<Vec<u64>>,
+    /// Units not finished yet: whoever finishes the last renders the results.
+    left: std::sync::atomic::AtomicUsize,
 }
 type WorkQueue = Arc<Mutex<VecDeque<Work>>>;
 
@@ -283,6 +300,86 @@ pub async fn run_check(
     from_rows(check, config, rows, started.elapsed().as_millis() as u64)
 }
 
+/// Plan the data checks: the results of those that do not run (manual, unmet
+/// requirement, failed or skipped plan), and the run of the others.
+async fn plan_deep(
+    client: &Client,
+    catalog: &Catalog,
+    checks: Vec<(usize, Arc<Check>)>,
+    config: &LoadedConfig,
+    server: &ServerInfo,
+) -> (Vec<(usize, CheckResult)>, Arc<DeepRun>) {
+    let mut done = vec![];
+    let mut planned = vec![];
+    let mut plans = vec![];
+    for (i, check) in checks {
+        if let Some(r) = without_query(&check, config, server) {
+            done.push((i, r));
+            continue;
+        }
+        let started = Instant::now();
+        let composed = catalog.compose(&check);
+        let values = bind_values(&composed.params, config);
+        let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
+        let steps = query_in_savepoint(client, &composed.sql, &refs)
+            .await
+            .map_err(Err)
+            .and_then(|rows| crate::phased::plan(&rows));
+        let ms = started.elapsed().as_millis() as u64;
+        match steps {
+            Ok(steps) => {
+                planned.push((i, check, ms));
+                plans.push(steps);
+            }
+            Err(Ok(reason)) => done.push((
+                i,
+                from_rows(&check, config, Ok(crate::phased::skipped(reason)), ms),
+            )),
+            Err(Err(e)) => done.push((i, from_rows(&check, config, Err(e), ms))),
+        }
+    }
+    let cost: Vec<u32> = planned.iter().map(|(_, c, _)| c.cost).collect();
+    let units = crate::scan::units(&plans, &cost);
+    let run = DeepRun {
+        checks: planned,
+        plans,
+        outcomes: Mutex::new(Default::default()),
+        unit_ms: Mutex::new(vec![0; units.len()]),
+        left: units.len().into(),
+        units,
+    };
+    (done, Arc::new(run))
+}
+
+/// The data checks' results once every unit has run. A check's time is its plan's
+/// plus that of each statement it took part in (a shared scan counts for each).
+async fn finish_deep(
+    client: &Client,
+    run: &DeepRun,
+    config: &LoadedConfig,
+) -> Vec<(usize, CheckResult)> {
+    let outcomes = run
+        .outcomes
+        .lock()
+        .map(|mut o| std::mem::take(&mut *o))
+        .unwrap_or_default();
+    let unit_ms = run.unit_ms.lock().map(|m| m.clone()).unwrap_or_default();
+    let mut out = vec![];
+    for (c, (i, check, plan_ms)) in run.checks.iter().enumerate() {
+        let rows = crate::scan::finish(client, c, &run.plans[c], &outcomes).await;
+        let ms = plan_ms
+            + run
+                .units
+                .iter()
+                .zip(&unit_ms)
+                .filter(|(u, _)| u.steps().iter().any(|(uc, _)| *uc == c))
+                .map(|(_, ms)| ms)
+                .sum::<u64>();
+        out.push((*i, from_rows(check, config, rows, ms)));
+    }
+    out
+}
+
 /// Whether `check` can join a batch: a plain query (catalog or runtime) that can run here.
 pub(crate) fn batchable(check: &Check, server: &ServerInfo, config: &LoadedConfig) -> bool {
     matches!(check.kind, Kind::Catalog | Kind::Runtime)
@@ -345,7 +442,7 @@ fn bind_values(names: &[String], config: &LoadedConfig) -> Vec<ParamValue> {
 
 /// Run `work` under a savepoint: an error rolls back to it, leaving the transaction
 /// usable for the next statement.
-async fn in_savepoint<T>(
+pub(crate) async fn in_savepoint<T>(
     client: &Client,
     work: impl std::future::Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
@@ -521,10 +618,13 @@ pub async fn audit(
     // first (by `cost`), so that a long scan does not start last and run alone.
     let mut work: VecDeque<Work> = VecDeque::new();
     let mut batch = vec![];
+    let mut deep = vec![];
     let mut single = vec![];
     for (i, c) in runnable.iter().cloned().enumerate() {
         if opts.batch && batchable(&c, &server, config) {
             batch.push((i, c));
+        } else if opts.batch && c.kind == Kind::Data {
+            deep.push((i, c));
         } else {
             single.push((i, c));
         }
@@ -533,6 +633,10 @@ pub async fn audit(
     work.extend(single.into_iter().map(|(i, c)| Work::One(i, c)));
     for b in catalog.partition_batch(batch, jobs).into_iter().rev() {
         work.push_front(Work::Batch(b));
+    }
+    // Planned first: the scans it queues are the longest work of a deep audit.
+    if !deep.is_empty() {
+        work.push_front(Work::DeepPlan(deep));
     }
     let queue: WorkQueue = Arc::new(Mutex::new(work));
     let progress = Progress::new(
@@ -570,6 +674,37 @@ pub async fn audit(
                             )
                             .await,
                         ));
+                    }
+                    Some(Work::DeepPlan(checks)) => {
+                        for (_, c) in &checks {
+                            progress.start(&c.id);
+                        }
+                        let (done, run) =
+                            plan_deep(&client, &catalog, checks, &config, &server).await;
+                        out.extend(done);
+                        if run.units.is_empty() {
+                            out.extend(finish_deep(&client, &run, &config).await);
+                        } else if let Ok(mut q) = queue.lock() {
+                            for k in (0..run.units.len()).rev() {
+                                q.push_front(Work::DeepUnit(run.clone(), k));
+                            }
+                        }
+                    }
+                    Some(Work::DeepUnit(run, k)) => {
+                        let started = Instant::now();
+                        let found =
+                            crate::scan::run_unit(&client, &run.plans, &run.units[k], &config)
+                                .await;
+                        if let Ok(mut o) = run.outcomes.lock() {
+                            o.extend(found);
+                        }
+                        if let Ok(mut ms) = run.unit_ms.lock() {
+                            ms[k] = started.elapsed().as_millis() as u64;
+                        }
+                        let was = run.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        if was == 1 {
+                            out.extend(finish_deep(&client, &run, &config).await);
+                        }
                     }
                     Some(Work::Batch(batch)) => {
                         progress.start(&format!("{} catalog checks", batch.len()));

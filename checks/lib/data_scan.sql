@@ -6,7 +6,9 @@
 -- over the alias c rendering a row's key as text), est_rows (reltuples, summed
 -- over the leaf partitions; from the size when never analyzed), sampled (--sample
 -- is set and est_rows > 100000: scan the table TABLESAMPLE SYSTEM), sample_percent
--- (the percentage as text, '' when not sampling).
+-- (the percentage as text, '' when not sampling), scan (the FROM item over the alias
+-- c that a shared scan reads: the table, TABLESAMPLE SYSTEM ($1) when sampled, $1
+-- being the percentage the engine binds).
 -- params: sample_percent
 -- requires: scope_tables
 select t.oid,
@@ -20,7 +22,10 @@ select t.oid,
                               else 'c.ctid::text' end) as key_expr,
        est.n as est_rows,
        coalesce((select sample_percent from params), '') <> '' and est.n > 100000 as sampled,
-       coalesce((select sample_percent from params), '') as sample_percent
+       coalesce((select sample_percent from params), '') as sample_percent,
+       format('%I.%I c', t.schema_name, t.table_name)
+       || case when coalesce((select sample_percent from params), '') <> '' and est.n > 100000
+               then ' tablesample system ($1::text::real)' else '' end as scan
 from scope_tables t
 left join lateral (
     select case when count(*) = 1 then min(a.attname::text)

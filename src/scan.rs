@@ -1,0 +1,329 @@
+//! Shared scans: the row tests of the data checks, answered by one read of each
+//! table. A big table read once per check costs a sequential scan per check; here
+//! orphans, cross-tenant references, NULLs and negatives on one table cost one.
+//!
+//! A data check's plan row describes a *part* instead of a whole query:
+//! - `scan`: the FROM item, alias `c` (data_scan's `scan`: one text per table, so
+//!   every part on a table has the same; `$1` in it is the sample percentage);
+//! - `scan_key`: the row's key as text over `c` (data_scan's `key_expr`);
+//! - `scan_join` (optional): a `LEFT JOIN` to a parent on a unique key, so that it
+//!   adds no rows; parts that write the same clause (same alias) share it;
+//! - `hit`: the row is a finding; `detail` (optional): text shown after its key;
+//!   `lowest` (optional): its minimum over the hits is reported.
+//!
+//! The engine reads each table once for all its parts, keeps only the hit rows, and
+//! runs each part's `query` on what it found: `$1` the number of hits (bigint), `$2`
+//! the first 3 keys in key order (text[]), `$3` their details (text[]), `$4` the
+//! lowest (text), and the plan's `args` from `$5` (text).
+
+use crate::config::LoadedConfig;
+use crate::params::{self, ParamValue};
+use crate::phased::{bind, count_params, outcome, Step};
+use crate::runner::{db_message, in_savepoint, query_in_savepoint};
+use std::collections::HashMap;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Client;
+
+type Row3 = (String, Option<bool>, String);
+/// A step of a deep audit: (check position, step position).
+pub type StepId = (usize, usize);
+
+/// A row test answered by a shared scan (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub scan: String,
+    pub key: String,
+    pub join: Option<String>,
+    pub hit: String,
+    pub detail: Option<String>,
+    pub lowest: Option<String>,
+}
+
+/// What one scan found for one part.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    n: i64,
+    keys: Vec<String>,
+    details: Vec<Option<String>>,
+    lowest: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// A step's own query answered (ok, evidence).
+    Done(Row3),
+    /// A part's figures, which its query renders.
+    Figures(Figures),
+}
+
+/// Each step's outcome, as units complete.
+#[derive(Default)]
+pub struct Outcomes(HashMap<StepId, Result<Outcome, String>>);
+
+impl Outcomes {
+    pub fn extend(&mut self, v: Vec<(StepId, Result<Outcome, String>)>) {
+        self.0.extend(v)
+    }
+}
+
+/// One statement of the deep audit: a step's own query, or one table's shared scan.
+pub enum Unit {
+    Query(StepId),
+    Scan {
+        scan: String,
+        key: String,
+        parts: Vec<StepId>,
+    },
+}
+
+impl Unit {
+    pub fn steps(&self) -> Vec<StepId> {
+        match self {
+            Unit::Query(id) => vec![*id],
+            Unit::Scan { parts, .. } => parts.clone(),
+        }
+    }
+}
+
+/// The units that answer `plans` (the steps of each check), costliest first: a unit
+/// costs the `cost` of each check it serves.
+pub(crate) fn units(plans: &[Vec<Step>], cost: &[u32]) -> Vec<Unit> {
+    let mut out = vec![];
+    let mut scans: HashMap<(&str, &str), usize> = HashMap::new();
+    for (c, steps) in plans.iter().enumerate() {
+        for (s, step) in steps.iter().enumerate() {
+            let Some(p) = &step.part else {
+                out.push(Unit::Query((c, s)));
+                continue;
+            };
+            match scans.get(&(p.scan.as_str(), p.key.as_str())) {
+                Some(&u) => {
+                    if let Unit::Scan { parts, .. } = &mut out[u] {
+                        parts.push((c, s));
+                    }
+                }
+                None => {
+                    scans.insert((&p.scan, &p.key), out.len());
+                    out.push(Unit::Scan {
+                        scan: p.scan.clone(),
+                        key: p.key.clone(),
+                        parts: vec![(c, s)],
+                    });
+                }
+            }
+        }
+    }
+    let weight = |u: &Unit| {
+        let mut checks: Vec<usize> = u.steps().iter().map(|(c, _)| *c).collect();
+        checks.dedup();
+        checks
+            .iter()
+            .map(|c| cost.get(*c).copied().unwrap_or(1))
+            .sum::<u32>()
+    };
+    out.sort_by_key(|u| std::cmp::Reverse(weight(u)));
+    out
+}
+
+/// Raise work_mem to `audit.work_mem_mb` for the rest of the transaction (never lower
+/// it): the data checks' sorts then stay in memory.
+async fn raise_work_mem(client: &Client, config: &LoadedConfig) -> Result<(), String> {
+    let mb = config.config.audit.work_mem_mb.to_string();
+    query_in_savepoint(
+        client,
+        "select set_config('work_mem', $1::text || 'MB', true) \
+         where pg_size_bytes(current_setting('work_mem')) < $1::text::bigint * 1024 * 1024",
+        &[&mb],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("setting work_mem: {e}"))
+}
+
+/// Run one unit on `client`, inside the audit's transaction.
+pub(crate) async fn run_unit(
+    client: &Client,
+    plans: &[Vec<Step>],
+    unit: &Unit,
+    config: &LoadedConfig,
+) -> Vec<(StepId, Result<Outcome, String>)> {
+    let object = |id: &StepId| &plans[id.0][id.1].object;
+    if let Err(e) = raise_work_mem(client, config).await {
+        return unit
+            .steps()
+            .into_iter()
+            .map(|id| (id, Err(format!("{}: {e}", object(&id)))))
+            .collect();
+    }
+    match unit {
+        Unit::Query((c, s)) => {
+            let step = &plans[*c][*s];
+            let r = query_in_savepoint(client, &step.query, &bind(&step.args))
+                .await
+                .map_err(|e| format!("{}: {e}", step.object))
+                .and_then(|rows| outcome(&step.object, &rows))
+                .map(Outcome::Done);
+            vec![((*c, *s), r)]
+        }
+        Unit::Scan { scan, key, parts } => {
+            let of = |id: &StepId| plans[id.0][id.1].part.as_ref();
+            let all: Vec<&Part> = parts.iter().filter_map(of).collect();
+            match scan_figures(client, scan, key, &all, config).await {
+                Ok(figures) => parts
+                    .iter()
+                    .zip(figures)
+                    .map(|(id, f)| (*id, Ok(Outcome::Figures(f))))
+                    .collect(),
+                // One broken or timed-out part spoils the scan: read again part by
+                // part, so that the error is pinned on the check that caused it.
+                Err(e) if parts.len() == 1 => vec![(parts[0], Err(format!("{}: {e}", object(&parts[0]))))],
+                Err(_) => {
+                    let mut out = vec![];
+                    for (id, p) in parts.iter().zip(all) {
+                        let r = scan_figures(client, scan, key, &[p], config).await;
+                        out.push((
+                            *id,
+                            r.map(|mut f| Outcome::Figures(f.remove(0)))
+                                .map_err(|e| format!("{}: {e}", object(id))),
+                        ));
+                    }
+                    out
+                }
+            }
+        }
+    }
+}
+
+/// The statement that reads `scan` once and answers every part: the hit rows are
+/// kept (materialized, usually few), then counted and sampled per part.
+fn scan_sql(scan: &str, key: &str, parts: &[&Part]) -> String {
+    let mut joins: Vec<&str> = vec![];
+    for j in parts.iter().filter_map(|p| p.join.as_deref()) {
+        if !joins.contains(&j) {
+            joins.push(j);
+        }
+    }
+    let mut sql = format!("with m as materialized (\n    select ({key})::text as k");
+    for (i, p) in parts.iter().enumerate() {
+        sql.push_str(&format!(
+            ",\n           ({}) as h{i}, ({})::text as d{i}, ({}) as l{i}",
+            p.hit,
+            p.detail.as_deref().unwrap_or("null"),
+            p.lowest.as_deref().unwrap_or("null::text"),
+        ));
+    }
+    sql.push_str(&format!("\n    from {scan}"));
+    for j in joins {
+        sql.push_str(&format!("\n    {j}"));
+    }
+    let any: Vec<String> = parts.iter().map(|p| format!("({})", p.hit)).collect();
+    sql.push_str(&format!("\n    where {}\n)", any.join("\n       or ")));
+    for i in 0..parts.len() {
+        if i > 0 {
+            sql.push_str("\nunion all");
+        }
+        sql.push_str(&format!(
+            "\nselect {i} as part, (select count(*) from m where m.h{i}) as n, s.keys, s.details,\n       \
+             (select min(m.l{i})::text from m where m.h{i}) as lowest\n\
+             from (select coalesce(array_agg(x.k order by x.k), '{{}}') as keys,\n             \
+             coalesce(array_agg(x.d order by x.k), '{{}}') as details\n      \
+             from (select m.k, m.d{i} as d from m where m.h{i} order by m.k limit 3) x) s"
+        ));
+    }
+    sql
+}
+
+/// Read `scan` once for `parts`; their figures, in order.
+async fn scan_figures(
+    client: &Client,
+    scan: &str,
+    key: &str,
+    parts: &[&Part],
+    config: &LoadedConfig,
+) -> Result<Vec<Figures>, String> {
+    let sql = scan_sql(scan, key, parts);
+    let percent = match params::value(&config.config, "sample_percent") {
+        Some(ParamValue::Text(p)) => p,
+        _ => String::new(),
+    };
+    let args = [percent];
+    let args = bind(&args[..count_params(&sql).min(1)]);
+    // The hit rows are few, but the planner cannot know it (a `<>` test is estimated
+    // to keep most rows), and a plan that ships many rows from parallel workers looks
+    // dear: without this, a 10M-row table is read by one process (1.8 s, not 0.9 s).
+    let rows = in_savepoint(client, async {
+        client
+            .batch_execute("set local parallel_tuple_cost = 0.0001")
+            .await
+            .map_err(|e| db_message(&e))?;
+        let rows = client
+            .query(&sql, &args)
+            .await
+            .map_err(|e| db_message(&e))?;
+        client
+            .batch_execute("reset parallel_tuple_cost")
+            .await
+            .map_err(|e| db_message(&e))?;
+        Ok(rows)
+    })
+    .await?;
+    let mut figures: Vec<Option<Figures>> = vec![None; parts.len()];
+    for r in rows {
+        let err = |e: tokio_postgres::Error| format!("shared scan: {e}");
+        let i: i32 = r.try_get(0).map_err(err)?;
+        let slot = figures
+            .get_mut(i as usize)
+            .ok_or("shared scan: a row for an unknown part")?;
+        *slot = Some(Figures {
+            n: r.try_get(1).map_err(err)?,
+            keys: r.try_get(2).map_err(err)?,
+            details: r.try_get(3).map_err(err)?,
+            lowest: r.try_get(4).map_err(err)?,
+        });
+    }
+    figures
+        .into_iter()
+        .map(|f| f.ok_or_else(|| "shared scan: no row for a part".to_string()))
+        .collect()
+}
+
+/// The (object, ok, evidence) rows of check `check` once its units have run.
+pub(crate) async fn finish(
+    client: &Client,
+    check: usize,
+    steps: &[Step],
+    outcomes: &Outcomes,
+) -> Result<Vec<Row3>, String> {
+    let mut out = vec![];
+    for (s, step) in steps.iter().enumerate() {
+        match outcomes.0.get(&(check, s)) {
+            None => return Err(format!("{}: was not run", step.object)),
+            Some(Err(e)) => return Err(e.clone()),
+            Some(Ok(Outcome::Done(r))) => out.push(r.clone()),
+            Some(Ok(Outcome::Figures(f))) => out.push(render(client, step, f).await?),
+        }
+    }
+    Ok(out)
+}
+
+/// A part's query over its figures ($1..$4) and args ($5..), all typed up front so
+/// that a query may leave any of them out.
+async fn render(client: &Client, step: &Step, f: &Figures) -> Result<Row3, String> {
+    let mut types = vec![Type::INT8, Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::TEXT];
+    types.extend(std::iter::repeat_n(Type::TEXT, step.args.len()));
+    let mut values: Vec<&(dyn ToSql + Sync)> = vec![&f.n, &f.keys, &f.details, &f.lowest];
+    values.extend(bind(&step.args));
+    let rows = in_savepoint(client, async {
+        let stmt = client
+            .prepare_typed(&step.query, &types)
+            .await
+            .map_err(|e| db_message(&e))?;
+        client
+            .query(&stmt, &values)
+            .await
+            .map_err(|e| db_message(&e))
+    })
+    .await
+    .map_err(|e| format!("{}: {e}", step.object))?;
+    outcome(&step.object, &rows)
+}
