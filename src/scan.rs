@@ -176,7 +176,9 @@ pub(crate) async fn run_unit(
                     .collect(),
                 // One broken or timed-out part spoils the scan: read again part by
                 // part, so that the error is pinned on the check that caused it.
-                Err(e) if parts.len() == 1 => vec![(parts[0], Err(format!("{}: {e}", object(&parts[0]))))],
+                Err(e) if parts.len() == 1 => {
+                    vec![(parts[0], Err(format!("{}: {e}", object(&parts[0]))))]
+                }
                 Err(_) => {
                     let mut out = vec![];
                     for (id, p) in parts.iter().zip(all) {

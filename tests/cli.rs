@@ -376,6 +376,80 @@ async fn data_checks_raise_work_mem_to_the_configured_size_and_never_lower_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_row_test_errors_its_own_check_and_spares_those_sharing_its_scan() {
+    let db = TestDb::new(
+        "create table jobs(id int primary key, status text); insert into jobs values (1, null), (2, 'done');",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // A data check whose row test reads a column that does not exist: the shared
+    // scan of jobs fails, and is read again part by part.
+    write(
+        dir.path(),
+        "custom.broken_part.toml",
+        r#"id = "custom.broken_part"
+section = "custom"
+title = "Broken row test"
+severity = "low"
+kind = "data"
+description = "Broken row test"
+uses = ["data_scan"]
+sql = """
+select d.object || '.nope' as object, d.scan, d.key_expr as scan_key, 'c.nope is null' as hit,
+       'select $1 = 0 as ok, $1::text as evidence' as query
+from data_scan d
+"""
+[[test]]
+name = "p"
+expect = "pass"
+[[test]]
+name = "f"
+expect = "fail"
+"#,
+    );
+    let (url, path) = (db.url.clone(), dir.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        cli()
+            .args(["audit", "--format", "json", "--deep", "--only"])
+            .arg("custom.broken_part,data.required_nulls")
+            .arg("--checks")
+            .arg(&path)
+            .args(["--fail-on", "never", "--database-url", &url])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let by_id = |id: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let broken = by_id("custom.broken_part");
+    assert_eq!(broken["status"], "error", "{broken}");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap()
+            .contains("public.jobs.nope: column c.nope does not exist"),
+        "{broken}"
+    );
+    let nulls = by_id("data.required_nulls");
+    assert_eq!(nulls["status"], "fail", "{nulls}");
+    assert_eq!(
+        nulls["findings"][0]["evidence"],
+        "1 row of public.jobs has status NULL (e.g. id=1)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_audit_statement_runs_read_only() {
     // A check that tries to write is refused by the read-only transaction.
     let db = TestDb::new("create table t(id int primary key);").await;
