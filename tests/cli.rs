@@ -17,13 +17,21 @@ fn custom_check(dir: &std::path::Path, id: &str, title: &str, sql: &str) {
     write(dir, &format!("{id}.toml"), &text);
 }
 
-/// `audit --format json --only ONLY --checks DIR` against `url`, run off the async runtime.
-async fn audit_with_checks(url: &str, dir: &std::path::Path, only: &str) -> std::process::Output {
+/// `audit --format json --only ONLY --checks DIR [EXTRA...]` against `url`, run off
+/// the async runtime.
+async fn audit_with_checks(
+    url: &str,
+    dir: &std::path::Path,
+    only: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let (url, dir, only) = (url.to_string(), dir.to_path_buf(), only.to_string());
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         cli()
             .args(["audit", "--format", "json", "--only", &only, "--checks"])
             .arg(&dir)
+            .args(&extra)
             .args(["--database-url", &url])
             .timeout(Duration::from_secs(30))
             .output()
@@ -31,6 +39,17 @@ async fn audit_with_checks(url: &str, dir: &std::path::Path, only: &str) -> std:
     })
     .await
     .unwrap()
+}
+
+/// The JSON report's entry for check `id`.
+fn check_in(doc: &serde_json::Value, id: &str) -> serde_json::Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {doc}"))
+        .clone()
 }
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -290,19 +309,17 @@ async fn a_locked_table_makes_one_check_error_and_the_audit_finishes() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     custom_check(dir.path(), "custom.reads_busy", "Reads a locked table", "select 'public.busy'::text as object, count(*) = 0 as ok, count(*)::text as evidence from public.busy");
-    let out = audit_with_checks(&db.url, dir.path(), "custom.reads_busy,schema.primary_keys").await;
+    let out = audit_with_checks(
+        &db.url,
+        dir.path(),
+        "custom.reads_busy,schema.primary_keys",
+        &[],
+    )
+    .await;
     holder.batch_execute("rollback").await.unwrap();
     assert_exit(&out, 1);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let by_id = |id: &str| {
-        doc["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let by_id = |id: &str| check_in(&doc, id);
     let busy = by_id("custom.reads_busy");
     assert_eq!(busy["status"], "error");
     assert!(
@@ -325,28 +342,14 @@ async fn data_work_mem(db: &TestDb, config: &str) -> String {
     );
     let conf_dir = tempfile::tempdir().unwrap();
     let config = write(conf_dir.path(), "pg-integrity.toml", config);
-    let (url, dir) = (db.url.clone(), dir.path().to_path_buf());
-    let out = tokio::task::spawn_blocking(move || {
-        cli()
-            .args([
-                "audit",
-                "--format",
-                "json",
-                "--deep",
-                "--only",
-                "custom.work_mem",
-                "--checks",
-            ])
-            .arg(&dir)
-            .arg("--config")
-            .arg(&config)
-            .args(["--database-url", &url])
-            .timeout(Duration::from_secs(30))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let config = config.to_str().unwrap();
+    let out = audit_with_checks(
+        &db.url,
+        dir.path(),
+        "custom.work_mem",
+        &["--deep", "--config", config],
+    )
+    .await;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
     doc["checks"][0]["findings"][0]["evidence"]
@@ -407,31 +410,16 @@ name = "f"
 expect = "fail"
 "#,
     );
-    let (url, path) = (db.url.clone(), dir.path().to_path_buf());
-    let out = tokio::task::spawn_blocking(move || {
-        cli()
-            .args(["audit", "--format", "json", "--deep", "--only"])
-            .arg("custom.broken_part,data.required_nulls")
-            .arg("--checks")
-            .arg(&path)
-            .args(["--fail-on", "never", "--database-url", &url])
-            .timeout(Duration::from_secs(30))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = audit_with_checks(
+        &db.url,
+        dir.path(),
+        "custom.broken_part,data.required_nulls",
+        &["--deep", "--fail-on", "never"],
+    )
+    .await;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-    let by_id = |id: &str| {
-        doc["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let by_id = |id: &str| check_in(&doc, id);
     let broken = by_id("custom.broken_part");
     assert_eq!(broken["status"], "error", "{broken}");
     assert!(
@@ -455,7 +443,7 @@ async fn every_audit_statement_runs_read_only() {
     let db = TestDb::new("create table t(id int primary key);").await;
     let dir = tempfile::tempdir().unwrap();
     custom_check(dir.path(), "custom.writes", "Tries to write", "with w as (insert into public.t values (1) returning id) select 'x'::text as object, true as ok, ''::text as evidence from w");
-    let out = audit_with_checks(&db.url, dir.path(), "custom.writes").await;
+    let out = audit_with_checks(&db.url, dir.path(), "custom.writes", &[]).await;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["checks"][0]["status"], "error");
     assert!(doc["checks"][0]["reason"]
