@@ -124,6 +124,7 @@ pub async fn run_data(
         Err(Err(e)) => return Err(e),
     };
     let plans = [steps];
+    crate::scan::raise_work_mem(client, config).await;
     let mut outcomes = crate::scan::Outcomes::default();
     for unit in crate::scan::units(&plans, &[0]) {
         outcomes.extend(crate::scan::run_unit(client, &plans, &unit, config).await);

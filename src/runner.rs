@@ -33,7 +33,8 @@ struct DeepRun {
     plans: Vec<Vec<crate::phased::Step>>,
     units: Vec<crate::scan::Unit>,
     outcomes: Mutex<crate::scan::Outcomes>,
-    unit_ms: Mutex<Vec<u64>>,
+    /// Each unit's time, in microseconds (a unit on an empty table takes less than 1 ms).
+    unit_us: Mutex<Vec<u64>>,
     /// Units not finished yet: whoever finishes the last renders the results.
     left: std::sync::atomic::AtomicUsize,
 }
@@ -344,7 +345,7 @@ async fn plan_deep(
         checks: planned,
         plans,
         outcomes: Mutex::new(Default::default()),
-        unit_ms: Mutex::new(vec![0; units.len()]),
+        unit_us: Mutex::new(vec![0; units.len()]),
         left: units.len().into(),
         units,
     };
@@ -363,18 +364,19 @@ async fn finish_deep(
         .lock()
         .map(|mut o| std::mem::take(&mut *o))
         .unwrap_or_default();
-    let unit_ms = run.unit_ms.lock().map(|m| m.clone()).unwrap_or_default();
+    let unit_us = run.unit_us.lock().map(|m| m.clone()).unwrap_or_default();
     let mut out = vec![];
     for (c, (i, check, plan_ms)) in run.checks.iter().enumerate() {
+        let started = Instant::now();
         let rows = crate::scan::finish(client, c, &run.plans[c], &outcomes).await;
-        let ms = plan_ms
-            + run
-                .units
-                .iter()
-                .zip(&unit_ms)
-                .filter(|(u, _)| u.steps().iter().any(|(uc, _)| *uc == c))
-                .map(|(_, ms)| ms)
-                .sum::<u64>();
+        let units_us: u64 = run
+            .units
+            .iter()
+            .zip(&unit_us)
+            .filter(|(u, _)| u.steps().iter().any(|(uc, _)| *uc == c))
+            .map(|(_, us)| us)
+            .sum();
+        let ms = plan_ms + units_us / 1000 + started.elapsed().as_millis() as u64;
         out.push((*i, from_rows(check, config, rows, ms)));
     }
     out
@@ -477,6 +479,37 @@ pub(crate) async fn query_in_savepoint(
         client.query(sql, params).await.map_err(|e| db_message(&e))
     })
     .await
+}
+
+/// Run `sql` with text `args` under a savepoint that is always rolled back: its rows
+/// are kept, the locks it took are released. A deep audit reads thousands of tables
+/// in one transaction: kept, their locks (a table and each of its indexes) would
+/// overflow the server's lock table (max_locks_per_transaction x max_connections).
+/// `setup` runs first inside the savepoint (a `SET LOCAL` the rollback takes back).
+/// The three exchanges are pipelined: one round trip for a table with no rows.
+pub(crate) async fn read_and_roll_back(
+    client: &Client,
+    setup: &str,
+    sql: &str,
+    args: &[String],
+) -> Result<Vec<tokio_postgres::Row>, String> {
+    let typed: Vec<(
+        &(dyn tokio_postgres::types::ToSql + Sync),
+        tokio_postgres::types::Type,
+    )> = args
+        .iter()
+        .map(|a| (a as _, tokio_postgres::types::Type::TEXT))
+        .collect();
+    let begin = format!("savepoint pgi_read; {setup}");
+    let (begin, read, end) = tokio::join!(
+        client.batch_execute(&begin),
+        client.query_typed(sql, &typed),
+        client.batch_execute("rollback to savepoint pgi_read; release savepoint pgi_read"),
+    );
+    begin.map_err(|e| db_message(&e))?;
+    let rows = read.map_err(|e| db_message(&e))?;
+    end.map_err(|e| db_message(&e))?;
+    Ok(rows)
 }
 
 /// Run a batch statement under a savepoint and sort its rows by check, as they
@@ -656,6 +689,7 @@ pub async fn audit(
         let probe_target = target.clone();
         handles.push(tokio::spawn(async move {
             let mut out = vec![];
+            let mut work_mem_raised = false;
             loop {
                 let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
                 match next {
@@ -691,6 +725,10 @@ pub async fn audit(
                         }
                     }
                     Some(Work::DeepUnit(run, k)) => {
+                        if !work_mem_raised {
+                            crate::scan::raise_work_mem(&client, &config).await;
+                            work_mem_raised = true;
+                        }
                         let started = Instant::now();
                         let found =
                             crate::scan::run_unit(&client, &run.plans, &run.units[k], &config)
@@ -698,8 +736,8 @@ pub async fn audit(
                         if let Ok(mut o) = run.outcomes.lock() {
                             o.extend(found);
                         }
-                        if let Ok(mut ms) = run.unit_ms.lock() {
-                            ms[k] = started.elapsed().as_millis() as u64;
+                        if let Ok(mut us) = run.unit_us.lock() {
+                            us[k] = started.elapsed().as_micros() as u64;
                         }
                         let was = run.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                         if was == 1 {

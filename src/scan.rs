@@ -19,7 +19,7 @@
 use crate::config::LoadedConfig;
 use crate::params::{self, ParamValue};
 use crate::phased::{bind, count_params, outcome, Step};
-use crate::runner::{db_message, in_savepoint, query_in_savepoint};
+use crate::runner::{db_message, in_savepoint, query_in_savepoint, read_and_roll_back};
 use std::collections::HashMap;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
@@ -126,18 +126,17 @@ pub(crate) fn units(plans: &[Vec<Step>], cost: &[u32]) -> Vec<Unit> {
 }
 
 /// Raise work_mem to `audit.work_mem_mb` for the rest of the transaction (never lower
-/// it): the data checks' sorts then stay in memory.
-async fn raise_work_mem(client: &Client, config: &LoadedConfig) -> Result<(), String> {
+/// it): the data checks' sorts then stay in memory. Once per connection, before its
+/// first unit; best effort: the checks still run, slower, if it cannot be set.
+pub(crate) async fn raise_work_mem(client: &Client, config: &LoadedConfig) {
     let mb = config.config.audit.work_mem_mb.to_string();
-    query_in_savepoint(
+    let _ = query_in_savepoint(
         client,
         "select set_config('work_mem', $1::text || 'MB', true) \
          where pg_size_bytes(current_setting('work_mem')) < $1::text::bigint * 1024 * 1024",
         &[&mb],
     )
-    .await
-    .map(|_| ())
-    .map_err(|e| format!("setting work_mem: {e}"))
+    .await;
 }
 
 /// Run one unit on `client`, inside the audit's transaction.
@@ -148,17 +147,11 @@ pub(crate) async fn run_unit(
     config: &LoadedConfig,
 ) -> Vec<(StepId, Result<Outcome, String>)> {
     let object = |id: &StepId| &plans[id.0][id.1].object;
-    if let Err(e) = raise_work_mem(client, config).await {
-        return unit
-            .steps()
-            .into_iter()
-            .map(|id| (id, Err(format!("{}: {e}", object(&id)))))
-            .collect();
-    }
     match unit {
         Unit::Query((c, s)) => {
             let step = &plans[*c][*s];
-            let r = query_in_savepoint(client, &step.query, &bind(&step.args))
+            let n = count_params(&step.query).min(step.args.len());
+            let r = read_and_roll_back(client, "", &step.query, &step.args[..n])
                 .await
                 .map_err(|e| format!("{}: {e}", step.object))
                 .and_then(|rows| outcome(&step.object, &rows))
@@ -249,25 +242,15 @@ async fn scan_figures(
         _ => String::new(),
     };
     let args = [percent];
-    let args = bind(&args[..count_params(&sql).min(1)]);
     // The hit rows are few, but the planner cannot know it (a `<>` test is estimated
     // to keep most rows), and a plan that ships many rows from parallel workers looks
     // dear: without this, a 10M-row table is read by one process (1.8 s, not 0.9 s).
-    let rows = in_savepoint(client, async {
-        client
-            .batch_execute("set local parallel_tuple_cost = 0.0001")
-            .await
-            .map_err(|e| db_message(&e))?;
-        let rows = client
-            .query(&sql, &args)
-            .await
-            .map_err(|e| db_message(&e))?;
-        client
-            .batch_execute("reset parallel_tuple_cost")
-            .await
-            .map_err(|e| db_message(&e))?;
-        Ok(rows)
-    })
+    let rows = read_and_roll_back(
+        client,
+        "set local parallel_tuple_cost = 0.0001",
+        &sql,
+        &args[..count_params(&sql).min(1)],
+    )
     .await?;
     let mut figures: Vec<Option<Figures>> = vec![None; parts.len()];
     for r in rows {
@@ -289,43 +272,58 @@ async fn scan_figures(
         .collect()
 }
 
-/// The (object, ok, evidence) rows of check `check` once its units have run.
+/// The (object, ok, evidence) rows of check `check` once its units have run. Its
+/// parts' queries run in one savepoint, each distinct query prepared once and the
+/// executions pipelined: a check with 5,000 parts is one round trip per part.
 pub(crate) async fn finish(
     client: &Client,
     check: usize,
     steps: &[Step],
     outcomes: &Outcomes,
 ) -> Result<Vec<Row3>, String> {
-    let mut out = vec![];
+    let mut found = vec![];
     for (s, step) in steps.iter().enumerate() {
         match outcomes.0.get(&(check, s)) {
             None => return Err(format!("{}: was not run", step.object)),
             Some(Err(e)) => return Err(e.clone()),
-            Some(Ok(Outcome::Done(r))) => out.push(r.clone()),
-            Some(Ok(Outcome::Figures(f))) => out.push(render(client, step, f).await?),
+            Some(Ok(o)) => found.push((step, o)),
         }
     }
-    Ok(out)
-}
-
-/// A part's query over its figures ($1..$4) and args ($5..), all typed up front so
-/// that a query may leave any of them out.
-async fn render(client: &Client, step: &Step, f: &Figures) -> Result<Row3, String> {
-    let mut types = vec![Type::INT8, Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::TEXT];
-    types.extend(std::iter::repeat_n(Type::TEXT, step.args.len()));
-    let mut values: Vec<&(dyn ToSql + Sync)> = vec![&f.n, &f.keys, &f.details, &f.lowest];
-    values.extend(bind(&step.args));
-    let rows = in_savepoint(client, async {
-        let stmt = client
-            .prepare_typed(&step.query, &types)
-            .await
-            .map_err(|e| db_message(&e))?;
-        client
-            .query(&stmt, &values)
-            .await
-            .map_err(|e| db_message(&e))
+    in_savepoint(client, async {
+        let mut prepared: HashMap<(&str, usize), tokio_postgres::Statement> = HashMap::new();
+        for (step, o) in &found {
+            let key = (step.query.as_str(), step.args.len());
+            if matches!(o, Outcome::Figures(_)) && !prepared.contains_key(&key) {
+                // $1..$4 the figures, the args after: all typed up front, so that a
+                // query may leave any of them out
+                let mut types = vec![Type::INT8, Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::TEXT];
+                types.extend(std::iter::repeat_n(Type::TEXT, step.args.len()));
+                let stmt = client
+                    .prepare_typed(&step.query, &types)
+                    .await
+                    .map_err(|e| format!("{}: {}", step.object, db_message(&e)))?;
+                prepared.insert(key, stmt);
+            }
+        }
+        let rendered = found.iter().map(|(step, o)| {
+            let prepared = &prepared;
+            async move {
+                let f = match o {
+                    Outcome::Done(r) => return Ok(r.clone()),
+                    Outcome::Figures(f) => f,
+                };
+                let stmt = &prepared[&(step.query.as_str(), step.args.len())];
+                let mut values: Vec<&(dyn ToSql + Sync)> =
+                    vec![&f.n, &f.keys, &f.details, &f.lowest];
+                values.extend(bind(&step.args));
+                let rows = client
+                    .query(stmt, &values)
+                    .await
+                    .map_err(|e| format!("{}: {}", step.object, db_message(&e)))?;
+                outcome(&step.object, &rows)
+            }
+        });
+        futures_util::future::try_join_all(rendered).await
     })
     .await
-    .map_err(|e| format!("{}: {e}", step.object))?;
-    outcome(&step.object, &rows)
 }

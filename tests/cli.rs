@@ -522,3 +522,54 @@ fn demo_audits_migrates_and_shows_the_score_change() {
     assert!(stdout.contains("→ 100%"), "{stdout}");
     assert!(stdout.contains("After 9 migration(s)"), "{stdout}");
 }
+
+#[test]
+fn a_deep_audit_reads_more_tables_than_the_lock_table_holds() {
+    // 10 locks per transaction x 50 connections: about 500 lock slots. 300 tables,
+    // each with a primary key and two more indexes, are 1,200 relations to read: the
+    // data checks release each table's locks once read, or the audit runs out.
+    let sb = pg_integrity::sandbox::Sandbox::start(&["max_locks_per_transaction = 10"])
+        .expect("throwaway server");
+    let mut sql = String::from("create table tenants(id int primary key);\n");
+    for t in 0..300 {
+        sql.push_str(&format!(
+            "create table t{t}(id int primary key, tenant_id int not null, status text, stock int, \
+             ref_number text unique); create index on t{t}(tenant_id); insert into t{t} values (1, 1, null, -1, 'a');\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let schema = write(dir.path(), "schema.sql", &sql);
+    sb.load_files("postgres", &[schema]).expect("schema loads");
+    let url = format!(
+        "host={} port=5432 user=postgres dbname=postgres",
+        sb.socket_dir().display()
+    );
+    let out = cli()
+        .args([
+            "audit",
+            "--format",
+            "json",
+            "--deep",
+            "--fail-on",
+            "never",
+            "--jobs",
+            "2",
+        ])
+        .args([
+            "--only",
+            "data.required_nulls,data.negative_inventory,data.tenant_duplicates",
+        ])
+        .args(["--database-url", &url])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let nulls = check_in(&doc, "data.required_nulls");
+    assert_eq!(nulls["status"], "fail", "{nulls}");
+    assert_eq!(nulls["findings"].as_array().unwrap().len(), 300);
+    let negatives = check_in(&doc, "data.negative_inventory");
+    assert_eq!(negatives["status"], "fail", "{negatives}");
+    assert_eq!(negatives["findings"].as_array().unwrap().len(), 300);
+    assert_eq!(check_in(&doc, "data.tenant_duplicates")["status"], "pass");
+}
