@@ -319,10 +319,7 @@ async fn plan_deep(
             continue;
         }
         let started = Instant::now();
-        let composed = catalog.compose(&check);
-        let values = bind_values(&composed.params, config);
-        let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-        let steps = query_in_savepoint(client, &composed.sql, &refs)
+        let steps = check_rows(client, catalog, &check, config)
             .await
             .map_err(Err)
             .and_then(|rows| crate::phased::plan(&rows));
@@ -553,15 +550,26 @@ async fn query_check(
     config: &LoadedConfig,
     probe_target: Option<&ConnectOptions>,
 ) -> Result<Vec<Row3>, String> {
-    let composed = catalog.compose(check);
-    let values = bind_values(&composed.params, config);
-    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    let rows = query_in_savepoint(client, &composed.sql, &refs).await?;
+    let rows = check_rows(client, catalog, check, config).await?;
     match check.kind {
         Kind::Data => crate::phased::run_data(client, &rows, config).await,
         Kind::Probe => crate::phased::run_probes(&rows, probe_target, config).await,
         _ => rows.iter().map(object_row).collect(),
     }
+}
+
+/// The rows of a check's own SQL (its result, or the plan of a data or probe check),
+/// with its parameters bound from the configuration.
+async fn check_rows(
+    client: &Client,
+    catalog: &Catalog,
+    check: &Check,
+    config: &LoadedConfig,
+) -> Result<Vec<tokio_postgres::Row>, String> {
+    let composed = catalog.compose(check);
+    let values = bind_values(&composed.params, config);
+    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
+    query_in_savepoint(client, &composed.sql, &refs).await
 }
 
 fn object_row(r: &tokio_postgres::Row) -> Result<Row3, String> {
