@@ -167,11 +167,13 @@ pub(crate) async fn run_unit(
                     .zip(figures)
                     .map(|(id, f)| (*id, Ok(Outcome::Figures(f))))
                     .collect(),
-                // One broken or timed-out part spoils the scan: read again part by
-                // part, so that the error is pinned on the check that caused it.
-                Err(e) if parts.len() == 1 => {
-                    vec![(parts[0], Err(format!("{}: {e}", object(&parts[0]))))]
-                }
+                // One broken part spoils the scan: read again part by part, so that
+                // the error is pinned on the check that caused it. Not after a
+                // statement timeout: each part alone would wait as long again.
+                Err(e) if parts.len() == 1 || e.contains("(57014)") => parts
+                    .iter()
+                    .map(|id| (*id, Err(format!("{}: {e}", object(id)))))
+                    .collect(),
                 Err(_) => {
                     let mut out = vec![];
                     for (id, p) in parts.iter().zip(all) {
