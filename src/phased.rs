@@ -17,11 +17,9 @@
 
 use crate::config::LoadedConfig;
 use crate::connection::{connect, ConnectOptions};
-use crate::runner::db_message;
+use crate::runner::{db_message, Row3};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
-
-type Row3 = (String, Option<bool>, String);
 
 pub(crate) struct Step {
     pub(crate) object: String,

@@ -33,8 +33,9 @@ struct DeepRun {
     plans: Vec<Vec<crate::phased::Step>>,
     units: Vec<crate::scan::Unit>,
     outcomes: Mutex<crate::scan::Outcomes>,
-    /// Each unit's time, in microseconds (a unit on an empty table takes less than 1 ms).
-    unit_us: Mutex<Vec<u64>>,
+    /// Each check's time in its units, in microseconds (a unit on an empty table takes
+    /// less than 1 ms); a shared scan counts for each check it serves.
+    check_us: Mutex<Vec<u64>>,
     /// Units not finished yet: whoever finishes the last renders the results.
     left: std::sync::atomic::AtomicUsize,
 }
@@ -339,10 +340,10 @@ async fn plan_deep(
     let cost: Vec<u32> = planned.iter().map(|(_, c, _)| c.cost).collect();
     let units = crate::scan::units(&plans, &cost);
     let run = DeepRun {
+        check_us: Mutex::new(vec![0; planned.len()]),
         checks: planned,
         plans,
         outcomes: Mutex::new(Default::default()),
-        unit_us: Mutex::new(vec![0; units.len()]),
         left: units.len().into(),
         units,
     };
@@ -361,19 +362,13 @@ async fn finish_deep(
         .lock()
         .map(|mut o| std::mem::take(&mut *o))
         .unwrap_or_default();
-    let unit_us = run.unit_us.lock().map(|m| m.clone()).unwrap_or_default();
+    let check_us = run.check_us.lock().map(|m| m.clone()).unwrap_or_default();
     let mut out = vec![];
     for (c, (i, check, plan_ms)) in run.checks.iter().enumerate() {
         let started = Instant::now();
         let rows = crate::scan::finish(client, c, &run.plans[c], &outcomes).await;
-        let units_us: u64 = run
-            .units
-            .iter()
-            .zip(&unit_us)
-            .filter(|(u, _)| u.steps().iter().any(|(uc, _)| *uc == c))
-            .map(|(_, us)| us)
-            .sum();
-        let ms = plan_ms + units_us / 1000 + started.elapsed().as_millis() as u64;
+        let units_ms = check_us.get(c).copied().unwrap_or(0) / 1000;
+        let ms = plan_ms + units_ms + started.elapsed().as_millis() as u64;
         out.push((*i, from_rows(check, config, rows, ms)));
     }
     out
@@ -429,7 +424,8 @@ pub(crate) async fn run_batch_strict(
         .collect())
 }
 
-type Row3 = (String, Option<bool>, String);
+/// One row of a check's result: (object, ok, evidence); ok NULL means skipped.
+pub(crate) type Row3 = (String, Option<bool>, String);
 
 /// The configured value of each named parameter (empty when unset), in `$n` order.
 fn bind_values(names: &[String], config: &LoadedConfig) -> Vec<ParamValue> {
@@ -744,8 +740,11 @@ pub async fn audit(
                         if let Ok(mut o) = run.outcomes.lock() {
                             o.extend(found);
                         }
-                        if let Ok(mut us) = run.unit_us.lock() {
-                            us[k] = started.elapsed().as_micros() as u64;
+                        if let Ok(mut us) = run.check_us.lock() {
+                            let took = started.elapsed().as_micros() as u64;
+                            for c in run.units[k].checks() {
+                                us[c] += took;
+                            }
                         }
                         let was = run.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                         if was == 1 {

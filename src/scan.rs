@@ -19,12 +19,11 @@
 use crate::config::LoadedConfig;
 use crate::params::{self, ParamValue};
 use crate::phased::{bind, count_params, outcome, Step};
-use crate::runner::{db_message, in_savepoint, query_in_savepoint, read_and_roll_back};
+use crate::runner::{db_message, in_savepoint, query_in_savepoint, read_and_roll_back, Row3};
 use std::collections::HashMap;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
-type Row3 = (String, Option<bool>, String);
 /// A step of a deep audit: (check position, step position).
 pub type StepId = (usize, usize);
 
@@ -77,11 +76,18 @@ pub enum Unit {
 }
 
 impl Unit {
-    pub fn steps(&self) -> Vec<StepId> {
+    pub fn steps(&self) -> &[StepId] {
         match self {
-            Unit::Query(id) => vec![*id],
-            Unit::Scan { parts, .. } => parts.clone(),
+            Unit::Query(id) => std::slice::from_ref(id),
+            Unit::Scan { parts, .. } => parts,
         }
+    }
+
+    /// The checks this unit serves (by position), each once.
+    pub fn checks(&self) -> Vec<usize> {
+        let mut checks: Vec<usize> = self.steps().iter().map(|(c, _)| *c).collect();
+        checks.dedup(); // a check's steps are consecutive
+        checks
     }
 }
 
@@ -114,9 +120,7 @@ pub(crate) fn units(plans: &[Vec<Step>], cost: &[u32]) -> Vec<Unit> {
         }
     }
     let weight = |u: &Unit| {
-        let mut checks: Vec<usize> = u.steps().iter().map(|(c, _)| *c).collect();
-        checks.dedup();
-        checks
+        u.checks()
             .iter()
             .map(|c| cost.get(*c).copied().unwrap_or(1))
             .sum::<u32>()
