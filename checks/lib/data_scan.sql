@@ -16,37 +16,30 @@ select t.oid,
        t.schema_name,
        t.table_name,
        t.relkind,
-       coalesce(pk.label, 'ctid') as key_label,
-       coalesce(pk.expr, case when t.relkind = 'p'
-                              then 'c.tableoid::regclass::text || '':'' || c.ctid::text'
-                              else 'c.ctid::text' end) as key_expr,
+       case when cardinality(pk.names) = 1 then pk.names[1]
+            when cardinality(pk.names) > 1 then '(' || array_to_string(pk.names, ', ') || ')'
+            else 'ctid' end as key_label,
+       case when cardinality(pk.names) = 1 then format('c.%I::text', pk.names[1])
+            when cardinality(pk.names) > 1
+            then format('row(%s)::text', (select string_agg(format('c.%I', n), ', ' order by o)
+                                          from unnest(pk.names) with ordinality u(n, o)))
+            when t.relkind = 'p' then 'c.tableoid::regclass::text || '':'' || c.ctid::text'
+            else 'c.ctid::text' end as key_expr,
        est.n as est_rows,
-       coalesce((select sample_percent from params), '') <> '' and est.n > 100000 as sampled,
-       coalesce((select sample_percent from params), '') as sample_percent,
+       smp.sampled,
+       smp.sample_percent,
        format('%I.%I c', t.schema_name, t.table_name)
-       || case when coalesce((select sample_percent from params), '') <> '' and est.n > 100000
-               then ' tablesample system ($1::text::real)' else '' end as scan
+       || case when smp.sampled then ' tablesample system ($1::text::real)' else '' end as scan
 from scope_tables t
 -- Each lookup goes through the catalog index of this one table (conrelid, attrelid,
 -- oid): at 5,000 tables a join here that the planner hashes reads the whole catalog
 -- once per table (20 s).
 left join lateral (
-    select case when cardinality(con.conkey) = 1
-                then (select a.attname::text from pg_attribute a
-                      where a.attrelid = t.oid and a.attnum = con.conkey[1])
-                else '(' || (select string_agg(a.attname::text, ', ' order by k.ord)
-                             from unnest(con.conkey) with ordinality k(attnum, ord)
-                             cross join lateral (select a.attname from pg_attribute a
-                                                 where a.attrelid = t.oid and a.attnum = k.attnum) a) || ')'
-           end as label,
-           case when cardinality(con.conkey) = 1
-                then (select format('c.%I::text', a.attname) from pg_attribute a
-                      where a.attrelid = t.oid and a.attnum = con.conkey[1])
-                else (select format('row(%s)::text', string_agg(format('c.%I', a.attname), ', ' order by k.ord))
-                      from unnest(con.conkey) with ordinality k(attnum, ord)
-                      cross join lateral (select a.attname from pg_attribute a
-                                          where a.attrelid = t.oid and a.attnum = k.attnum) a)
-           end as expr
+    -- the primary key's column names, in key order
+    select (select array_agg(a.attname::text order by k.ord)
+            from unnest(con.conkey) with ordinality k(attnum, ord)
+            cross join lateral (select a.attname from pg_attribute a
+                                where a.attrelid = t.oid and a.attnum = k.attnum) a) as names
     from pg_constraint con
     where con.conrelid = t.oid and con.contype = 'p'
 ) pk on true
@@ -61,3 +54,7 @@ cross join lateral (
                               where pc.oid = pt.relid and pc.relkind = 'r') pc
           where pt.isleaf) x
 ) est
+cross join lateral (
+    select p.sample_percent, p.sample_percent <> '' and est.n > 100000 as sampled
+    from (select coalesce((select sample_percent from params), '') as sample_percent) p
+) smp
