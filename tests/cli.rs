@@ -9,9 +9,22 @@ use support::{assert_exit, cli, TestDb};
 
 /// A custom catalog check in `dir`, as a team would add with --checks.
 fn custom_check(dir: &std::path::Path, id: &str, title: &str, sql: &str) {
+    custom_check_of_kind(dir, id, title, "catalog", &[], sql);
+}
+
+/// A custom check of `kind` using the building blocks `uses`; `sql` goes in a TOML
+/// literal string, as written.
+fn custom_check_of_kind(
+    dir: &std::path::Path,
+    id: &str,
+    title: &str,
+    kind: &str,
+    uses: &[&str],
+    sql: &str,
+) {
     let text = format!(
-        "id = \"{id}\"\nsection = \"custom\"\ntitle = \"{title}\"\nseverity = \"high\"\nkind = \"catalog\"\n\
-         description = \"{title}\"\nsql = \"{sql}\"\n\
+        "id = \"{id}\"\nsection = \"custom\"\ntitle = \"{title}\"\nseverity = \"high\"\nkind = \"{kind}\"\n\
+         description = \"{title}\"\nuses = {uses:?}\nsql = \'\'\'\n{sql}\n\'\'\'\n\
          [[test]]\nname = \"p\"\nexpect = \"pass\"\n[[test]]\nname = \"f\"\nexpect = \"fail\"\n"
     );
     write(dir, &format!("{id}.toml"), &text);
@@ -332,13 +345,13 @@ async fn a_locked_table_makes_one_check_error_and_the_audit_finishes() {
 /// The work_mem a data check's query runs with, as a custom data check reports it.
 async fn data_work_mem(db: &TestDb, config: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    write(
+    custom_check_of_kind(
         dir.path(),
-        "custom.work_mem.toml",
-        "id = \"custom.work_mem\"\nsection = \"custom\"\ntitle = \"work_mem\"\nseverity = \"low\"\n\
-         kind = \"data\"\ndescription = \"work_mem\"\n\
-         sql = \"select 'x'::text as object, 'select false as ok, current_setting(''work_mem'') as evidence'::text as query\"\n\
-         [[test]]\nname = \"p\"\nexpect = \"pass\"\n[[test]]\nname = \"f\"\nexpect = \"fail\"\n",
+        "custom.work_mem",
+        "work_mem",
+        "data",
+        &[],
+        "select 'x'::text as object, 'select false as ok, current_setting(''work_mem'') as evidence'::text as query",
     );
     let conf_dir = tempfile::tempdir().unwrap();
     let config = write(conf_dir.path(), "pg-integrity.toml", config);
@@ -387,28 +400,15 @@ async fn a_broken_row_test_errors_its_own_check_and_spares_those_sharing_its_sca
     let dir = tempfile::tempdir().unwrap();
     // A data check whose row test reads a column that does not exist: the shared
     // scan of jobs fails, and is read again part by part.
-    write(
+    custom_check_of_kind(
         dir.path(),
-        "custom.broken_part.toml",
-        r#"id = "custom.broken_part"
-section = "custom"
-title = "Broken row test"
-severity = "low"
-kind = "data"
-description = "Broken row test"
-uses = ["data_scan"]
-sql = """
-select d.object || '.nope' as object, d.scan, d.key_expr as scan_key, 'c.nope is null' as hit,
+        "custom.broken_part",
+        "Broken row test",
+        "data",
+        &["data_scan"],
+        "select d.object || '.nope' as object, d.scan, d.key_expr as scan_key, 'c.nope is null' as hit,
        'select $1 = 0 as ok, $1::text as evidence' as query
-from data_scan d
-"""
-[[test]]
-name = "p"
-expect = "pass"
-[[test]]
-name = "f"
-expect = "fail"
-"#,
+from data_scan d",
     );
     let out = audit_with_checks(
         &db.url,
