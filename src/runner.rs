@@ -584,6 +584,12 @@ fn object_row(r: &tokio_postgres::Row) -> Result<Row3, String> {
     ))
 }
 
+/// Whether a message from [`db_message`] is a statement timeout (SQLSTATE 57014,
+/// which `db_message` writes in parentheses after the message).
+pub(crate) fn is_statement_timeout(message: &str) -> bool {
+    message.contains("(57014)")
+}
+
 /// A server error as one line: message, then detail and hint when present.
 pub fn db_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

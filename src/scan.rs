@@ -19,7 +19,9 @@
 use crate::config::LoadedConfig;
 use crate::params::{self, ParamValue};
 use crate::phased::{bind, count_params, outcome, Step};
-use crate::runner::{db_message, in_savepoint, query_in_savepoint, read_and_roll_back, Row3};
+use crate::runner::{
+    db_message, in_savepoint, is_statement_timeout, query_in_savepoint, read_and_roll_back, Row3,
+};
 use std::collections::HashMap;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
@@ -174,7 +176,7 @@ pub(crate) async fn run_unit(
                 // One broken part spoils the scan: read again part by part, so that
                 // the error is pinned on the check that caused it. Not after a
                 // statement timeout: each part alone would wait as long again.
-                Err(e) if parts.len() == 1 || e.contains("(57014)") => parts
+                Err(e) if parts.len() == 1 || is_statement_timeout(&e) => parts
                     .iter()
                     .map(|id| (*id, Err(format!("{}: {e}", object(id)))))
                     .collect(),
