@@ -251,7 +251,9 @@ async fn an_audit_changes_nothing() {
     .await;
     // What a dump would show, read with SQL (pg_dump must match the server's major
     // version, which a relocatable test server may not ship): every relation, column,
-    // constraint, index, policy and function, every role setting, and every row.
+    // constraint, index, policy and function, the settings of this database and of the
+    // connecting role, and every row. Not other databases' settings: pg_db_role_setting
+    // is shared, and other tests set their own databases' settings while this one runs.
     let dump = || async {
         {
             let c = db.client().await;
@@ -264,7 +266,7 @@ async fn an_audit_changes_nothing() {
                         (select string_agg(pg_get_indexdef(indexrelid) || indisvalid::text, ',' order by indexrelid) from pg_index where indrelid in (select oid from pg_class where relnamespace = 'public'::regnamespace)),
                         (select string_agg(polname, ',' order by oid) from pg_policy),
                         (select string_agg(proname, ',' order by oid) from pg_proc where pronamespace = 'public'::regnamespace),
-                        (select string_agg(array_to_string(setconfig, ';'), ',') from pg_db_role_setting),
+                        (select string_agg(array_to_string(setconfig, ';'), ',' order by setdatabase, setrole) from pg_db_role_setting where setdatabase = (select oid from pg_database where datname = current_database()) or (setdatabase = 0 and setrole = (select oid from pg_roles where rolname = current_user))),
                         (select string_agg(t::text, ',' order by t::text) from tenants t),
                         (select string_agg(t::text, ',' order by t::text) from tickets t))",
                     &[],
