@@ -33,10 +33,12 @@ pub enum Color {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Audit a database and report; the exit code is the CI gate
-    ///
-    /// Examples:
-    ///   pg-integrity audit --database-url postgres://app@db/prod
-    ///   pg-integrity audit --schema schema.sql --format json --fail-on medium
+    // The examples go in after_help, which clap prints as written: in a doc comment
+    // its paragraph wrapping would run them into one line.
+    #[command(after_help = "Examples:\n  \
+        pg-integrity audit --database-url postgres://app@db/prod\n  \
+        pg-integrity audit --schema schema.sql --format json --fail-on medium\n  \
+        pg-integrity audit --deep --sample 5 --probe --jobs 4")]
     Audit(Box<AuditArgs>),
     /// List, show, validate and test check definitions
     #[command(subcommand)]
@@ -87,7 +89,7 @@ pub enum MigrateCommand {
 /// Where migrations come from.
 #[derive(Debug, Args, Clone, Default)]
 pub struct MigrationSource {
-    /// Use the V{n}__name.sql files of this directory instead of the built-in remediation migrations
+    /// Use the V<n>__name.sql files of this directory instead of the built-in remediation migrations
     #[arg(long = "from", value_name = "DIR")]
     pub from: Option<PathBuf>,
 }
@@ -140,7 +142,7 @@ pub struct TargetArgs {
     #[arg(long, value_name = "FILE.sql", num_args = 1..)]
     pub schema: Vec<PathBuf>,
 
-    /// With --schema: then apply the V{n}__name.sql files of this directory in version order
+    /// With --schema: then apply the V<n>__name.sql files of this directory in version order
     #[arg(long, value_name = "DIR", requires = "schema")]
     pub migrations: Option<PathBuf>,
 }

@@ -576,3 +576,27 @@ fn a_deep_audit_reads_more_tables_than_the_lock_table_holds() {
     assert_eq!(negatives["findings"].as_array().unwrap().len(), 1000);
     assert_eq!(check_in(&doc, "data.tenant_duplicates")["status"], "pass");
 }
+
+#[test]
+fn audit_help_prints_each_example_and_the_migration_file_pattern_as_written() {
+    let out = cli().args(["audit", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = help.lines().map(str::trim).collect();
+    for example in [
+        "pg-integrity audit --database-url postgres://app@db/prod",
+        "pg-integrity audit --schema schema.sql --format json --fail-on medium",
+    ] {
+        assert!(
+            lines.contains(&example),
+            "{example:?} on a line of its own:\n{help}"
+        );
+    }
+    // clap reads `{n}` in help text as a line break.
+    assert!(help.contains("V<n>__name.sql"), "{help}");
+    // And where migrate takes another directory of migrations.
+    let tree = cli().args(["migrate", "apply", "--help"]).output().unwrap();
+    assert!(String::from_utf8(tree.stdout)
+        .unwrap()
+        .contains("V<n>__name.sql"));
+}
