@@ -39,7 +39,82 @@ struct DeepRun {
     /// Units not finished yet: whoever finishes the last renders the results.
     left: std::sync::atomic::AtomicUsize,
 }
-type WorkQueue = Arc<Mutex<VecDeque<Work>>>;
+
+/// The audit's work, shared by its connections. A connection that finds it empty
+/// waits while a `DeepPlan` is being planned (its units are still to come) instead
+/// of leaving: otherwise, in an audit of only data checks, the plan's connection
+/// would read every table alone while the others had already gone.
+struct WorkQueue {
+    state: Mutex<(VecDeque<Work>, usize)>,
+    wake: tokio::sync::Notify,
+}
+
+impl WorkQueue {
+    fn new(work: VecDeque<Work>) -> Self {
+        WorkQueue {
+            state: Mutex::new((work, 0)),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The next work, or `None` once there is none and none is being planned.
+    async fn next(&self) -> Option<Work> {
+        loop {
+            // Registered before the queue is looked at, so that a wake-up sent
+            // between the look and the wait is not missed.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            {
+                let mut state = self.state.lock().ok()?;
+                if let Some(work) = state.0.pop_front() {
+                    if matches!(work, Work::DeepPlan(_)) {
+                        state.1 += 1;
+                    }
+                    return Some(work);
+                }
+                if state.1 == 0 {
+                    return None;
+                }
+            }
+            woken.await;
+        }
+    }
+
+    /// A plan is done (or given up, `None`): its units go first, and waiting
+    /// connections wake up.
+    fn planned(&self, run: Option<&Arc<DeepRun>>) {
+        if let Ok(mut state) = self.state.lock() {
+            if let Some(run) = run {
+                for k in (0..run.units.len()).rev() {
+                    state.0.push_front(Work::DeepUnit(run.clone(), k));
+                }
+            }
+            state.1 -= 1;
+        }
+        self.wake.notify_waiters();
+    }
+}
+
+/// Held while a `DeepPlan` runs: should planning end without handing over its units
+/// (a panic), the waiting connections are still let go rather than left hanging.
+struct Planning<'a>(Option<&'a WorkQueue>);
+
+impl Planning<'_> {
+    fn done(mut self, run: &Arc<DeepRun>) {
+        if let Some(queue) = self.0.take() {
+            queue.planned(Some(run));
+        }
+    }
+}
+
+impl Drop for Planning<'_> {
+    fn drop(&mut self) {
+        if let Some(queue) = self.0.take() {
+            queue.planned(None);
+        }
+    }
+}
 
 pub const APPLICATION_NAME: &str = "pg-integrity";
 
@@ -643,7 +718,14 @@ pub async fn audit(
 
     let runnable: Vec<Arc<Check>> = checks.into_iter().map(|c| Arc::new(c.clone())).collect();
     let automated = runnable.iter().filter(|c| c.kind != Kind::Manual).count();
-    let jobs = opts.jobs.clamp(1, automated.max(1));
+    // No more connections than checks, except for data checks, whose statements (one
+    // or more per table) are spread over all of them.
+    let spread = opts.batch && runnable.iter().any(|c| c.kind == Kind::Data);
+    let jobs = if spread {
+        opts.jobs.max(1)
+    } else {
+        opts.jobs.clamp(1, automated.max(1))
+    };
     let mut clients = vec![first];
     for _ in 1..jobs {
         let Ok(c) = connect(&target).await else { break };
@@ -681,7 +763,7 @@ pub async fn audit(
     if !deep.is_empty() {
         work.push_front(Work::DeepPlan(deep));
     }
-    let queue: WorkQueue = Arc::new(Mutex::new(work));
+    let queue = Arc::new(WorkQueue::new(work));
     let progress = Progress::new(
         opts.progress && std::io::stderr().is_terminal(),
         runnable.len(),
@@ -701,8 +783,7 @@ pub async fn audit(
             let mut out = vec![];
             let mut work_mem_raised = false;
             loop {
-                let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
-                match next {
+                match queue.next().await {
                     None => break,
                     Some(Work::One(i, check)) => {
                         progress.start(&check.id);
@@ -723,15 +804,13 @@ pub async fn audit(
                         for (_, c) in &checks {
                             progress.start(&c.id);
                         }
+                        let planning = Planning(Some(&queue));
                         let (done, run) =
                             plan_deep(&client, &catalog, checks, &config, &server).await;
                         out.extend(done);
+                        planning.done(&run);
                         if run.units.is_empty() {
                             out.extend(finish_deep(&client, &run, &config).await);
-                        } else if let Ok(mut q) = queue.lock() {
-                            for k in (0..run.units.len()).rev() {
-                                q.push_front(Work::DeepUnit(run.clone(), k));
-                            }
                         }
                     }
                     Some(Work::DeepUnit(run, k)) => {

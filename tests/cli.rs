@@ -394,6 +394,40 @@ async fn data_checks_raise_work_mem_to_the_configured_size_and_never_lower_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_of_data_checks_alone_reads_on_every_connection() {
+    // Only data checks: while the first connection plans them, the queue is empty,
+    // and the others must wait for the statements rather than leave.
+    let db = TestDb::new("").await;
+    let dir = tempfile::tempdir().unwrap();
+    custom_check_of_kind(
+        dir.path(),
+        "custom.backend",
+        "backend",
+        "data",
+        &[],
+        "select 'o' || g as object, 'select false as ok, pg_backend_pid()::text || pg_sleep(0.1)::text as evidence'::text as query from generate_series(1, 10) g",
+    );
+    let out = audit_with_checks(
+        &db.url,
+        dir.path(),
+        "custom.backend",
+        &["--deep", "--jobs", "2"],
+    )
+    .await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let findings = doc["checks"][0]["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(findings.len(), 10, "{doc}");
+    let backends: std::collections::BTreeSet<&str> = findings
+        .iter()
+        .map(|f| f["evidence"].as_str().unwrap())
+        .collect();
+    assert_eq!(backends.len(), 2, "statements ran on {backends:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_row_test_errors_its_own_check_and_spares_those_sharing_its_scan() {
     let db = TestDb::new(
         "create table jobs(id int primary key, status text); insert into jobs values (1, null), (2, 'done');",
