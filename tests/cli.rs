@@ -54,6 +54,12 @@ async fn audit_with_checks(
     .unwrap()
 }
 
+/// The JSON report an audit printed, or a panic with what it said on stderr.
+fn json_report(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no JSON report: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
 /// The JSON report's entry for check `id`.
 fn check_in(doc: &serde_json::Value, id: &str) -> serde_json::Value {
     doc["checks"]
@@ -365,8 +371,7 @@ async fn data_work_mem(db: &TestDb, config: &str) -> String {
         &["--deep", "--config", config],
     )
     .await;
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let doc = json_report(&out);
     doc["checks"][0]["findings"][0]["evidence"]
         .as_str()
         .unwrap_or_else(|| panic!("{doc}"))
@@ -414,8 +419,7 @@ async fn an_audit_of_data_checks_alone_reads_on_every_connection() {
         &["--deep", "--jobs", "2"],
     )
     .await;
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let doc = json_report(&out);
     let findings = doc["checks"][0]["findings"]
         .as_array()
         .unwrap_or_else(|| panic!("{doc}"));
@@ -453,8 +457,7 @@ from data_scan d",
         &["--deep", "--fail-on", "never"],
     )
     .await;
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let doc = json_report(&out);
     let by_id = |id: &str| check_in(&doc, id);
     let broken = by_id("custom.broken_part");
     assert_eq!(broken["status"], "error", "{broken}");
@@ -480,7 +483,7 @@ async fn every_audit_statement_runs_read_only() {
     let dir = tempfile::tempdir().unwrap();
     custom_check(dir.path(), "custom.writes", "Tries to write", "with w as (insert into public.t values (1) returning id) select 'x'::text as object, true as ok, ''::text as evidence from w");
     let out = audit_with_checks(&db.url, dir.path(), "custom.writes", &[]).await;
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = json_report(&out);
     assert_eq!(doc["checks"][0]["status"], "error");
     assert!(doc["checks"][0]["reason"]
         .as_str()
@@ -600,8 +603,7 @@ fn a_deep_audit_reads_more_tables_than_the_lock_table_holds() {
         .timeout(Duration::from_secs(120))
         .output()
         .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let doc = json_report(&out);
     let nulls = check_in(&doc, "data.required_nulls");
     assert_eq!(nulls["status"], "fail", "{nulls}");
     assert_eq!(nulls["findings"].as_array().unwrap().len(), 1000);
