@@ -15,14 +15,25 @@ use std::time::Instant;
 use tokio_postgres::Client;
 
 /// Work waiting for a connection: one check, or a batch of them run as one
-/// statement; each with its report position. The data checks are planned together
-/// (`DeepPlan`), then their statements (`DeepUnit`: shared scans, own queries) are
-/// spread over the connections like any other work.
+/// statement; each with its report position. The data checks are planned each on
+/// its own (`DeepPlan`, any connection), then their statements (`DeepUnit`: shared
+/// scans, own queries) are spread over the connections like any other work.
 enum Work {
     One(usize, Arc<Check>),
     Batch(Vec<(usize, Arc<Check>)>),
-    DeepPlan(Vec<(usize, Arc<Check>)>),
+    DeepPlan(Arc<DeepPlanning>, usize),
     DeepUnit(Arc<DeepRun>, usize),
+}
+
+/// A data check's steps and the time its plan took, or its result if it does not run.
+type DataPlan = Result<(Vec<crate::phased::Step>, u64), CheckResult>;
+
+/// The data checks of an audit while they are planned: each plan's outcome in its
+/// slot; whoever plans the last one builds the run.
+struct DeepPlanning {
+    checks: Vec<(usize, Arc<Check>)>,
+    slots: Mutex<Vec<Option<DataPlan>>>,
+    left: std::sync::atomic::AtomicUsize,
 }
 
 /// The data checks of an audit between planning and their last statement.
@@ -68,7 +79,7 @@ impl WorkQueue {
             {
                 let mut state = self.state.lock().ok()?;
                 if let Some(work) = state.0.pop_front() {
-                    if matches!(work, Work::DeepPlan(_)) {
+                    if matches!(work, Work::DeepPlan(..)) {
                         state.1 += 1;
                     }
                     return Some(work);
@@ -81,8 +92,8 @@ impl WorkQueue {
         }
     }
 
-    /// A plan is done (or given up, `None`): its units go first, and waiting
-    /// connections wake up.
+    /// A plan is done: the run's units (when it was the last plan) go first, and
+    /// waiting connections wake up.
     fn planned(&self, run: Option<&Arc<DeepRun>>) {
         if let Ok(mut state) = self.state.lock() {
             if let Some(run) = run {
@@ -96,14 +107,14 @@ impl WorkQueue {
     }
 }
 
-/// Held while a `DeepPlan` runs: should planning end without handing over its units
-/// (a panic), the waiting connections are still let go rather than left hanging.
+/// Held while a `DeepPlan` runs: should planning end without saying so (a panic),
+/// the waiting connections are still let go rather than left hanging.
 struct Planning<'a>(Option<&'a WorkQueue>);
 
 impl Planning<'_> {
-    fn done(mut self, run: &Arc<DeepRun>) {
+    fn done(mut self, run: Option<&Arc<DeepRun>>) {
         if let Some(queue) = self.0.take() {
-            queue.planned(Some(run));
+            queue.planned(run);
         }
     }
 }
@@ -377,39 +388,61 @@ pub async fn run_check(
     from_rows(check, config, rows, started.elapsed().as_millis() as u64)
 }
 
-/// Plan the data checks: the results of those that do not run (manual, unmet
-/// requirement, failed or skipped plan), and the run of the others.
-async fn plan_deep(
+/// Plan one data check: its steps and the time the plan took, or its result when it
+/// does not run (manual, unmet requirement, failed or skipped plan).
+async fn plan_data_check(
     client: &Client,
     catalog: &Catalog,
-    checks: Vec<(usize, Arc<Check>)>,
+    check: &Arc<Check>,
     config: &LoadedConfig,
     server: &ServerInfo,
+) -> DataPlan {
+    if let Some(r) = without_query(check, config, server) {
+        return Err(r);
+    }
+    let started = Instant::now();
+    let steps = check_rows(client, catalog, check, config)
+        .await
+        .map_err(Err)
+        .and_then(|rows| crate::phased::plan(&rows));
+    let ms = started.elapsed().as_millis() as u64;
+    match steps {
+        Ok(steps) => Ok((steps, ms)),
+        Err(Ok(reason)) => Err(from_rows(
+            check,
+            config,
+            Ok(crate::phased::skipped(reason)),
+            ms,
+        )),
+        Err(Err(e)) => Err(from_rows(check, config, Err(e), ms)),
+    }
+}
+
+/// Once every data check is planned: the results of those that do not run, and the
+/// run of the others.
+fn deep_run(
+    planning: &DeepPlanning,
+    config: &LoadedConfig,
 ) -> (Vec<(usize, CheckResult)>, Arc<DeepRun>) {
+    let mut slots = planning
+        .slots
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
     let mut done = vec![];
     let mut planned = vec![];
     let mut plans = vec![];
-    for (i, check) in checks {
-        if let Some(r) = without_query(&check, config, server) {
-            done.push((i, r));
-            continue;
-        }
-        let started = Instant::now();
-        let steps = check_rows(client, catalog, &check, config)
-            .await
-            .map_err(Err)
-            .and_then(|rows| crate::phased::plan(&rows));
-        let ms = started.elapsed().as_millis() as u64;
-        match steps {
-            Ok(steps) => {
-                planned.push((i, check, ms));
+    for (k, (i, check)) in planning.checks.iter().enumerate() {
+        match slots.get_mut(k).and_then(Option::take) {
+            Some(Ok((steps, ms))) => {
+                planned.push((*i, check.clone(), ms));
                 plans.push(steps);
             }
-            Err(Ok(reason)) => done.push((
-                i,
-                from_rows(&check, config, Ok(crate::phased::skipped(reason)), ms),
+            Some(Err(result)) => done.push((*i, result)),
+            None => done.push((
+                *i,
+                from_rows(check, config, Err("was not planned".into()), 0),
             )),
-            Err(Err(e)) => done.push((i, from_rows(&check, config, Err(e), ms))),
         }
     }
     let cost: Vec<u32> = planned.iter().map(|(_, c, _)| c.cost).collect();
@@ -759,9 +792,18 @@ pub async fn audit(
     for b in catalog.partition_batch(batch, jobs).into_iter().rev() {
         work.push_front(Work::Batch(b));
     }
-    // Planned first: the scans it queues are the longest work of a deep audit.
+    // Planned first, costliest first: the scans they queue are the longest work of a
+    // deep audit.
     if !deep.is_empty() {
-        work.push_front(Work::DeepPlan(deep));
+        deep.sort_by_key(|(i, c)| (std::cmp::Reverse(c.cost), *i));
+        let planning = Arc::new(DeepPlanning {
+            slots: Mutex::new(deep.iter().map(|_| None).collect()),
+            left: deep.len().into(),
+            checks: deep,
+        });
+        for k in (0..planning.checks.len()).rev() {
+            work.push_front(Work::DeepPlan(planning.clone(), k));
+        }
     }
     let queue = Arc::new(WorkQueue::new(work));
     let progress = Progress::new(
@@ -800,17 +842,25 @@ pub async fn audit(
                             .await,
                         ));
                     }
-                    Some(Work::DeepPlan(checks)) => {
-                        for (_, c) in &checks {
-                            progress.start(&c.id);
-                        }
+                    Some(Work::DeepPlan(deep, k)) => {
                         let planning = Planning(Some(&queue));
-                        let (done, run) =
-                            plan_deep(&client, &catalog, checks, &config, &server).await;
-                        out.extend(done);
-                        planning.done(&run);
-                        if run.units.is_empty() {
-                            out.extend(finish_deep(&client, &run, &config).await);
+                        let check = &deep.checks[k].1;
+                        progress.start(&check.id);
+                        let plan =
+                            plan_data_check(&client, &catalog, check, &config, &server).await;
+                        if let Ok(mut slots) = deep.slots.lock() {
+                            slots[k] = Some(plan);
+                        }
+                        let was = deep.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        if was == 1 {
+                            let (done, run) = deep_run(&deep, &config);
+                            out.extend(done);
+                            planning.done(Some(&run));
+                            if run.units.is_empty() {
+                                out.extend(finish_deep(&client, &run, &config).await);
+                            }
+                        } else {
+                            planning.done(None);
                         }
                     }
                     Some(Work::DeepUnit(run, k)) => {

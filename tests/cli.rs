@@ -432,6 +432,34 @@ async fn an_audit_of_data_checks_alone_reads_on_every_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_checks_are_planned_on_every_connection() {
+    // Each plan names the backend that ran it; two slow plans, two connections.
+    let db = TestDb::new("").await;
+    let dir = tempfile::tempdir().unwrap();
+    for id in ["custom.plan_a", "custom.plan_b"] {
+        custom_check_of_kind(
+            dir.path(),
+            id,
+            "planner",
+            "data",
+            &[],
+            "select 'o'::text as object, format('select false as ok, %L as evidence', pg_backend_pid()) as query from pg_sleep(0.3)",
+        );
+    }
+    let out = audit_with_checks(
+        &db.url,
+        dir.path(),
+        "custom.plan_a,custom.plan_b",
+        &["--deep", "--jobs", "2"],
+    )
+    .await;
+    let doc = json_report(&out);
+    let planner = |id: &str| check_in(&doc, id)["findings"][0]["evidence"].clone();
+    assert!(planner("custom.plan_a").is_string(), "{doc}");
+    assert_ne!(planner("custom.plan_a"), planner("custom.plan_b"), "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_row_test_errors_its_own_check_and_spares_those_sharing_its_scan() {
     let db = TestDb::new(
         "create table jobs(id int primary key, status text); insert into jobs values (1, null), (2, 'done');",
