@@ -56,14 +56,20 @@ struct DeepRun {
 /// of leaving: otherwise, in an audit of only data checks, the plan's connection
 /// would read every table alone while the others had already gone.
 struct WorkQueue {
-    state: Mutex<(VecDeque<Work>, usize)>,
+    state: Mutex<Queued>,
     wake: tokio::sync::Notify,
+}
+
+struct Queued {
+    work: VecDeque<Work>,
+    /// `DeepPlan`s taken and not finished.
+    planning: usize,
 }
 
 impl WorkQueue {
     fn new(work: VecDeque<Work>) -> Self {
         WorkQueue {
-            state: Mutex::new((work, 0)),
+            state: Mutex::new(Queued { work, planning: 0 }),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -78,13 +84,13 @@ impl WorkQueue {
             woken.as_mut().enable();
             {
                 let mut state = self.state.lock().ok()?;
-                if let Some(work) = state.0.pop_front() {
+                if let Some(work) = state.work.pop_front() {
                     if matches!(work, Work::DeepPlan(..)) {
-                        state.1 += 1;
+                        state.planning += 1;
                     }
                     return Some(work);
                 }
-                if state.1 == 0 {
+                if state.planning == 0 {
                     return None;
                 }
             }
@@ -98,10 +104,10 @@ impl WorkQueue {
         if let Ok(mut state) = self.state.lock() {
             if let Some(run) = run {
                 for k in (0..run.units.len()).rev() {
-                    state.0.push_front(Work::DeepUnit(run.clone(), k));
+                    state.work.push_front(Work::DeepUnit(run.clone(), k));
                 }
             }
-            state.1 -= 1;
+            state.planning -= 1;
         }
         self.wake.notify_waiters();
     }
