@@ -350,28 +350,36 @@ async fn a_locked_table_makes_one_check_error_and_the_audit_finishes() {
     assert_eq!(by_id("schema.primary_keys")["status"], "pass");
 }
 
+/// The JSON report of `audit --deep [EXTRA...]` with only the custom data checks
+/// `checks` (id, planning SQL).
+async fn audit_custom_data_checks(
+    db: &TestDb,
+    checks: &[(&str, &str)],
+    extra: &[&str],
+) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    for (id, sql) in checks {
+        custom_check_of_kind(dir.path(), id, id, "data", &[], sql);
+    }
+    let ids: Vec<&str> = checks.iter().map(|(id, _)| *id).collect();
+    let mut args = vec!["--deep"];
+    args.extend(extra);
+    json_report(&audit_with_checks(&db.url, dir.path(), &ids.join(","), &args).await)
+}
+
 /// The work_mem a data check's query runs with, as a custom data check reports it.
 async fn data_work_mem(db: &TestDb, config: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    custom_check_of_kind(
-        dir.path(),
-        "custom.work_mem",
-        "work_mem",
-        "data",
-        &[],
-        "select 'x'::text as object, 'select false as ok, current_setting(''work_mem'') as evidence'::text as query",
-    );
     let conf_dir = tempfile::tempdir().unwrap();
     let config = write(conf_dir.path(), "pg-integrity.toml", config);
-    let config = config.to_str().unwrap();
-    let out = audit_with_checks(
-        &db.url,
-        dir.path(),
-        "custom.work_mem",
-        &["--deep", "--config", config],
+    let doc = audit_custom_data_checks(
+        db,
+        &[(
+            "custom.work_mem",
+            "select 'x'::text as object, 'select false as ok, current_setting(''work_mem'') as evidence'::text as query",
+        )],
+        &["--config", config.to_str().unwrap()],
     )
     .await;
-    let doc = json_report(&out);
     doc["checks"][0]["findings"][0]["evidence"]
         .as_str()
         .unwrap_or_else(|| panic!("{doc}"))
@@ -403,23 +411,15 @@ async fn an_audit_of_data_checks_alone_reads_on_every_connection() {
     // Only data checks: while the first connection plans them, the queue is empty,
     // and the others must wait for the statements rather than leave.
     let db = TestDb::new("").await;
-    let dir = tempfile::tempdir().unwrap();
-    custom_check_of_kind(
-        dir.path(),
-        "custom.backend",
-        "backend",
-        "data",
-        &[],
-        "select 'o' || g as object, 'select false as ok, pg_backend_pid()::text || pg_sleep(0.1)::text as evidence'::text as query from generate_series(1, 10) g",
-    );
-    let out = audit_with_checks(
-        &db.url,
-        dir.path(),
-        "custom.backend",
-        &["--deep", "--jobs", "2"],
+    let doc = audit_custom_data_checks(
+        &db,
+        &[(
+            "custom.backend",
+            "select 'o' || g as object, 'select false as ok, pg_backend_pid()::text || pg_sleep(0.1)::text as evidence'::text as query from generate_series(1, 10) g",
+        )],
+        &["--jobs", "2"],
     )
     .await;
-    let doc = json_report(&out);
     let findings = doc["checks"][0]["findings"]
         .as_array()
         .unwrap_or_else(|| panic!("{doc}"));
@@ -435,25 +435,13 @@ async fn an_audit_of_data_checks_alone_reads_on_every_connection() {
 async fn data_checks_are_planned_on_every_connection() {
     // Each plan names the backend that ran it; two slow plans, two connections.
     let db = TestDb::new("").await;
-    let dir = tempfile::tempdir().unwrap();
-    for id in ["custom.plan_a", "custom.plan_b"] {
-        custom_check_of_kind(
-            dir.path(),
-            id,
-            "planner",
-            "data",
-            &[],
-            "select 'o'::text as object, format('select false as ok, %L as evidence', pg_backend_pid()) as query from pg_sleep(0.3)",
-        );
-    }
-    let out = audit_with_checks(
-        &db.url,
-        dir.path(),
-        "custom.plan_a,custom.plan_b",
-        &["--deep", "--jobs", "2"],
+    let plan = "select 'o'::text as object, format('select false as ok, %L as evidence', pg_backend_pid()) as query from pg_sleep(0.3)";
+    let doc = audit_custom_data_checks(
+        &db,
+        &[("custom.plan_a", plan), ("custom.plan_b", plan)],
+        &["--jobs", "2"],
     )
     .await;
-    let doc = json_report(&out);
     let planner = |id: &str| check_in(&doc, id)["findings"][0]["evidence"].clone();
     assert!(planner("custom.plan_a").is_string(), "{doc}");
     assert_ne!(planner("custom.plan_a"), planner("custom.plan_b"), "{doc}");
