@@ -39,7 +39,8 @@ fn col<T: for<'a> tokio_postgres::types::FromSql<'a>>(r: &Row, name: &str) -> Op
         .and_then(|i| r.try_get::<_, Option<T>>(i).ok().flatten())
 }
 
-/// Read the plan; `Err(Ok(reason))` when the plan says the check cannot run here.
+/// Read the plan; `Err(Ok(reason))` when the plan says the check cannot run here
+/// (`no.map(skipped)` is then the check's outcome: the skip, or the error).
 pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
     let mut steps = vec![];
     for r in rows {
@@ -118,8 +119,7 @@ pub async fn run_data(
 ) -> Result<Vec<Row3>, String> {
     let steps = match plan(rows) {
         Ok(s) => s,
-        Err(Ok(reason)) => return Ok(skipped(reason)),
-        Err(Err(e)) => return Err(e),
+        Err(no) => return no.map(skipped),
     };
     let plans = [steps];
     crate::scan::raise_work_mem(client, config).await;
@@ -138,8 +138,7 @@ pub async fn run_probes(
 ) -> Result<Vec<Row3>, String> {
     let steps = match plan(rows) {
         Ok(s) => s,
-        Err(Ok(reason)) => return Ok(skipped(reason)),
-        Err(Err(e)) => return Err(e),
+        Err(no) => return no.map(skipped),
     };
     if steps.is_empty() {
         return Ok(vec![]);

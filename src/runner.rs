@@ -412,16 +412,10 @@ async fn plan_data_check(
         .map_err(Err)
         .and_then(|rows| crate::phased::plan(&rows));
     let ms = started.elapsed().as_millis() as u64;
-    match steps {
-        Ok(steps) => Ok((steps, ms)),
-        Err(Ok(reason)) => Err(from_rows(
-            check,
-            config,
-            Ok(crate::phased::skipped(reason)),
-            ms,
-        )),
-        Err(Err(e)) => Err(from_rows(check, config, Err(e), ms)),
-    }
+    // a plan that says the check cannot run here is a skip, a broken one an error
+    steps
+        .map(|steps| (steps, ms))
+        .map_err(|no| from_rows(check, config, no.map(crate::phased::skipped), ms))
 }
 
 /// Once every data check is planned: the results of those that do not run, and the
@@ -757,13 +751,24 @@ pub async fn audit(
 
     let runnable: Vec<Arc<Check>> = checks.into_iter().map(|c| Arc::new(c.clone())).collect();
     let automated = runnable.iter().filter(|c| c.kind != Kind::Manual).count();
+    let mut batch = vec![];
+    let mut deep = vec![];
+    let mut single = vec![];
+    for (i, c) in runnable.iter().cloned().enumerate() {
+        if opts.batch && batchable(&c, &server, config) {
+            batch.push((i, c));
+        } else if opts.batch && c.kind == Kind::Data {
+            deep.push((i, c));
+        } else {
+            single.push((i, c));
+        }
+    }
     // No more connections than checks, except for data checks, whose statements (one
     // or more per table) are spread over all of them.
-    let spread = opts.batch && runnable.iter().any(|c| c.kind == Kind::Data);
-    let jobs = if spread {
-        opts.jobs.max(1)
-    } else {
+    let jobs = if deep.is_empty() {
         opts.jobs.clamp(1, automated.max(1))
+    } else {
+        opts.jobs.max(1)
     };
     let mut clients = vec![first];
     for _ in 1..jobs {
@@ -781,18 +786,6 @@ pub async fn audit(
     // (data scans, probes) follow one by one on the other connections, costliest
     // first (by `cost`), so that a long scan does not start last and run alone.
     let mut work: VecDeque<Work> = VecDeque::new();
-    let mut batch = vec![];
-    let mut deep = vec![];
-    let mut single = vec![];
-    for (i, c) in runnable.iter().cloned().enumerate() {
-        if opts.batch && batchable(&c, &server, config) {
-            batch.push((i, c));
-        } else if opts.batch && c.kind == Kind::Data {
-            deep.push((i, c));
-        } else {
-            single.push((i, c));
-        }
-    }
     single.sort_by_key(|(i, c)| (std::cmp::Reverse(c.cost), *i));
     work.extend(single.into_iter().map(|(i, c)| Work::One(i, c)));
     for b in catalog.partition_batch(batch, jobs).into_iter().rev() {
