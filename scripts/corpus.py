@@ -16,6 +16,8 @@ ap.add_argument("--corpus", default=os.path.join(os.path.dirname(__file__), ".."
 ap.add_argument("--server", default="host=127.0.0.1 user=postgres")
 ap.add_argument("--bin", default="target/release/pg-integrity")
 ap.add_argument("--json-dir", default=None, help="keep each audit's JSON here")
+ap.add_argument("--db-prefix", default="corpus_",
+                help="prefix of the databases made (several runs at once on one server need different ones)")
 ap.add_argument("--compare-batch", action="store_true",
                 help="also audit with --no-batch and fail if any check says something else")
 ap.add_argument("entries", nargs="*")
@@ -53,7 +55,7 @@ entries = args.entries or sorted(e for e in os.listdir(corpus) if os.path.isdir(
 summary = []
 for entry in entries:
     db, files = load_command(entry)
-    db = db if entry == "chinook" else f"corpus_{entry.replace('-', '_')}"
+    db = db if entry == "chinook" else f"{args.db_prefix}{entry.replace('-', '_')}"
     maintenance = "postgres"
     psql(maintenance, "-c", f'drop database if exists "{db}" with (force)', check=False)
     if entry == "chinook":
