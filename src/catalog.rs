@@ -97,11 +97,17 @@ struct RawTest {
     #[serde(default)]
     failing: Option<Vec<String>>,
     #[serde(default)]
+    unknown: Option<Vec<String>>,
+    #[serde(default)]
+    related: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     evidence: Vec<String>,
     #[serde(default)]
     config: Option<toml::Table>,
     #[serde(default)]
     min_server_version: Option<i32>,
+    #[serde(default)]
+    max_server_version: Option<i32>,
     #[serde(default)]
     preloaded: Vec<String>,
     #[serde(default)]
@@ -116,11 +122,17 @@ pub struct TestCase {
     pub expect: Status,
     /// When given, exactly these objects must be reported not ok.
     pub failing: Option<Vec<String>>,
+    /// When given, exactly these objects must be unknown (ok NULL).
+    pub unknown: Option<Vec<String>>,
+    /// Object -> exactly the related objects its row must carry.
+    pub related: std::collections::BTreeMap<String, Vec<String>>,
     /// Each of these must appear in the evidence of some row (ok or not).
     pub evidence: Vec<String>,
     /// Configuration for this case, written as in `pg-integrity.toml`.
     pub config: Option<String>,
     pub min_server_version: Option<i32>,
+    /// Run only on servers up to this version (a case about an older server's gap).
+    pub max_server_version: Option<i32>,
     /// Libraries that must be in shared_preload_libraries (else the case is skipped).
     pub preloaded: Vec<String>,
     /// Libraries that must not be preloaded (for "installed but not loaded" cases).
@@ -422,14 +434,20 @@ impl Catalog {
             // A passing row's evidence is shown only when it is a check's one row:
             // past the first row, it is not sent (a 5,000-table audit passes
             // ~110,000 rows, ~5 MB of text).
+            // A finding's `related` objects, when the check returns that column (read
+            // by name from the row, so checks without it need no placeholder).
             arms.push(format!(
                 "select {k} as pgi_check, object, ok, \
-                 case when ok and row_number() over () > 1 then null else evidence end \
-                 from pgi_check_{k}"
+                 case when ok and row_number() over () > 1 then null else evidence end, \
+                 case when ok is not true then \
+                 array(select jsonb_array_elements_text(to_jsonb(c) -> 'related')) end \
+                 from pgi_check_{k} c"
             ));
         }
         if arms.is_empty() {
-            arms.push("select 0, null::text, null::boolean, null::text where false".into());
+            arms.push(
+                "select 0, null::text, null::boolean, null::text, null::text[] where false".into(),
+            );
         }
         out.push('\n');
         out.push_str(&arms.join("\nunion all\n"));
@@ -835,9 +853,12 @@ fn parse_check(
             setup: t.setup,
             expect,
             failing: t.failing,
+            unknown: t.unknown,
+            related: t.related,
             evidence: t.evidence,
             config,
             min_server_version: t.min_server_version,
+            max_server_version: t.max_server_version,
             preloaded: t.preloaded,
             not_preloaded: t.not_preloaded,
         });

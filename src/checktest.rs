@@ -124,6 +124,11 @@ async fn run_case_inner(
             return Ok(Some(format!("needs server_version_num >= {min}")));
         }
     }
+    if let Some(max) = case.max_server_version {
+        if version > max {
+            return Ok(Some(format!("needs server_version_num <= {max}")));
+        }
+    }
     let preload: String = admin
         .query_one("select current_setting('shared_preload_libraries')", &[])
         .await
@@ -235,7 +240,11 @@ async fn in_database(
             // Verdicts, not evidence: the first run is itself tracked by
             // pg_stat_statements, so evidence that counts tracked statements moves.
             let rows = |r: &crate::runner::CheckResult| {
-                let mut v: Vec<_> = r.objects.iter().map(|o| (o.object.clone(), o.ok)).collect();
+                let mut v: Vec<_> = r
+                    .objects
+                    .iter()
+                    .map(|o| (o.object.clone(), o.ok, o.related.clone()))
+                    .collect();
                 v.sort();
                 (r.status, v)
             };
@@ -257,9 +266,18 @@ async fn in_database(
                 .objects
                 .iter()
                 .map(|o| {
+                    let related = if o.related.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (related: {})", o.related.join(", "))
+                    };
                     format!(
-                        "{} {}: {}",
-                        if o.ok { "ok" } else { "NOT OK" },
+                        "{} {}: {}{related}",
+                        match o.ok {
+                            Some(true) => "ok",
+                            Some(false) => "NOT OK",
+                            None => "UNKNOWN",
+                        },
                         o.object,
                         o.evidence
                     )
@@ -281,11 +299,44 @@ async fn in_database(
             return Err(format!("expected failing {want:?}, {}", describe()));
         }
     }
+    if let Some(expected) = &case.unknown {
+        let mut want = expected.clone();
+        want.sort();
+        let mut got: Vec<String> = result.unknowns().map(|o| o.object.clone()).collect();
+        got.sort();
+        if want != got {
+            return Err(format!("expected unknown {want:?}, {}", describe()));
+        }
+    }
+    for (object, want) in &case.related {
+        let got = result
+            .objects
+            .iter()
+            .find(|o| &o.object == object)
+            .map(|o| {
+                let mut r = o.related.clone();
+                r.sort();
+                r
+            });
+        let mut want = want.clone();
+        want.sort();
+        if got.as_ref() != Some(&want) {
+            return Err(format!(
+                "expected {object} to stand for related {want:?}, {}",
+                describe()
+            ));
+        }
+    }
     for want in &case.evidence {
+        // the evidence of any row, or the reason of a skipped check
         if !result
             .objects
             .iter()
             .any(|o| o.evidence.contains(want.as_str()))
+            && !result
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains(want.as_str()))
         {
             return Err(format!(
                 "expected evidence containing {want:?}, {}",
@@ -327,16 +378,21 @@ async fn contract(
         };
     }
     let want = [("object", "text"), ("ok", "bool"), ("evidence", "text")];
-    let ok = cols.len() == 3
+    let ok = cols.len() >= 3
         && cols
             .iter()
             .zip(want)
             .all(|((n, t), (wn, wt))| n == wn && t == wt);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "the check must return (object text, ok boolean, evidence text); it returns {cols:?}"
-        ))
+    if !ok {
+        return Err(format!(
+            "the check must return (object text, ok boolean, evidence text[, related text[], ...]); it returns {cols:?}"
+        ));
+    }
+    // Further columns are the finding's own fields (SPEC §3); `related` has a type.
+    match cols.iter().skip(3).find(|(n, _)| n == "related") {
+        Some((_, t)) if t != "_text" => Err(format!(
+            "the column related must be text[] (the other objects a finding stands for); it is {t}"
+        )),
+        _ => Ok(()),
     }
 }

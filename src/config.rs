@@ -54,8 +54,42 @@ impl OneOrMany {
 pub struct Tenancy {
     pub column: OneOrMany,
     pub tenant_table: String,
+    /// How policies bind rows to a tenant (SPEC §4).
+    pub model: TenancyModel,
+    /// Setting model: the tenant id the session sets.
     pub setting: String,
+    /// Membership model: the table that says which tenants a user belongs to
+    /// ("" = read from the policies).
+    pub membership_table: String,
+    /// Membership model: the expression that names the session's user, e.g.
+    /// `auth.uid()` ("" = read from the policies).
+    pub user_identity: String,
     pub global_tables: Vec<Spanned<String>>,
+    /// Unique keys that are global by design: "schema.table.constraint" or globs.
+    pub global_keys: Vec<Spanned<String>>,
+}
+
+/// `[tenancy] model`: how a policy ties a row to the session's tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TenancyModel {
+    /// Decided from the policies; the report says which and why.
+    #[default]
+    Auto,
+    /// `tenant_col = current_setting(setting)`.
+    Setting,
+    /// `tenant_col IN (tenants of the session's user)`.
+    Membership,
+}
+
+impl TenancyModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenancyModel::Auto => "auto",
+            TenancyModel::Setting => "setting",
+            TenancyModel::Membership => "membership",
+        }
+    }
 }
 
 impl Default for Tenancy {
@@ -63,8 +97,12 @@ impl Default for Tenancy {
         Tenancy {
             column: OneOrMany::One("tenant_id".into()),
             tenant_table: "tenants".into(),
+            model: TenancyModel::Auto,
             setting: "app.current_tenant".into(),
+            membership_table: String::new(),
+            user_identity: String::new(),
             global_tables: vec![],
+            global_keys: vec![],
         }
     }
 }
@@ -250,6 +288,7 @@ impl LoadedConfig {
         let glob_lists = [
             &c.scope.exclude_tables,
             &c.tenancy.global_tables,
+            &c.tenancy.global_keys,
             &c.columns.required,
             &c.columns.natural_keys,
             &c.columns.inventory,

@@ -40,9 +40,21 @@ pub struct Finding {
     pub baseline: bool,
     pub evidence: String,
     pub object: String,
+    /// The other objects this finding stands for (SPEC §3); a baseline entry or a
+    /// waiver naming one of them matches the finding too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
     pub waived: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiver_reason: Option<String>,
+}
+
+/// An object whose verdict the database cannot show, with the reason and what to
+/// verify (SPEC §3). Never counted as failing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unknown {
+    pub object: String,
+    pub reason: String,
 }
 
 impl Finding {
@@ -55,6 +67,7 @@ impl Finding {
 pub struct Assessed {
     pub result: CheckResult,
     pub findings: Vec<Finding>,
+    pub unknown: Vec<Unknown>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,10 +183,14 @@ pub fn assess(
             }
         }
     }
-    let active = |check: &str, object: &str| {
+    // A finding is matched by its own name or by any of its related objects, so
+    // waivers and baselines written before a finding was folded still hold.
+    let active = |check: &str, names: &[&str]| {
         waivers.iter().find(|w| {
             w.check.get_ref() == check
-                && crate::glob::matches(w.object.get_ref(), object)
+                && names
+                    .iter()
+                    .any(|n| crate::glob::matches(w.object.get_ref(), n))
                 && w.expiry().is_none_or(|d| d >= opts.today)
         })
     };
@@ -184,19 +201,33 @@ pub fn assess(
             let findings = r
                 .findings()
                 .map(|o| {
-                    let w = active(&r.check.id, &o.object);
+                    let names: Vec<&str> = std::iter::once(o.object.as_str())
+                        .chain(o.related.iter().map(String::as_str))
+                        .collect();
+                    let w = active(&r.check.id, &names);
                     Finding {
                         object: o.object.clone(),
                         evidence: o.evidence.clone(),
+                        related: o.related.clone(),
                         waived: w.is_some(),
-                        baseline: base.contains(&(r.check.id.as_str(), o.object.as_str())),
+                        baseline: names
+                            .iter()
+                            .any(|n| base.contains(&(r.check.id.as_str(), *n))),
                         waiver_reason: w.map(|w| w.reason.clone()),
                     }
+                })
+                .collect();
+            let unknown = r
+                .unknowns()
+                .map(|o| Unknown {
+                    object: o.object.clone(),
+                    reason: o.evidence.clone(),
                 })
                 .collect();
             Assessed {
                 result: r.clone(),
                 findings,
+                unknown,
             }
         })
         .collect();
@@ -239,5 +270,111 @@ pub fn assess(
         service: config.service_name().map(str::to_string),
         artifact: None,
         run,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ObjectResult;
+    use std::sync::Arc;
+
+    fn run_with(objects: Vec<ObjectResult>) -> AuditRun {
+        let catalog = crate::catalog::Catalog::load(&[] as &[&str]).expect("catalog");
+        let check = Arc::new(
+            catalog
+                .checks
+                .get("schema.duplicate_indexes")
+                .expect("check")
+                .clone(),
+        );
+        let status = crate::model::derive_status(&objects, false);
+        AuditRun {
+            database: "d".into(),
+            server_version: "15".into(),
+            server_version_num: 150000,
+            started_at: chrono::Utc::now(),
+            duration_ms: 0,
+            results: vec![CheckResult {
+                severity: check.severity,
+                check: Arc::clone(&check),
+                status,
+                reason: None,
+                objects,
+                duration_ms: 0,
+            }],
+        }
+    }
+
+    fn row(object: &str, ok: Option<bool>, related: &[&str]) -> ObjectResult {
+        ObjectResult {
+            object: object.into(),
+            ok,
+            evidence: format!("evidence of {object}"),
+            related: related.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn opts() -> GateOptions {
+        GateOptions {
+            fail_on: FailOn::At(Severity::Low),
+            min_score: None,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_baseline_entry_naming_a_related_object_matches_the_finding() {
+        let run = run_with(vec![row(
+            "public.t.a_idx",
+            Some(false),
+            &["public.t.b_idx"],
+        )]);
+        let baseline = Baseline {
+            format_version: Baseline::VERSION,
+            findings: vec![BaselineEntry {
+                check: "schema.duplicate_indexes".into(),
+                object: "public.t.b_idx".into(),
+            }],
+        };
+        let config = LoadedConfig::parse("x.toml", "").expect("config");
+        let a = assess(run.clone(), &config, Some(&baseline), &opts());
+        assert!(a.checks[0].findings[0].baseline);
+        assert!(a.gate.passed, "{:?}", a.gate.reasons);
+        // without the baseline the same finding fails the gate
+        let a = assess(run, &config, None, &opts());
+        assert!(!a.gate.passed);
+    }
+
+    #[test]
+    fn a_waiver_naming_a_related_object_matches_the_finding() {
+        let run = run_with(vec![row(
+            "public.t.a_idx",
+            Some(false),
+            &["public.t.b_idx"],
+        )]);
+        let config = LoadedConfig::parse(
+            "x.toml",
+            "[[waiver]]\ncheck = \"schema.duplicate_indexes\"\nobject = \"public.t.b_*\"\nreason = \"kept\"\n",
+        )
+        .expect("config");
+        let a = assess(run, &config, None, &opts());
+        assert!(a.checks[0].findings[0].waived);
+        assert!(a.gate.passed, "{:?}", a.gate.reasons);
+    }
+
+    #[test]
+    fn unknown_objects_are_listed_and_never_fail_the_gate() {
+        let run = run_with(vec![
+            row("public.t.a_idx", None, &[]),
+            row("public.t.c_idx", Some(true), &[]),
+        ]);
+        let config = LoadedConfig::parse("x.toml", "").expect("config");
+        let a = assess(run, &config, None, &opts());
+        assert_eq!(a.checks[0].result.status, Status::Pass);
+        assert!(a.checks[0].findings.is_empty());
+        assert_eq!(a.checks[0].unknown.len(), 1);
+        assert_eq!(a.checks[0].unknown[0].reason, "evidence of public.t.a_idx");
+        assert!(a.gate.passed);
     }
 }

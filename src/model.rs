@@ -125,17 +125,35 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectResult {
     pub object: String,
-    pub ok: bool,
+    /// `None`: unknown. The database cannot show whether the object is fine (the
+    /// application does it, the role cannot see the rows); the evidence says why and
+    /// what to verify. Never counted as failing (SPEC §3).
+    pub ok: Option<bool>,
     pub evidence: String,
+    /// The other objects this finding stands for (the policies a helper serves, the
+    /// foreign keys of a child table); baselines and waivers match them too.
+    pub related: Vec<String>,
 }
 
-/// Derive a status from a check's rows exactly as SPEC §3 says.
+impl ObjectResult {
+    pub fn is_finding(&self) -> bool {
+        self.ok == Some(false)
+    }
+    pub fn is_unknown(&self) -> bool {
+        self.ok.is_none()
+    }
+}
+
+/// Derive a status from a check's rows exactly as SPEC §3 says: from the rows whose
+/// verdict is known. (A check whose rows are all unknown is `skipped`; the runner
+/// says so with their reason before it gets here.)
 pub fn derive_status(rows: &[ObjectResult], strict: bool) -> Status {
-    if rows.is_empty() {
+    let known = rows.iter().filter(|r| r.ok.is_some()).count();
+    if known == 0 {
         return Status::NotApplicable;
     }
-    let ok = rows.iter().filter(|r| r.ok).count();
-    if ok == rows.len() {
+    let ok = rows.iter().filter(|r| r.ok == Some(true)).count();
+    if ok == known {
         Status::Pass
     } else if ok == 0 || strict {
         Status::Fail
@@ -151,9 +169,30 @@ mod tests {
     fn row(ok: bool) -> ObjectResult {
         ObjectResult {
             object: "o".into(),
-            ok,
+            ok: Some(ok),
             evidence: String::new(),
+            related: vec![],
         }
+    }
+
+    #[test]
+    fn unknown_rows_are_not_counted() {
+        let unknown = ObjectResult {
+            ok: None,
+            ..row(true)
+        };
+        assert_eq!(
+            derive_status(&[unknown.clone(), row(true)], false),
+            Status::Pass
+        );
+        assert_eq!(
+            derive_status(&[unknown.clone(), row(false)], false),
+            Status::Fail
+        );
+        assert_eq!(
+            derive_status(&[unknown.clone(), row(true), row(false)], false),
+            Status::Partial
+        );
     }
 
     #[test]

@@ -48,6 +48,18 @@ pub const PARAMS: &[(&str, &str)] = &[
     ),
     ("tenant_table", "tenancy.tenant_table"),
     ("tenant_setting", "tenancy.setting"),
+    (
+        "tenancy_model",
+        "tenancy.model: auto | setting | membership",
+    ),
+    (
+        "membership_table",
+        "tenancy.membership_table: schema.table of memberships ('' = read from the policies)",
+    ),
+    (
+        "user_identity",
+        "tenancy.user_identity: the expression naming the session's user ('' = read from the policies)",
+    ),
     ("app_roles", "roles.app"),
     ("service_roles", "roles.service"),
     ("expected_functions", "functions.expected"),
@@ -66,6 +78,7 @@ pub const PARAMS: &[(&str, &str)] = &[
 pub const PATTERNS: &[(&str, &str)] = &[
     ("exclude_tables", "scope.exclude_tables"),
     ("global_tables", "tenancy.global_tables"),
+    ("global_keys", "tenancy.global_keys"),
     ("required_columns", "columns.required"),
     ("natural_keys", "columns.natural_keys"),
     ("inventory_columns", "columns.inventory"),
@@ -115,6 +128,7 @@ fn globs<'a>(config: &'a Config, name: &str) -> Option<&'a [Spanned<String>]> {
     Some(match name {
         "exclude_tables" => &config.scope.exclude_tables,
         "global_tables" => &config.tenancy.global_tables,
+        "global_keys" => &config.tenancy.global_keys,
         "required_columns" => &config.columns.required,
         "natural_keys" => &config.columns.natural_keys,
         "inventory_columns" => &config.columns.inventory,
@@ -153,6 +167,9 @@ pub fn value(config: &Config, name: &str) -> Option<ParamValue> {
         "tenant_columns" => ParamValue::TextArray(config.tenancy.column.to_vec()),
         "tenant_table" => ParamValue::Text(config.tenancy.tenant_table.clone()),
         "tenant_setting" => ParamValue::Text(config.tenancy.setting.clone()),
+        "tenancy_model" => ParamValue::Text(config.tenancy.model.as_str().into()),
+        "membership_table" => ParamValue::Text(config.tenancy.membership_table.clone()),
+        "user_identity" => ParamValue::Text(config.tenancy.user_identity.clone()),
         "app_roles" => ParamValue::TextArray(config.roles.app.clone()),
         "service_roles" => ParamValue::TextArray(config.roles.service.clone()),
         "expected_functions" => ParamValue::TextArray(config.functions.expected.clone()),

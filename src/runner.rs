@@ -176,8 +176,13 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
+    /// The objects that are not ok.
     pub fn findings(&self) -> impl Iterator<Item = &ObjectResult> {
-        self.objects.iter().filter(|o| !o.ok)
+        self.objects.iter().filter(|o| o.is_finding())
+    }
+    /// The objects whose verdict the database cannot show (SPEC §3).
+    pub fn unknowns(&self) -> impl Iterator<Item = &ObjectResult> {
+        self.objects.iter().filter(|o| o.is_unknown())
     }
 }
 
@@ -340,7 +345,7 @@ fn without_query(
 fn from_rows(
     check: &Arc<Check>,
     config: &LoadedConfig,
-    rows: Result<Vec<Row3>, String>,
+    rows: Result<Vec<impl Into<ObjectResult>>, String>,
     duration_ms: u64,
 ) -> CheckResult {
     let mut result = CheckResult {
@@ -353,19 +358,13 @@ fn from_rows(
     };
     match rows {
         Ok(rows) => {
-            // A row with ok = NULL is the check saying it cannot judge: skipped.
-            if let Some(reason) = rows.iter().find_map(|r| r.1.is_none().then(|| r.2.clone())) {
+            let mut objects: Vec<ObjectResult> = rows.into_iter().map(Into::into).collect();
+            if !objects.is_empty() && objects.iter().all(ObjectResult::is_unknown) {
+                // Nothing could be judged: skipped, with the reason (SPEC §3). A
+                // check that cannot run at all says so in one row with no object.
                 result.status = Status::Skipped;
-                result.reason = Some(reason);
+                result.reason = Some(unknown_reason(&objects));
             } else {
-                let mut objects: Vec<ObjectResult> = rows
-                    .into_iter()
-                    .map(|(object, ok, evidence)| ObjectResult {
-                        object,
-                        ok: ok.unwrap_or(false),
-                        evidence,
-                    })
-                    .collect();
                 objects.sort_by(|a, b| a.object.cmp(&b.object));
                 result.status = derive_status(&objects, check.strict);
                 result.objects = objects;
@@ -374,6 +373,20 @@ fn from_rows(
         Err(message) => result.reason = Some(message),
     }
     result
+}
+
+/// Why a check whose every row is unknown was skipped: the reason they share, or
+/// the first reason with how many objects it stands for.
+fn unknown_reason(objects: &[ObjectResult]) -> String {
+    let first = &objects[0].evidence;
+    if objects.len() == 1 || objects.iter().all(|o| &o.evidence == first) {
+        return first.clone();
+    }
+    format!(
+        "{} objects could not be judged, e.g. {}",
+        objects.len(),
+        crate::report::finding_text(&objects[0].object, first)
+    )
 }
 
 /// Run one check inside the current transaction, under a savepoint so that an
@@ -441,7 +454,12 @@ fn deep_run(
             Some(Err(result)) => done.push((*i, result)),
             None => done.push((
                 *i,
-                from_rows(check, config, Err("was not planned".into()), 0),
+                from_rows(
+                    check,
+                    config,
+                    Err::<Vec<Row3>, _>("was not planned".into()),
+                    0,
+                ),
             )),
         }
     }
@@ -532,8 +550,19 @@ pub(crate) async fn run_batch_strict(
         .collect())
 }
 
-/// One row of a check's result: (object, ok, evidence); ok NULL means skipped.
+/// One row of a check's result: (object, ok, evidence); ok NULL means unknown.
 pub(crate) type Row3 = (String, Option<bool>, String);
+
+impl From<Row3> for ObjectResult {
+    fn from((object, ok, evidence): Row3) -> Self {
+        ObjectResult {
+            object,
+            ok,
+            evidence,
+            related: vec![],
+        }
+    }
+}
 
 /// The configured value of each named parameter (empty when unset), in `$n` order.
 fn bind_values(names: &[String], config: &LoadedConfig) -> Vec<ParamValue> {
@@ -615,13 +644,14 @@ pub(crate) async fn read_and_roll_back(
 
 /// Run a batch statement under a savepoint and sort its rows by check, as they
 /// stream in (a 5,000-table audit returns ~150,000 rows: they are not held twice).
-/// Any error, or a row that is not (int4, text, bool, text), fails the whole batch.
+/// Any error, or a row that is not (int4, text, bool, text, text[]), fails the whole
+/// batch.
 async fn batch_rows(
     client: &Client,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     checks: usize,
-) -> Result<Vec<Vec<Row3>>, String> {
+) -> Result<Vec<Vec<ObjectResult>>, String> {
     use futures_util::TryStreamExt;
     let read = async {
         let stream = client
@@ -629,16 +659,22 @@ async fn batch_rows(
             .await
             .map_err(|e| db_message(&e))?;
         futures_util::pin_mut!(stream);
-        let mut grouped: Vec<Vec<Row3>> = vec![vec![]; checks];
+        let mut grouped: Vec<Vec<ObjectResult>> = vec![vec![]; checks];
         while let Some(r) = stream.try_next().await.map_err(|e| db_message(&e))? {
             let k: i32 = r.try_get(0).map_err(|e| e.to_string())?;
             let object: Option<String> = r.try_get(1).map_err(|e| e.to_string())?;
             let ok: Option<bool> = r.try_get(2).map_err(|e| e.to_string())?;
             let evidence: Option<String> = r.try_get(3).map_err(|e| e.to_string())?;
+            let related: Option<Vec<String>> = r.try_get(4).map_err(|e| e.to_string())?;
             grouped
                 .get_mut(k as usize)
                 .ok_or_else(|| format!("row for unknown check {k}"))?
-                .push((object.unwrap_or_default(), ok, evidence.unwrap_or_default()));
+                .push(ObjectResult {
+                    object: object.unwrap_or_default(),
+                    ok,
+                    evidence: evidence.unwrap_or_default(),
+                    related: related.unwrap_or_default(),
+                });
         }
         Ok::<_, String>(grouped)
     };
@@ -653,13 +689,14 @@ async fn query_check(
     check: &Check,
     config: &LoadedConfig,
     probe_target: Option<&ConnectOptions>,
-) -> Result<Vec<Row3>, String> {
+) -> Result<Vec<ObjectResult>, String> {
     let rows = check_rows(client, catalog, check, config).await?;
-    match check.kind {
-        Kind::Data => crate::phased::run_data(client, &rows, config).await,
-        Kind::Probe => crate::phased::run_probes(&rows, probe_target, config).await,
-        _ => rows.iter().map(object_row).collect(),
-    }
+    let outcomes = match check.kind {
+        Kind::Data => crate::phased::run_data(client, &rows, config).await?,
+        Kind::Probe => crate::phased::run_probes(&rows, probe_target, config).await?,
+        _ => return rows.iter().map(object_row).collect(),
+    };
+    Ok(outcomes.into_iter().map(Into::into).collect())
 }
 
 /// The rows of a check's own SQL (its result, or the plan of a data or probe check),
@@ -676,20 +713,33 @@ async fn check_rows(
     query_in_savepoint(client, &composed.sql, &refs).await
 }
 
-fn object_row(r: &tokio_postgres::Row) -> Result<Row3, String> {
+/// A row of a check's own query: object, ok, evidence, then optional named columns
+/// (`related text[]`: the other objects a finding stands for).
+fn object_row(r: &tokio_postgres::Row) -> Result<ObjectResult, String> {
     if r.len() < 3 {
         return Err("a check must return the columns object, ok, evidence".into());
     }
-    Ok((
-        r.try_get::<_, Option<String>>(0)
+    let related = match r.columns().iter().position(|c| c.name() == "related") {
+        Some(i) if i >= 3 => r
+            .try_get::<_, Option<Vec<String>>>(i)
+            .map_err(|e| format!("column related (text[]): {e}"))?
+            .unwrap_or_default(),
+        _ => vec![],
+    };
+    Ok(ObjectResult {
+        object: r
+            .try_get::<_, Option<String>>(0)
             .map_err(|e| format!("column object: {e}"))?
             .unwrap_or_default(),
-        r.try_get::<_, Option<bool>>(1)
+        ok: r
+            .try_get::<_, Option<bool>>(1)
             .map_err(|e| format!("column ok: {e}"))?,
-        r.try_get::<_, Option<String>>(2)
+        evidence: r
+            .try_get::<_, Option<String>>(2)
             .map_err(|e| format!("column evidence: {e}"))?
             .unwrap_or_default(),
-    ))
+        related,
+    })
 }
 
 /// Whether a message from [`db_message`] is a statement timeout (SQLSTATE 57014,

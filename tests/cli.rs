@@ -652,3 +652,45 @@ fn audit_help_prints_each_example_and_the_migration_file_pattern_as_written() {
         .unwrap()
         .contains("V<n>__name.sql"));
 }
+
+/// A check's unknown rows (ok NULL) are listed with their reason and never fail; its
+/// `related` column reaches the JSON report; both batched and on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_rows_and_related_objects_reach_the_report() {
+    let db = TestDb::new("").await;
+    let dir = tempfile::tempdir().unwrap();
+    custom_check(
+        dir.path(),
+        "custom.verdicts",
+        "Three verdicts",
+        "select * from (values ('a'::text, true, 'fine'::text, null::text[]), \
+         ('b', false, 'broken', array['b.1', 'b.2']), \
+         ('c', null, 'cannot see: grant SELECT on c', null)) v(object, ok, evidence, related)",
+    );
+    for extra in [&[][..], &["--no-batch"][..]] {
+        let out = audit_with_checks(&db.url, dir.path(), "custom.verdicts", extra).await;
+        assert_exit(&out, 1);
+        let c = check_in(&json_report(&out), "custom.verdicts");
+        assert_eq!(c["status"], "partial", "{extra:?}: {c}");
+        let findings = c["findings"].as_array().unwrap();
+        assert_eq!(findings.len(), 1, "{c}");
+        assert_eq!(findings[0]["object"], "b");
+        assert_eq!(findings[0]["related"], serde_json::json!(["b.1", "b.2"]));
+        assert_eq!(
+            c["unknown"],
+            serde_json::json!([{"object": "c", "reason": "cannot see: grant SELECT on c"}]),
+            "{extra:?}"
+        );
+    }
+    // all unknown: skipped, with the reason
+    custom_check(
+        dir.path(),
+        "custom.verdicts",
+        "Three verdicts",
+        "select 'c'::text as object, null::bool as ok, 'cannot see: grant SELECT on c'::text as evidence",
+    );
+    let out = audit_with_checks(&db.url, dir.path(), "custom.verdicts", &[]).await;
+    let c = check_in(&json_report(&out), "custom.verdicts");
+    assert_eq!(c["status"], "skipped", "{c}");
+    assert_eq!(c["reason"], "cannot see: grant SELECT on c");
+}

@@ -1,6 +1,6 @@
 //! The `json` format: the stable machine contract of SPEC §6, `format_version: 1`.
 
-use crate::gate::{score, Assessment, Finding};
+use crate::gate::{score, Assessment, Finding, Unknown};
 use crate::model::{Kind, Severity, Status};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -33,6 +33,8 @@ struct CheckOut<'a> {
     severity: Severity,
     status: Status,
     title: &'a str,
+    #[serde(skip_serializing_if = "<[Unknown]>::is_empty")]
+    unknown: &'a [Unknown],
 }
 
 pub fn render(a: &Assessment) -> String {
@@ -73,6 +75,7 @@ pub fn render(a: &Assessment) -> String {
                 severity: r.severity,
                 status: r.status,
                 title: &r.check.title,
+                unknown: &c.unknown,
             }
         })
         .collect();

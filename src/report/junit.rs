@@ -106,13 +106,13 @@ fn testcase(out: &mut String, section: &str, c: &Assessed, counts: &mut Counts) 
         }
         Status::Partial | Status::Fail => {
             counts.failures += 1;
-            let ok = r.objects.len() - c.findings.len();
+            let known = r.objects.len() - c.unknown.len();
+            let ok = known - c.findings.len();
             let message = format!(
-                "{} {}: {open} finding{} ({ok}/{} ok)",
+                "{} {}: {open} finding{} ({ok}/{known} ok)",
                 r.severity,
                 r.status,
                 if open == 1 { "" } else { "s" },
-                r.objects.len()
             );
             let mut text = String::new();
             for f in &c.findings {

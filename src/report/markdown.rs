@@ -270,6 +270,11 @@ fn evidence(c: &Assessed) -> String {
         Status::NotApplicable => "nothing to examine".into(),
         Status::Manual => r.check.description.clone(),
         // One object: what it found; more: which (a passing row needs no detail).
+        Status::Pass if !c.unknown.is_empty() => {
+            let known = r.objects.len() - c.unknown.len();
+            let unknown = super::unknown_note(c).unwrap_or_default();
+            format!("{known}/{known} ok; {}", with_object("", &unknown))
+        }
         Status::Pass => match r.objects.as_slice() {
             [one] => with_object(&one.object, &one.evidence),
             all => {
@@ -296,14 +301,22 @@ fn evidence(c: &Assessed) -> String {
                 })
                 .collect();
             push_more(&mut parts, c.findings.len());
-            let ok = r.objects.len() - c.findings.len();
-            format!("{ok}/{} ok; {}", r.objects.len(), parts.join("; "))
+            if let Some(u) = super::unknown_note(c) {
+                parts.push(u);
+            }
+            let known = r.objects.len() - c.unknown.len();
+            let ok = known - c.findings.len();
+            format!("{ok}/{known} ok; {}", parts.join("; "))
         }
     }
 }
 
 /// The evidence with its object in code style, named once.
 fn with_object(object: &str, evidence: &str) -> String {
+    let evidence = &super::short(evidence);
+    if object.is_empty() {
+        return evidence.to_string();
+    }
     let code = format!("`{object}`");
     if evidence.is_empty() {
         code

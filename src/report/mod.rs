@@ -77,6 +77,34 @@ pub fn disposition(f: &Finding) -> Option<&'static str> {
     }
 }
 
+/// Evidence in the human formats stays under this many characters (SPEC §3); the
+/// JSON report keeps it whole.
+pub const EVIDENCE_CHARS: usize = 300;
+
+/// `evidence` cut to [`EVIDENCE_CHARS`] at a word boundary, with "…" where cut.
+pub fn short(evidence: &str) -> std::borrow::Cow<'_, str> {
+    if evidence.chars().count() < EVIDENCE_CHARS {
+        return evidence.into();
+    }
+    let cut: String = evidence.chars().take(EVIDENCE_CHARS - 1).collect();
+    let at = cut
+        .rfind([' ', ',', ';'])
+        .filter(|&i| i > EVIDENCE_CHARS / 2)
+        .unwrap_or(cut.len());
+    format!("{}…", cut[..at].trim_end_matches([' ', ',', ';'])).into()
+}
+
+/// The objects of a check nobody could judge, in one clause: "2 unknown (e.g. x:
+/// why)"; `None` when there are none.
+pub fn unknown_note(c: &Assessed) -> Option<String> {
+    let first = c.unknown.first()?;
+    Some(format!(
+        "{} unknown (e.g. {})",
+        c.unknown.len(),
+        short(&finding_text(&first.object, &first.reason))
+    ))
+}
+
 /// One line for a check: what it found, shortened for long lists.
 pub fn summary_evidence(c: &Assessed, max_items: usize) -> String {
     let r = &c.result;
@@ -93,11 +121,15 @@ pub fn summary_evidence(c: &Assessed, max_items: usize) -> String {
             .to_string(),
         Status::NotApplicable => "nothing to examine".into(),
         Status::Pass => {
-            let n = r.objects.len();
-            if n == 1 {
-                r.objects[0].evidence.clone()
+            let n = r.objects.len() - c.unknown.len();
+            let text = if n == 1 && c.unknown.is_empty() {
+                short(&r.objects[0].evidence).into_owned()
             } else {
                 format!("{n} objects ok")
+            };
+            match unknown_note(c) {
+                Some(u) => format!("{text}; {u}"),
+                None => text,
             }
         }
         Status::Partial | Status::Fail => {
@@ -116,7 +148,7 @@ pub fn summary_evidence(c: &Assessed, max_items: usize) -> String {
                     if f.evidence.is_empty() {
                         format!("{}{mark}", f.object)
                     } else {
-                        format!("{}{mark}", f.evidence)
+                        format!("{}{mark}", short(&f.evidence))
                     }
                 })
                 .collect();
@@ -124,8 +156,12 @@ pub fn summary_evidence(c: &Assessed, max_items: usize) -> String {
             if more > 0 {
                 parts.push(format!("and {more} more"));
             }
-            let ok = r.objects.len() - c.findings.len();
-            format!("{} ({}/{} ok)", parts.join("; "), ok, r.objects.len())
+            let known = r.objects.len() - c.unknown.len();
+            let ok = known - c.findings.len();
+            match unknown_note(c) {
+                Some(u) => format!("{} ({ok}/{known} ok; {u})", parts.join("; ")),
+                None => format!("{} ({ok}/{known} ok)", parts.join("; ")),
+            }
         }
     }
 }
