@@ -6,7 +6,9 @@
 //!
 //! Plan columns (by name): `object text`, `query text`, and optionally
 //! `args text[]` (bound to the query and setup as `$1..$n`, text: cast them),
-//! `skip_reason text` (any non-null value makes the check skipped), and for probes
+//! `skip_reason text` (any non-null value makes the check skipped), `unknown_reason
+//! text` (non-null: the object is unknown with this reason and nothing is read, e.g.
+//! row level security hides rows of its table from the auditing role), and for probes
 //! `role text` (the role to become), `setup text` (a statement run first, e.g.
 //! `select set_config($2, $1, true)`), `refusal_ok boolean` (an error from the query
 //! means the database refused, which is what the probe wants).
@@ -46,6 +48,22 @@ pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
     for r in rows {
         if let Some(reason) = col::<String>(r, "skip_reason") {
             return Err(Ok(reason));
+        }
+        if let (Some(object), Some(reason)) = (
+            col::<String>(r, "object"),
+            col::<String>(r, "unknown_reason"),
+        ) {
+            // Nothing to read: the verdict is unknown, with the reason.
+            steps.push(Step {
+                object,
+                query: "select null::boolean as ok, $1::text as evidence".into(),
+                args: vec![reason],
+                role: None,
+                setup: None,
+                refusal_ok: false,
+                part: None,
+            });
+            continue;
         }
         let (Some(object), Some(query)) = (col::<String>(r, "object"), col::<String>(r, "query"))
         else {
@@ -98,11 +116,8 @@ pub(crate) fn outcome(object: &str, rows: &[Row]) -> Result<Row3, String> {
     let evidence: Option<String> = r
         .try_get(1)
         .map_err(|e| format!("{object}: column evidence: {e}"))?;
-    Ok((
-        object.to_string(),
-        Some(ok.unwrap_or(false)),
-        evidence.unwrap_or_default(),
-    ))
+    // ok NULL: the query could not judge the object (unknown, SPEC §3)
+    Ok((object.to_string(), ok, evidence.unwrap_or_default()))
 }
 
 pub(crate) fn bind(args: &[String]) -> Vec<&(dyn ToSql + Sync)> {

@@ -8,7 +8,12 @@
 -- is set and est_rows > 100000: scan the table TABLESAMPLE SYSTEM), sample_percent
 -- (the percentage as text, '' when not sampling), scan (the FROM item over the alias
 -- c that a shared scan reads: the table, TABLESAMPLE SYSTEM ($1) when sampled, $1
--- being the percentage the engine binds).
+-- being the percentage the engine binds), unseen_reason (NULL when the auditing role
+-- reads every row of the table; else why it cannot and the grant that fixes it: a
+-- data check passes it on as its plan's unknown_reason, so the table's objects are
+-- unknown, never a pass). The role reads every row when it has SELECT and is a
+-- superuser, has BYPASSRLS, the table has no row level security, or it has the
+-- owner's privileges and RLS is not forced (as PostgreSQL decides, check_enable_rls).
 -- params: sample_percent
 -- requires: scope_tables
 select t.oid,
@@ -29,8 +34,21 @@ select t.oid,
        smp.sampled,
        smp.sample_percent,
        format('%I.%I c', t.schema_name, t.table_name)
-       || case when smp.sampled then ' tablesample system ($1::text::real)' else '' end as scan
+       || case when smp.sampled then ' tablesample system ($1::text::real)' else '' end as scan,
+       case when not has_table_privilege(t.oid, 'SELECT')
+            then format('the auditing role %s has no SELECT on %s, so its rows were not read: '
+                        'GRANT SELECT ON %I.%I TO %I (or GRANT pg_read_all_data TO %I)',
+                        current_user, t.object, t.schema_name, t.table_name, current_user, current_user)
+            when t.rls_enabled and not me.rolsuper and not me.rolbypassrls
+                 and (t.rls_forced or not pg_has_role(current_user, t.owner, 'USAGE'))
+            then format('row level security on %s hides rows from the auditing role %s (not superuser, '
+                        'no BYPASSRLS, %s), so what it cannot see was not judged: audit as a role with '
+                        'BYPASSRLS (ALTER ROLE %I BYPASSRLS) or as a superuser',
+                        t.object, current_user,
+                        case when t.rls_forced then 'RLS forced' else 'not the owner' end, current_user)
+       end as unseen_reason
 from scope_tables t
+cross join (select r.rolsuper, r.rolbypassrls from pg_roles r where r.rolname = current_user) me
 -- Each lookup goes through the catalog index of this one table (conrelid, attrelid,
 -- oid): at 5,000 tables a join here that the planner hashes reads the whole catalog
 -- once per table (20 s).
