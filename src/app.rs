@@ -357,6 +357,7 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
             only,
             database_url,
             jobs,
+            preload,
         } => {
             let catalog = if dirs.is_empty() {
                 Catalog::load(&dirs)
@@ -367,9 +368,20 @@ async fn checks(cmd: ChecksCommand) -> Result<u8, Failure> {
             let (admin, _sandbox) = match database_url {
                 Some(url) => (ConnectOptions::resolve(Some(&url), &env_var)?, None),
                 None => {
-                    let sb = tokio::task::spawn_blocking(|| Sandbox::start(&[]))
-                        .await
-                        .map_err(|e| Failure::msg(EXIT_DATABASE, e.to_string(), ""))??;
+                    let settings: Vec<String> = if preload.is_empty() {
+                        vec![]
+                    } else {
+                        vec![format!(
+                            "shared_preload_libraries = '{}'",
+                            preload.join(",").replace('\'', "")
+                        )]
+                    };
+                    let sb = tokio::task::spawn_blocking(move || {
+                        let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
+                        Sandbox::start(&refs)
+                    })
+                    .await
+                    .map_err(|e| Failure::msg(EXIT_DATABASE, e.to_string(), ""))??;
                     (sb.options("postgres"), Some(sb))
                 }
             };

@@ -260,5 +260,10 @@ pub enum ChecksCommand {
         /// Cases run concurrently (cases that create roles always run alone)
         #[arg(long, short = 'j', default_value_t = 4)]
         jobs: usize,
+        /// Start the throwaway server with these libraries in shared_preload_libraries
+        /// (e.g. pg_stat_statements), so that cases needing them run, and every other
+        /// case is proven not to depend on them (not with --database-url)
+        #[arg(long, value_delimiter = ',', conflicts_with = "database_url")]
+        preload: Vec<String>,
     },
 }
