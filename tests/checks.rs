@@ -12,6 +12,7 @@ async fn every_check_case_passes() {
     let outcomes = run_cases(&support::server().admin, &catalog, &[], 4, false)
         .await
         .expect("test server reachable");
+    report("check cases", &outcomes);
     assert_no_failures(&outcomes);
 }
 
@@ -28,12 +29,50 @@ async fn cases_needing_pg_stat_statements_pass_with_it_preloaded() {
     let outcomes = run_cases(&sandbox.options("postgres"), &catalog, &[], 2, true)
         .await
         .unwrap();
+    report(
+        "check cases needing pg_stat_statements preloaded",
+        &outcomes,
+    );
     assert!(
         outcomes.iter().any(|o| o.skipped.is_none()),
         "some preload cases ran"
     );
     assert_no_failures(&outcomes);
     drop(sandbox);
+}
+
+/// "N passed, M skipped (why)": printed straight to stderr, past the test
+/// harness's capture, so that `cargo test` shows what did not run and why.
+fn report(label: &str, outcomes: &[pg_integrity::checktest::CaseOutcome]) {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    let passed = outcomes
+        .iter()
+        .filter(|o| o.failure.is_none() && o.skipped.is_none())
+        .count();
+    let mut why: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for o in outcomes.iter().filter(|o| o.failure.is_none()) {
+        if let Some(s) = &o.skipped {
+            why.entry(s.as_str())
+                .or_default()
+                .push(format!("{} — {}", o.check, o.case));
+        }
+    }
+    let skipped: usize = why.values().map(Vec::len).sum();
+    let reasons: Vec<String> = why
+        .iter()
+        .map(|(r, cases)| format!("{} {r}", cases.len()))
+        .collect();
+    let mut text = format!("{label}: {passed} passed, {skipped} skipped");
+    if skipped > 0 {
+        text.push_str(&format!(" ({})", reasons.join("; ")));
+        for (r, cases) in &why {
+            for c in cases {
+                text.push_str(&format!("\n    skipped ({r}): {c}"));
+            }
+        }
+    }
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 fn assert_no_failures(outcomes: &[pg_integrity::checktest::CaseOutcome]) {
@@ -56,19 +95,71 @@ fn assert_no_failures(outcomes: &[pg_integrity::checktest::CaseOutcome]) {
 
 #[test]
 fn every_automated_check_has_a_passing_and_a_failing_case() {
-    // Enforced by the loader; this proves the rule holds for the shipped catalog.
-    let catalog = Catalog::load(&[] as &[&str]).unwrap();
-    for c in catalog.checks.values() {
-        if c.kind != pg_integrity::model::Kind::Manual {
-            assert!(
-                c.tests
-                    .iter()
-                    .any(|t| t.expect == pg_integrity::model::Status::Pass),
-                "{}",
-                c.id
-            );
+    // Read from the check files themselves, not through the loader (which enforces
+    // the same rule and would panic before this test could say anything).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("checks");
+    let mut missing = vec![];
+    let mut automated = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
         }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let check: toml::Table =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if check.get("kind").and_then(|k| k.as_str()) == Some("manual") {
+            continue;
+        }
+        automated += 1;
+        missing.extend(missing_cases(&path.display().to_string(), &check));
     }
+    assert!(
+        automated > 0,
+        "no automated check found in {}",
+        dir.display()
+    );
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// What a check's cases lack: a passing case, a failing (or partial) case.
+fn missing_cases(name: &str, check: &toml::Table) -> Vec<String> {
+    let expects: Vec<&str> = check
+        .get("test")
+        .and_then(|t| t.as_array())
+        .map(|cases| {
+            cases
+                .iter()
+                .filter_map(|c| c.get("expect").and_then(|e| e.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = vec![];
+    if !expects.contains(&"pass") {
+        out.push(format!("{name}: no case with expect = \"pass\""));
+    }
+    if !expects.iter().any(|e| *e == "fail" || *e == "partial") {
+        out.push(format!(
+            "{name}: no case with expect = \"fail\" or \"partial\""
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_case_rule_fails_a_check_without_a_failing_or_passing_case() {
+    let check = |cases: &str| -> toml::Table {
+        toml::from_str(&format!("kind = \"catalog\"\n{cases}")).unwrap()
+    };
+    let only_pass = check("[[test]]\nname = \"a\"\nexpect = \"pass\"\n");
+    assert_eq!(missing_cases("x", &only_pass).len(), 1);
+    let only_partial = check("[[test]]\nname = \"a\"\nexpect = \"partial\"\n");
+    assert_eq!(missing_cases("x", &only_partial).len(), 1);
+    assert_eq!(missing_cases("x", &check("")).len(), 2);
+    let both = check(
+        "[[test]]\nname = \"a\"\nexpect = \"pass\"\n[[test]]\nname = \"b\"\nexpect = \"fail\"\n",
+    );
+    assert!(missing_cases("x", &both).is_empty());
 }
 
 /// Every id of SPEC §5 has a check file.

@@ -120,7 +120,13 @@ fn apply_applies_once_and_again_is_a_no_op() {
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to apply"));
     assert_eq!(sync(history(&db)).len(), 2);
-    migrate(&db, dir.path(), &["verify"]);
+    let verify = migrate(&db, dir.path(), &["verify"]);
+    assert_exit(&verify, 0);
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("(2 applied, 0 pending)"),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 #[test]
@@ -472,7 +478,7 @@ fn the_remediation_migrations_bring_every_catalog_check_of_the_fixture_to_pass()
     assert_exit(&out, 0);
     assert!(stdout.contains("→ 100%"), "{stdout}");
     assert_batch_matches_check_by_check(&db, &audit_json(&db, &[]));
-    let after = audit_json(&db, &["--deep", "--probe"]);
+    let after = audit_json(&db, &["--deep", "--probe", "write"]);
     let not_passing: Vec<_> = statuses(&after, "catalog")
         .into_iter()
         .filter(|(_, s)| s != "pass")
@@ -523,6 +529,7 @@ fn probes_fail_before_remediation_and_leave_no_trace() {
         &db,
         &[
             "--probe",
+            "write",
             "--only",
             "isolation.cross_tenant_read,isolation.cross_tenant_write,isolation.unset_context",
         ],

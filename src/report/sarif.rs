@@ -227,9 +227,19 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable_and_separate_id_from_object() {
+        // A real finding's value is pinned (SHA-256 of "schema.primary_keys\0public.audit_log"),
+        // and another object or check gives another one.
         assert_eq!(
             fingerprint("schema.primary_keys", "public.audit_log"),
-            fingerprint("schema.primary_keys", "public.audit_log")
+            "87bc266b63d6203ea528df5cbf154dbb6f0f0bb68a82e12abf3f350fcc344ab3"
+        );
+        assert_ne!(
+            fingerprint("schema.primary_keys", "public.audit_log"),
+            fingerprint("schema.primary_keys", "public.audit_logs")
+        );
+        assert_ne!(
+            fingerprint("schema.primary_keys", "public.audit_log"),
+            fingerprint("schema.foreign_keys", "public.audit_log")
         );
         assert_ne!(fingerprint("a", "bc"), fingerprint("ab", "c"));
         // SHA-256 of "a\0b", so that the value never changes between releases.
