@@ -1,0 +1,802 @@
+#!/usr/bin/env python3
+"""Mutation testing of the check catalog (issue 18): do a check's [[test]] cases catch a
+plausibly broken check?
+
+For each check (checks/<id>.toml) and each building block it uses (checks/lib/<name>.sql)
+this makes mutants of the SQL, runs the check's own cases against each mutant with the
+released binary's `pg-integrity checks test DIR --only ID`, and counts a mutant killed when
+some case fails. Per check it prints mutants made, killed, survived and equivalent, with
+each survivor's diff; `--write-doc` writes the table to docs/test-strength.md.
+
+Why a script and not `pg-integrity checks mutate`:
+- It needs no engine change. `checks test DIR` already loads only the checks in DIR, and
+  DIR/lib/*.sql overrides a building block by name (src/catalog.rs collect_dir), so a
+  mutant is just a check file or a block written to a temporary directory, and the cases
+  run through exactly the harness `checks test` and `cargo test` use (fresh database per
+  case, batched and single runs compared, roles dropped after).
+- It parses SQL with libpg_query, the PostgreSQL server's own parser, through the PyPI
+  package pglast (pinned below and in .ci/run); the `fix` work uses the same libpg_query
+  for Rust (pg_query), so the grammar is the server's, not a tokenizer's guess. Adding a
+  C-library parser to the binary only for a developer tool would cost every user build.
+- It is a developer/CI tool that drives the binary from outside while src/ is being
+  restructured; nothing in it depends on the engine's module layout.
+
+How mutants are made: the SQL is parsed, one node is changed, and the whole statement is
+deparsed by pglast (comments are lost; a block keeps its `-- params/requires/cost/opens`
+header). The deparsed, unmutated SQL is first checked to parse back to the same tree and
+its cases must pass (the "baseline"); a check whose baseline fails is reported, not
+mutated. Operators:
+  flip_cmp       a comparison negated: = <>, < >=, > <=, LIKE/NOT LIKE, ~ !~, IN/NOT IN,
+                 IS NULL/IS NOT NULL, IS DISTINCT FROM/IS NOT DISTINCT FROM
+  drop_conjunct  one operand of an AND removed (WHERE, ON, HAVING, CASE WHEN, anywhere),
+                 or a WHERE/HAVING that is a single condition removed
+  swap_case      the results of two neighbouring CASE branches (ELSE included) swapped
+  flip_order     ASC/DESC of an ORDER BY in a query with LIMIT or DISTINCT ON (a pick)
+  negate_ok      `not (...)` around a check's `ok` (a data/probe check: around the ok
+                 its query returns)
+  const_evidence a check's `evidence` replaced by a constant (data/probe: in its query)
+Building-block mutants (flip_cmp, drop_conjunct, swap_case, flip_order on checks/lib/X.sql,
+"drop a uses block's filter") are made once per block and run against the cases of each
+check that names the block in `uses`, in turn, until one kills it; they are counted in the
+block's own row, not in each check's.
+
+Equivalent mutants (cannot change behaviour) are listed in scripts/mutants-equivalent.toml
+with their stable id and a reason, and are not counted. They are not kept in the check's
+TOML: the loader rejects unknown keys (serde deny_unknown_fields in src/catalog.rs), and a
+sidecar under checks/ would be compiled in and read as a check (every checks/**/*.toml is).
+A mutant's id is `<operator>:<8 hex>`, a hash of the target, operator and the changed
+node's text before and after, so it survives unrelated edits.
+
+Cases run on throwaway clusters this script starts (one per worker, as the OS user
+postgres when run as root; plus one with pg_stat_statements preloaded for checks with
+`preloaded` cases), never on the machine's shared server. --jobs (default 2) workers.
+
+Usage:
+  scripts/mutate.py [ID ...]                  mutate these checks (default: every automated check)
+  scripts/mutate.py --changed-since REF       only checks whose file (or a used block) changed
+  scripts/mutate.py --write-doc [ID ...]      also update their rows in docs/test-strength.md
+  scripts/mutate.py --check-doc               fail if docs/test-strength.md is stale (no mutation)
+  scripts/mutate.py --list ID                 print the mutants of ID (ids and diffs), run nothing
+
+Needs: pip install pglast==8.7 (only for mutating; --check-doc needs nothing) and a built
+binary (--bin, default target/release/pg-integrity).
+"""
+
+import argparse
+import concurrent.futures as cf
+import copy
+import difflib
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKS = ROOT / "checks"
+DOC = ROOT / "docs" / "test-strength.md"
+EQUIV = ROOT / "scripts" / "mutants-equivalent.toml"
+PGLAST_VERSION = "8.7"
+TARGET = 0.90
+
+
+# ---------------------------------------------------------------- catalog
+
+
+def load_checks():
+    checks = {}
+    for p in sorted(CHECKS.glob("*.toml")):
+        data = tomllib.loads(p.read_text())
+        data["_path"] = p
+        checks[data["id"]] = data
+    return checks
+
+
+def load_libs():
+    return {p.stem: p for p in sorted((CHECKS / "lib").glob("*.sql"))}
+
+
+def automated(c):
+    return c.get("kind") != "manual" and c.get("sql")
+
+
+def sha(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def check_hash(checks, cid):
+    """What a row was measured on: the check file (SQL and cases)."""
+    return sha(checks[cid]["_path"].read_bytes())
+
+
+def lib_hash(checks, libs, name):
+    """A block row: the block and every check file that uses it."""
+    users = [cid for cid in sorted(checks) if name in checks[cid].get("uses", []) and automated(checks[cid])]
+    return sha(libs[name].read_bytes(), *[checks[c]["_path"].read_bytes() for c in users])
+
+
+def load_equivalent():
+    if not EQUIV.exists():
+        return {}
+    out = {}
+    for e in tomllib.loads(EQUIV.read_text()).get("equivalent", []):
+        out[(e.get("check") or "lib:" + e["lib"], e["id"])] = e["reason"]
+    return out
+
+
+# ---------------------------------------------------------------- TOML out
+
+
+def toml_value(v):
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def toml_check(c, sql):
+    lines = []
+    tables = []
+    for k, v in c.items():
+        if k.startswith("_"):
+            continue
+        if k == "sql":
+            v = sql
+        if k == "test":
+            tables = v
+            continue
+        lines.append(f"{k} = {toml_value(v)}")
+    for t in tables:
+        lines.append("\n[[test]]")
+        for k, v in t.items():
+            lines.append(f"{k} = {toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- mutants
+
+
+def pg():
+    try:
+        import pglast  # noqa: F401
+    except ImportError:
+        sys.exit(f"mutate.py needs pglast: pip install pglast=={PGLAST_VERSION}")
+    import pglast
+
+    return pglast
+
+
+def children(node):
+    """(attr, index or None, child) for every child node, in a fixed order."""
+    from pglast import ast
+
+    for attr in node:
+        v = getattr(node, attr)
+        if isinstance(v, ast.Node):
+            yield attr, None, v
+        elif isinstance(v, tuple):
+            for i, x in enumerate(v):
+                if isinstance(x, ast.Node):
+                    yield attr, i, x
+
+
+def walk(node, path=()):
+    yield path, node
+    for attr, i, ch in children(node):
+        yield from walk(ch, path + ((attr, i),))
+
+
+def get(root, path):
+    n = root
+    for attr, i in path:
+        v = getattr(n, attr)
+        n = v if i is None else v[i]
+    return n
+
+
+def put(root, path, new):
+    parent = get(root, path[:-1])
+    attr, i = path[-1]
+    if i is None:
+        setattr(parent, attr, new)
+    else:
+        v = list(getattr(parent, attr))
+        v[i] = new
+        setattr(parent, attr, tuple(v))
+
+
+def text(node):
+    from pglast.stream import RawStream
+
+    return RawStream()(node)
+
+
+def pretty(root):
+    from pglast.stream import IndentedStream
+
+    return IndentedStream()(root)
+
+
+FLIP_OP = {"=": "<>", "<>": "=", "!=": "=", "<": ">=", ">=": "<", ">": "<=", "<=": ">",
+           "~": "!~", "!~": "~", "~*": "!~*", "!~*": "~*", "~~": "!~~", "!~~": "~~",
+           "~~*": "!~~*", "!~~*": "~~*"}
+
+
+def op_name(e):
+    return e.name[-1].sval if e.name else None
+
+
+def set_op(e, new):
+    from pglast import ast
+
+    e.name = tuple(e.name[:-1]) + (ast.String(sval=new),)
+
+
+def site_edits(root, kind, is_check):
+    """Every mutation of the tree: (operator, path, edit function, description)."""
+    from pglast import ast, enums
+
+    K = enums.A_Expr_Kind
+    edits = []
+    for path, n in walk(root):
+        if isinstance(n, ast.A_Expr):
+            if n.kind in (K.AEXPR_OP, K.AEXPR_OP_ANY, K.AEXPR_OP_ALL, K.AEXPR_LIKE, K.AEXPR_ILIKE, K.AEXPR_IN) \
+                    and op_name(n) in FLIP_OP:
+                edits.append(("flip_cmp", path, lambda m: set_op(m, FLIP_OP[op_name(m)])))
+            elif n.kind in (K.AEXPR_DISTINCT, K.AEXPR_NOT_DISTINCT):
+                edits.append(("flip_cmp", path, lambda m: setattr(
+                    m, "kind", K.AEXPR_NOT_DISTINCT if m.kind == K.AEXPR_DISTINCT else K.AEXPR_DISTINCT)))
+            elif n.kind in (K.AEXPR_BETWEEN, K.AEXPR_NOT_BETWEEN):
+                edits.append(("flip_cmp", path, lambda m: setattr(
+                    m, "kind", K.AEXPR_NOT_BETWEEN if m.kind == K.AEXPR_BETWEEN else K.AEXPR_BETWEEN)))
+        elif isinstance(n, ast.NullTest):
+            edits.append(("flip_cmp", path, lambda m: setattr(
+                m, "nulltesttype",
+                enums.NullTestType.IS_NOT_NULL if m.nulltesttype == enums.NullTestType.IS_NULL
+                else enums.NullTestType.IS_NULL)))
+        elif isinstance(n, ast.BoolExpr) and n.boolop == enums.BoolExprType.AND_EXPR:
+            for i in range(len(n.args)):
+                def drop(m, i=i):
+                    args = m.args[:i] + m.args[i + 1:]
+                    return args[0] if len(args) == 1 else ast.BoolExpr(boolop=m.boolop, args=args)
+                edits.append(("drop_conjunct", path, ("replace", drop)))
+        elif isinstance(n, ast.CaseExpr):
+            n_res = len(n.args) + (1 if n.defresult is not None else 0)
+            for i in range(n_res - 1):
+                def swap(m, i=i):
+                    res = [w.result for w in m.args] + ([m.defresult] if m.defresult is not None else [])
+                    res[i], res[i + 1] = res[i + 1], res[i]
+                    for w, r in zip(m.args, res):
+                        w.result = r
+                    if m.defresult is not None:
+                        m.defresult = res[-1]
+                edits.append(("swap_case", path, swap))
+        if isinstance(n, ast.SelectStmt):
+            for clause in ("whereClause", "havingClause"):
+                w = getattr(n, clause)
+                if w is not None and not (isinstance(w, ast.BoolExpr) and w.boolop == enums.BoolExprType.AND_EXPR):
+                    edits.append(("drop_conjunct", path + ((clause, None),), ("replace", lambda m: None)))
+            if n.sortClause and (n.limitCount is not None or (n.distinctClause and n.distinctClause[0] is not None)):
+                for i in range(len(n.sortClause)):
+                    def flip(m):
+                        D = enums.SortByDir
+                        m.sortby_dir = D.SORTBY_ASC if m.sortby_dir == D.SORTBY_DESC else D.SORTBY_DESC
+                    edits.append(("flip_order", path + (("sortClause", i),), flip))
+        if is_check and isinstance(n, ast.ResTarget):
+            name = n.name or (n.val.fields[-1].sval if isinstance(n.val, ast.ColumnRef)
+                              and isinstance(n.val.fields[-1], ast.String) else None)
+            if kind in ("data", "probe"):
+                if name == "query" and len(path) <= 2:
+                    edits.append(("negate_ok", path, lambda m: wrap_query(
+                        m, "select not q.ok as ok, q.evidence from (", ") q")))
+                    edits.append(("const_evidence", path, lambda m: wrap_query(
+                        m, "select q.ok, 'mutant evidence'::text as evidence from (", ") q")))
+            elif name == "ok":
+                def neg(m, name=name):
+                    m.val = ast.BoolExpr(boolop=enums.BoolExprType.NOT_EXPR, args=(m.val,))
+                    m.name = name
+                edits.append(("negate_ok", path, neg))
+            elif name == "evidence":
+                def const(m, name=name):
+                    m.val = ast.TypeCast(arg=ast.A_Const(val=ast.String(sval="mutant evidence")),
+                                         typeName=ast.TypeName(names=(ast.String(sval="text"),)))
+                    m.name = name
+                edits.append(("const_evidence", path, const))
+    return edits
+
+
+def wrap_query(m, before, after):
+    from pglast import ast
+
+    lit = lambda s: ast.A_Const(val=ast.String(sval=s))  # noqa: E731
+    op = lambda a, b: ast.A_Expr(kind=0, name=(ast.String(sval="||"),), lexpr=a, rexpr=b)  # noqa: E731
+    m.val = op(op(lit(before), m.val), lit(after))
+    m.name = "query"
+
+
+def strip_locations(j):
+    if isinstance(j, dict):
+        # positions in the text (location, stmt_len, list_start/_end...) are not the tree
+        return {k: strip_locations(v) for k, v in j.items()
+                if not (k.endswith(("location", "_start", "_end")) or k in ("stmt_len", "funcformat"))}
+    if isinstance(j, list):
+        return [strip_locations(x) for x in j]
+    return j
+
+
+def roundtrips(sql, deparsed):
+    from pglast.parser import parse_sql_json
+
+    return strip_locations(json.loads(parse_sql_json(sql))) == strip_locations(json.loads(parse_sql_json(deparsed)))
+
+
+LIB_HEADER = re.compile(r"^\s*--\s*(params|requires|cost|opens):")
+
+
+def lib_header(sql):
+    return "".join(line + "\n" for line in sql.splitlines() if LIB_HEADER.match(line))
+
+
+def make_mutants(target, sql, kind, is_check):
+    """(baseline SQL, [mutant]) where mutant = dict(id, op, sql, diff)."""
+    pglast = pg()
+    trees = pglast.parse_sql(sql)
+    if len(trees) != 1:
+        raise ValueError(f"{len(trees)} statements")
+    base = pretty(trees[0].stmt)
+    if not roundtrips(sql, base):
+        raise ValueError("pglast does not deparse it back to the same tree")
+    header = "" if is_check else lib_header(sql)
+    edits = site_edits(trees[0].stmt, kind, is_check)
+    mutants, seen = [], {}
+    for op, path, edit in edits:
+        root = pglast.parse_sql(sql)[0].stmt
+        node = get(root, path) if path else root
+        before = text(node) if node is not None else ""
+        if isinstance(edit, tuple):
+            new = edit[1](node)
+            if not path:
+                continue
+            put(root, path, new)
+            after = text(new) if new is not None else ""
+        else:
+            edit(node)
+            after = text(node)
+        try:
+            msql = pretty(root)
+        except Exception as e:  # a mutant the deparser cannot print is not made
+            print(f"  ({target}: {op} not deparsable: {e})", file=sys.stderr)
+            continue
+        if msql == base:
+            continue
+        key = f"{target}|{op}|{before}|{after}"
+        n = seen[key] = seen.get(key, 0) + 1
+        mid = f"{op}:{hashlib.sha1(key.encode()).hexdigest()[:8]}" + (f".{n}" if n > 1 else "")
+        diff = "".join(difflib.unified_diff(base.splitlines(True), msql.splitlines(True), "check", "mutant", n=1))
+        diff = "\n".join(line for line in diff.splitlines() if not line.startswith(("---", "+++")))
+        mutants.append({"id": mid, "op": op, "sql": header + msql, "diff": diff})
+    return header + base, mutants
+
+
+# ---------------------------------------------------------------- clusters
+
+
+def bindir():
+    d = os.environ.get("PG_INTEGRITY_PG_BIN")
+    if d:
+        return Path(d)
+    for c in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)):
+        found = c
+    if "found" in locals():
+        return found
+    w = shutil.which("initdb")
+    if w:
+        return Path(w).resolve().parent
+    sys.exit("no PostgreSQL server binaries (set PG_INTEGRITY_PG_BIN)")
+
+
+class Cluster:
+    def __init__(self, settings=()):
+        self.dir = tempfile.mkdtemp(prefix="pgi-mutate-")
+        self.bin = bindir()
+        self.pre = None
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+
+            def pre():
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+            self.pre = pre
+        data = os.path.join(self.dir, "data")
+        self.data = data
+        self._run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
+        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+            f.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{self.dir}'\nport = 5432\n"
+                    "fsync = off\nfull_page_writes = off\nsynchronous_commit = off\nmax_connections = 50\n")
+            for s in settings:
+                f.write(s + "\n")
+        self._run("pg_ctl", "-D", data, "-l", os.path.join(self.dir, "server.log"), "-w", "-t", "60", "start")
+        self.url = f"postgresql://postgres@localhost/postgres?host={self.dir}&port=5432"
+
+    def _run(self, prog, *args):
+        r = subprocess.run([str(self.bin / prog), *args], preexec_fn=self.pre, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise RuntimeError(f"{prog} failed: {r.stdout}{r.stderr}")
+
+    def stop(self):
+        try:
+            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "stop")
+        except Exception:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Worker:
+    """One worker's clusters: a plain one, and one with pg_stat_statements preloaded."""
+
+    def __init__(self):
+        self.plain = None
+        self.preload = None
+
+    def get(self, preloaded):
+        if preloaded:
+            if self.preload is None:
+                self.preload = Cluster(["shared_preload_libraries = 'pg_stat_statements'"])
+            return self.preload
+        if self.plain is None:
+            self.plain = Cluster()
+        return self.plain
+
+    def stop(self):
+        for c in (self.plain, self.preload):
+            if c:
+                c.stop()
+
+
+# ---------------------------------------------------------------- running
+
+
+class Runner:
+    def __init__(self, binary, checks, libs, jobs):
+        self.binary = binary
+        self.checks = checks
+        self.libs = libs
+        self.jobs = jobs
+        self.local = threading.local()
+        self.workers = []
+        self.lock = threading.Lock()
+
+    def worker(self):
+        w = getattr(self.local, "w", None)
+        if w is None:
+            w = self.local.w = Worker()
+            with self.lock:
+                self.workers.append(w)
+        return w
+
+    def stop(self):
+        for w in self.workers:
+            w.stop()
+
+    def closure(self, uses):
+        seen, todo = [], list(uses)
+        while todo:
+            n = todo.pop()
+            if n in seen or n not in self.libs:
+                continue
+            seen.append(n)
+            for line in self.libs[n].read_text().splitlines():
+                m = re.match(r"^\s*--\s*requires:(.*)", line)
+                if m:
+                    todo += [x.strip() for x in m.group(1).split(",") if x.strip()]
+        return seen
+
+    def run_case_set(self, cid, check_sql=None, lib=None):
+        """Run check cid's cases with its SQL (or a block) replaced; (passed, first failure)."""
+        c = self.checks[cid]
+        with tempfile.TemporaryDirectory(prefix="pgi-mutant-") as d:
+            (Path(d) / "lib").mkdir()
+            # the blocks this check needs, from the work tree (not the binary's copy)
+            for name in self.closure(c.get("uses", [])):
+                shutil.copy(self.libs[name], Path(d) / "lib" / f"{name}.sql")
+            if lib:
+                (Path(d) / "lib" / f"{lib[0]}.sql").write_text(lib[1])
+            (Path(d) / f"{cid}.toml").write_text(toml_check(c, check_sql if check_sql is not None else c["sql"]))
+            needs = [False] + ([True] if any(t.get("preloaded") for t in c.get("test", [])) else [])
+            for pre in needs:
+                url = self.worker().get(pre).url
+                r = subprocess.run([self.binary, "checks", "test", d, "--only", cid, "--database-url", url, "-j", "2"],
+                                   capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                if r.returncode != 0:
+                    out = (r.stdout + r.stderr).strip()
+                    first = next((line for line in out.splitlines() if line.startswith("FAIL")), out[:300])
+                    return False, first
+        return True, None
+
+
+def measure_check(runner, cid, equivalent, verbose):
+    c = runner.checks[cid]
+    t0 = time.time()
+    row = {"target": cid, "made": 0, "killed": 0, "survived": [], "equivalent": 0, "error": None}
+    try:
+        base, mutants = make_mutants(cid, c["sql"], c.get("kind"), True)
+    except Exception as e:
+        row["error"] = f"not parsed: {e}"
+        return row
+    ok, why = runner.run_case_set(cid, base)
+    if not ok:
+        row["error"] = f"baseline (deparsed, unmutated) fails: {why}"
+        return row
+    for m in mutants:
+        if (cid, m["id"]) in equivalent:
+            row["equivalent"] += 1
+            continue
+        row["made"] += 1
+        passed, why = runner.run_case_set(cid, m["sql"])
+        if passed:
+            row["survived"].append(m)
+        else:
+            row["killed"] += 1
+            if verbose:
+                print(f"    {cid} {m['id']} killed: {why}", file=sys.stderr)
+    row["seconds"] = round(time.time() - t0, 1)
+    return row
+
+
+def measure_lib(runner, name, equivalent, verbose):
+    users = [cid for cid in sorted(runner.checks)
+             if name in runner.checks[cid].get("uses", []) and automated(runner.checks[cid])]
+    t0 = time.time()
+    row = {"target": "lib:" + name, "made": 0, "killed": 0, "survived": [], "equivalent": 0, "error": None,
+           "users": users}
+    src = runner.libs[name].read_text()
+    try:
+        base, mutants = make_mutants("lib:" + name, src, None, False)
+    except Exception as e:
+        row["error"] = f"not parsed: {e}"
+        return row
+    for cid in users:
+        ok, why = runner.run_case_set(cid, lib=(name, base))
+        if not ok:
+            row["error"] = f"baseline (deparsed, unmutated) fails with {cid}: {why}"
+            return row
+    for m in mutants:
+        if ("lib:" + name, m["id"]) in equivalent:
+            row["equivalent"] += 1
+            continue
+        row["made"] += 1
+        for cid in users:
+            passed, why = runner.run_case_set(cid, lib=(name, m["sql"]))
+            if not passed:
+                row["killed"] += 1
+                if verbose:
+                    print(f"    lib:{name} {m['id']} killed by {cid}: {why}", file=sys.stderr)
+                break
+        else:
+            row["survived"].append(m)
+    row["seconds"] = round(time.time() - t0, 1)
+    return row
+
+
+def rate(row):
+    return row["killed"] / row["made"] if row["made"] else 1.0
+
+
+def print_row(row):
+    if row["error"]:
+        print(f"{row['target']}: {row['error']}")
+        return
+    print(f"{row['target']}: made {row['made']}, killed {row['killed']}, survived {len(row['survived'])}, "
+          f"equivalent {row['equivalent']}, rate {rate(row):.0%} ({row.get('seconds', 0)} s)")
+    for m in row["survived"]:
+        print(f"  survivor {m['id']}:")
+        for line in m["diff"].splitlines():
+            print("    " + line)
+
+
+# ---------------------------------------------------------------- the doc
+
+DOC_HEAD = """# Test strength: mutation testing of the check catalog
+
+Written by `scripts/mutate.py --write-doc` (issue 18); do not edit the tables by hand.
+Each mutant is the check's SQL (or a building block's) broken one plausible way; it is
+*killed* when one of the check's own `[[test]]` cases fails against it. Equivalent
+mutants are listed with their reason in `scripts/mutants-equivalent.toml` and not
+counted. A block's mutants run against the cases of every check that uses it.
+Target: every automated check kills >= 90% of its mutants.
+
+`hash` is what a row was measured on (the check file; for a block, the block and the
+files of the checks using it). `tests/test_strength.rs` fails when a row's hash no longer
+matches: rerun `scripts/mutate.py --write-doc ID` (or `lib:NAME`) for that row.
+"""
+
+
+def parse_doc():
+    rows = {}
+    if not DOC.exists():
+        return rows
+    for line in DOC.read_text().splitlines():
+        m = re.match(r"^\| `([^`]+)` \|(.*)\|$", line)
+        if m:
+            rows[m.group(1)] = line
+    return rows
+
+
+def doc_line(row, h):
+    if row["error"]:
+        return f"| `{row['target']}` | - | - | - | - | {row['error'][:80]} | {h} |"
+    surv = len(row["survived"])
+    return (f"| `{row['target']}` | {row['made']} | {row['killed']} | {surv} | {row['equivalent']} | "
+            f"{rate(row):.0%}{'' if rate(row) >= TARGET else ' (below 90%)'} | {h} |")
+
+
+def write_doc(checks, libs, rows, extra_text):
+    old = parse_doc()
+    for row in rows:
+        t = row["target"]
+        h = lib_hash(checks, libs, t[4:]) if t.startswith("lib:") else check_hash(checks, t)
+        old[t] = doc_line(row, h)
+    head = "| target | made | killed | survived | equivalent | rate | hash |\n|---|---:|---:|---:|---:|---|---|\n"
+    check_rows = [old[k] for k in sorted(old) if not k.startswith("lib:") and k in checks]
+    lib_rows = [old[k] for k in sorted(old) if k.startswith("lib:") and k[4:] in libs]
+    unmeasured = [cid for cid in sorted(checks) if automated(checks[cid]) and cid not in old]
+    out = DOC_HEAD + "\n## Checks\n\n" + head + "\n".join(check_rows) + "\n"
+    out += "\n## Building blocks\n\n" + head + "\n".join(lib_rows) + "\n"
+    out += "\n## Not measured yet\n\n" + (", ".join(f"`{c}`" for c in unmeasured) or "none") + "\n"
+    notes = DOC.read_text().split("\n## Notes\n", 1)[1] if DOC.exists() and "\n## Notes\n" in DOC.read_text() else ""
+    if extra_text:
+        notes = extra_text
+    if notes:
+        out += "\n## Notes\n" + notes
+    DOC.write_text(out)
+
+
+def check_doc(checks, libs):
+    stale = []
+    for t, line in parse_doc().items():
+        recorded = line.rstrip("|").rsplit("|", 1)[1].strip()
+        if t.startswith("lib:"):
+            if t[4:] not in libs:
+                stale.append(f"{t}: block no longer exists")
+                continue
+            now = lib_hash(checks, libs, t[4:])
+        else:
+            if t not in checks:
+                stale.append(f"{t}: check no longer exists")
+                continue
+            now = check_hash(checks, t)
+        if now != recorded:
+            stale.append(f"{t}: changed since measured (run scripts/mutate.py --write-doc {t})")
+    return stale
+
+
+# ---------------------------------------------------------------- main
+
+
+def changed_since(ref, checks):
+    out = subprocess.run(["git", "diff", "--name-only", ref, "--", "checks"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split()
+    ids, libs = set(), set()
+    for f in out:
+        p = Path(f)
+        if p.parent.name == "lib" and p.suffix == ".sql":
+            libs.add(p.stem)
+        elif p.suffix == ".toml" and p.stem in checks:
+            ids.add(p.stem)
+    return ids, libs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("targets", nargs="*", help="check ids, or lib:NAME for a building block")
+    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "pg-integrity"))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--libs", action="store_true", help="also the blocks the given checks use")
+    ap.add_argument("--changed-since", metavar="REF")
+    ap.add_argument("--write-doc", action="store_true")
+    ap.add_argument("--check-doc", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--min-rate", type=float, default=None, help="exit 1 if a measured row is below it")
+    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args()
+
+    checks, libs = load_checks(), load_libs()
+    if a.check_doc:
+        stale = check_doc(checks, libs)
+        for s in stale:
+            print(s)
+        print(f"docs/test-strength.md: {len(stale)} stale row(s)")
+        return 1 if stale else 0
+
+    targets = list(a.targets)
+    if a.changed_since:
+        ids, ls = changed_since(a.changed_since, checks)
+        targets = sorted(i for i in ids if automated(checks[i])) + sorted("lib:" + x for x in ls)
+        if not targets:
+            print(f"no check or block changed since {a.changed_since}")
+            return 0
+    if not targets:
+        targets = [cid for cid in sorted(checks) if automated(checks[cid])]
+    if a.libs:
+        for cid in [t for t in targets if not t.startswith("lib:")]:
+            for u in checks[cid].get("uses", []):
+                if "lib:" + u not in targets:
+                    targets.append("lib:" + u)
+    for t in targets:
+        if t.startswith("lib:") and t[4:] not in libs or not t.startswith("lib:") and t not in checks:
+            sys.exit(f"unknown check or block {t}")
+
+    if a.list:
+        for t in targets:
+            if t.startswith("lib:"):
+                _, ms = make_mutants(t, libs[t[4:]].read_text(), None, False)
+            else:
+                _, ms = make_mutants(t, checks[t]["sql"], checks[t].get("kind"), True)
+            print(f"{t}: {len(ms)} mutants")
+            for m in ms:
+                print(f"  {m['id']}\n" + "\n".join("    " + x for x in m["diff"].splitlines()))
+        return 0
+
+    if not Path(a.bin).exists():
+        sys.exit(f"{a.bin} not found: cargo build --release (or --bin)")
+    pg()
+    equivalent = load_equivalent()
+    runner = Runner(a.bin, checks, libs, a.jobs)
+    t0 = time.time()
+    rows = []
+    try:
+        with cf.ThreadPoolExecutor(max_workers=a.jobs) as ex:
+            futs = []
+            # costliest (blocks) first so the two workers finish together
+            for t in sorted(targets, key=lambda t: not t.startswith("lib:")):
+                if t.startswith("lib:"):
+                    futs.append(ex.submit(measure_lib, runner, t[4:], equivalent, a.verbose))
+                else:
+                    futs.append(ex.submit(measure_check, runner, t, equivalent, a.verbose))
+            for f in cf.as_completed(futs):
+                row = f.result()
+                rows.append(row)
+                print_row(row)
+                sys.stdout.flush()
+    finally:
+        runner.stop()
+    total = time.time() - t0
+    made = sum(r["made"] for r in rows)
+    killed = sum(r["killed"] for r in rows)
+    print(f"\n{len(rows)} target(s), {made} mutants, {killed} killed, {made - killed} survived "
+          f"({killed / made if made else 1:.0%}), {total:.0f} s with --jobs {a.jobs}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+    if a.write_doc:
+        write_doc(checks, libs, rows, None)
+    low = [r["target"] for r in rows if r["error"] or (a.min_rate is not None and rate(r) < a.min_rate)]
+    if a.min_rate is not None and low:
+        print("below --min-rate or not measured: " + ", ".join(low))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
