@@ -210,7 +210,8 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
     let opts = AuditOptions {
         jobs: args.jobs,
         deep: args.deep,
-        probe: args.probe,
+        probe: args.probe.is_some(),
+        probe_write: args.probe == Some(crate::cli::ProbeMode::Write),
         only: args.only.clone(),
         skip: args.skip.clone(),
         progress: true,
@@ -219,6 +220,8 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
     let selected = runner::select(&catalog, &config, &opts)
         .map_err(|m| Failure::msg(EXIT_INPUT, m, "`pg-integrity checks list` shows every id"))?;
     let target = open_target(&args.target).await?;
+    let mut opts = opts;
+    opts.jobs = check_scope(&target, &catalog, &config, opts.jobs).await?;
     let run = runner::audit(&target.options, &catalog, &config, &opts, selected).await?;
     drop(target);
     let gate_opts = GateOptions {
@@ -456,4 +459,42 @@ fn show_check(catalog: &Catalog, c: &crate::catalog::Check) -> String {
         }
     }
     s
+}
+
+/// Refuse a scope that would turn the checks off in silence (exit 2), and cap `--jobs`
+/// at the connections the server can spare (said on stderr).
+async fn check_scope(
+    target: &Target,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+    jobs: usize,
+) -> Result<usize, Failure> {
+    let client = crate::connection::connect(&target.options).await?;
+    let scope = crate::scope::inspect(&client, catalog, config)
+        .await
+        .map_err(|m| Failure::msg(EXIT_DATABASE, m, ""))?;
+    if let Some((missing, near)) = scope.missing_schemas.first() {
+        return Err(Failure::msg(
+            EXIT_INPUT,
+            format!("scope.schemas names `{missing}`, a schema this database does not have"),
+            &near.clone().unwrap_or_else(|| {
+                "list the schemas with \\dn in psql, or leave scope.schemas empty for all".into()
+            }),
+        ));
+    }
+    if scope.tables == 0 {
+        return Err(Failure::msg(
+            EXIT_INPUT,
+            "nothing to audit: no table is in scope, so every check would pass or not apply".into(),
+            "check scope.schemas and scope.exclude_tables in pg-integrity.toml, and that this is the database you meant",
+        ));
+    }
+    let capped = crate::scope::cap_jobs(jobs, scope.free_connections);
+    if capped < jobs {
+        eprintln!(
+            "note: --jobs {jobs} capped at {capped}: the server has {} free connection slots, and the application keeps the rest",
+            scope.free_connections.max(0)
+        );
+    }
+    Ok(capped)
 }

@@ -66,6 +66,9 @@ struct RawCheck {
     requires: Requires,
     #[serde(default)]
     strict: bool,
+    /// A probe that writes (always rolled back): runs only with `--probe write`.
+    #[serde(default)]
+    writes: bool,
     #[serde(default)]
     cost: Option<u32>,
     #[serde(default)]
@@ -155,6 +158,8 @@ pub struct Check {
     pub uses: Vec<String>,
     pub requires: Requires,
     pub strict: bool,
+    /// A probe that writes inside rolled-back transactions (`--probe write` only).
+    pub writes: bool,
     /// Relative cost of the check's own SQL beyond its building blocks (`cost = N`,
     /// default 1, same units as a fragment's `-- cost:`), used to share batches out.
     pub cost: u32,
@@ -456,6 +461,23 @@ impl Catalog {
             params: names,
             check_char_offset: 0,
         }
+    }
+
+    /// A statement over the building blocks `uses` (and what they require), for the
+    /// engine's own questions (what is in scope), composed as a check's would be.
+    pub fn compose_query(&self, uses: &[&str], sql: &str) -> Composed {
+        let probe = Check {
+            uses: uses.iter().map(|u| u.to_string()).collect(),
+            params: vec![],
+            sql: Some(sql.to_string()),
+            ..self
+                .checks
+                .values()
+                .next()
+                .cloned()
+                .expect("the catalog has checks")
+        };
+        self.compose(&probe)
     }
 
     /// Build the statement for `check`: a `params` CTE binding every parameter, the
@@ -895,6 +917,7 @@ fn parse_check(
         uses: raw.uses.into_iter().map(Spanned::into_inner).collect(),
         requires: raw.requires,
         strict: raw.strict,
+        writes: raw.writes,
         cost: raw.cost.unwrap_or(1),
         sql: raw.sql.map(Spanned::into_inner),
         tests,

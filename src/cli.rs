@@ -182,9 +182,14 @@ pub struct AuditArgs {
     #[arg(long, value_name = "PCT", requires = "deep")]
     pub sample: Option<f64>,
 
-    /// Also run the isolation probes as the app roles (writes only inside rolled-back transactions)
-    #[arg(long)]
-    pub probe: bool,
+    /// Also run the isolation probes as each app role. `--probe` (or `--probe read`): the
+    /// read-only probes (cross-tenant read, unset context). `--probe write` adds the write
+    /// probe: it updates rows as the app role to see whether they can move to another
+    /// tenant, taking row locks (FOR UPDATE SKIP LOCKED, so it never waits) and firing
+    /// row triggers, always rolled back (a trigger's effects outside the transaction, and
+    /// sequences it advances, are not)
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "read", value_name = "MODE")]
+    pub probe: Option<ProbeMode>,
 
     /// Output format on stdout (default: table on a terminal, json otherwise)
     #[arg(long, value_enum)]
@@ -199,7 +204,8 @@ pub struct AuditArgs {
     pub fail_on: String,
 
     /// Fail the gate when the score (percent of applicable checks passing) is below this
-    #[arg(long, value_name = "PCT")]
+    /// (0 to 100)
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
     pub min_score: Option<f64>,
 
     /// Only findings not in this baseline file fail the gate
@@ -266,4 +272,40 @@ pub enum ChecksCommand {
         #[arg(long, value_delimiter = ',', conflicts_with = "database_url")]
         preload: Vec<String>,
     },
+}
+
+/// A percentage from 0 to 100 (`NaN` and out-of-range values would make the gate
+/// meaningless: NaN compares false, so it would always pass).
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_finite() && (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` is not a percentage from 0 to 100"))
+    }
+}
+
+#[cfg(test)]
+mod percent_tests {
+    #[test]
+    fn min_score_is_a_percentage() {
+        assert_eq!(super::parse_percent("80"), Ok(80.0));
+        assert_eq!(super::parse_percent("0"), Ok(0.0));
+        assert_eq!(super::parse_percent("100"), Ok(100.0));
+        for bad in ["NaN", "nan", "150", "-1", "inf", "x"] {
+            assert!(super::parse_percent(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// `--probe [read|write]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeMode {
+    /// The read-only probes.
+    Read,
+    /// The read-only probes and the write probe (rolled back).
+    Write,
 }

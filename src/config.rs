@@ -337,6 +337,55 @@ impl LoadedConfig {
                 Some("name the tenant column, e.g. column = \"tenant_id\"".into()),
             ));
         }
+        // An empty name matches nothing: every check that needs it would pass or be
+        // not applicable in silence.
+        let empty = [
+            (
+                "tenancy.column",
+                c.tenancy
+                    .column
+                    .to_vec()
+                    .iter()
+                    .any(|n| n.trim().is_empty()),
+                "column = \"tenant_id\"",
+            ),
+            (
+                "tenancy.tenant_table",
+                c.tenancy.tenant_table.trim().is_empty(),
+                "tenant_table = \"tenants\"",
+            ),
+            (
+                "tenancy.setting",
+                c.tenancy.setting.trim().is_empty(),
+                "setting = \"app.current_tenant\"",
+            ),
+        ];
+        for (key, is_empty, example) in empty {
+            if is_empty {
+                out.push(src.problem(
+                    format!("{key} is an empty string, which matches nothing"),
+                    None,
+                    "",
+                    Some(format!(
+                        "name it, e.g. {example}, or leave the key out for the default"
+                    )),
+                ));
+            }
+        }
+        // A zero timeout turns the guard off: an audit must never wait without bound.
+        for (key, v) in [
+            ("audit.statement_timeout_ms", c.audit.statement_timeout_ms),
+            ("audit.lock_timeout_ms", c.audit.lock_timeout_ms),
+        ] {
+            if v == 0 {
+                out.push(src.problem(
+                    format!("{key} = 0 would let the audit wait without bound"),
+                    None,
+                    "",
+                    Some("set a positive number of milliseconds (the defaults are 30000 and 1000); the audit must never block the database's traffic".into()),
+                ));
+            }
+        }
         out
     }
 
@@ -412,6 +461,23 @@ mod tests {
             c.config.tenancy.column.to_vec(),
             vec!["org_id", "organization_id_fk"]
         );
+    }
+
+    #[test]
+    fn empty_names_and_zero_timeouts_are_refused() {
+        for text in [
+            "[tenancy]\ncolumn = \"\"\n",
+            "[tenancy]\ncolumn = [\"org_id\", \" \"]\n",
+            "[tenancy]\ntenant_table = \"\"\n",
+            "[tenancy]\nsetting = \"\"\n",
+            "[audit]\nlock_timeout_ms = 0\n",
+            "[audit]\nstatement_timeout_ms = 0\n",
+        ] {
+            assert!(LoadedConfig::parse("x.toml", text).is_err(), "{text}");
+        }
+        let ok = "[tenancy]\nmodel = \"membership\"\nmembership_table = \"\"\n";
+        assert!(LoadedConfig::parse("x.toml", ok).is_ok());
+        assert!(LoadedConfig::parse("x.toml", "[tenancy]\nmodel = \"roles\"\n").is_err());
     }
 
     #[test]

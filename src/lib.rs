@@ -24,4 +24,5 @@ pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod scan;
+pub mod scope;
 pub mod sqlsplit;

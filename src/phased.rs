@@ -183,11 +183,18 @@ pub async fn run_probes(
     Ok(out)
 }
 
+/// Leads every statement a probe sends. pg_stat_statements keeps it in the stored
+/// text, and every check that reads tracked statements leaves such statements out
+/// (`checks/lib/tracked_statements.sql`): what a probe does is never read back as the
+/// application's behaviour.
+pub const PROBE_MARKER: &str = "/* pg-integrity probe */";
+
 async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
     let args = bind(&step.args);
+    let marked = |sql: &str| format!("{PROBE_MARKER} {sql}");
     if let Some(role) = &step.role {
         client
-            .query("select set_config('role', $1, true)", &[role])
+            .query(&marked("select set_config('role', $1, true)"), &[role])
             .await
             .map_err(|e| {
                 format!(
@@ -200,13 +207,13 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
     if let Some(setup) = &step.setup {
         let n = count_params(setup);
         client
-            .query(setup.as_str(), &args[..n.min(args.len())])
+            .query(&marked(setup), &args[..n.min(args.len())])
             .await
             .map_err(|e| format!("{}: setup failed: {}", step.object, db_message(&e)))?;
     }
     let n = count_params(&step.query);
     match client
-        .query(step.query.as_str(), &args[..n.min(args.len())])
+        .query(&marked(&step.query), &args[..n.min(args.len())])
         .await
     {
         Ok(rows) => outcome(&step.object, &rows),

@@ -140,6 +140,8 @@ pub struct AuditOptions {
     pub jobs: usize,
     pub deep: bool,
     pub probe: bool,
+    /// `--probe write`: the probes that write (always rolled back) run too.
+    pub probe_write: bool,
     pub only: Vec<String>,
     pub skip: Vec<String>,
     pub progress: bool,
@@ -153,6 +155,7 @@ impl Default for AuditOptions {
             jobs: 4,
             deep: false,
             probe: false,
+            probe_write: false,
             only: vec![],
             skip: vec![],
             progress: false,
@@ -220,6 +223,20 @@ pub fn select<'a>(
                 .to_string());
         }
     }
+    // A probe that writes runs only when asked for by name: `--probe write`.
+    if let Some(c) = opts
+        .only
+        .iter()
+        .filter_map(|id| catalog.checks.get(id))
+        .find(|c| c.writes)
+    {
+        if !opts.probe_write {
+            return Err(format!(
+                "{} writes (inside transactions that are always rolled back): run it with --probe write",
+                c.id
+            ));
+        }
+    }
     Ok(catalog
         .ordered()
         .into_iter()
@@ -228,6 +245,7 @@ pub fn select<'a>(
         .filter(|c| !opts.skip.contains(&c.id))
         .filter(|c| match c.kind {
             Kind::Data => opts.deep || opts.only.contains(&c.id),
+            Kind::Probe if c.writes => opts.probe_write,
             Kind::Probe => opts.probe || opts.only.contains(&c.id),
             _ => true,
         })

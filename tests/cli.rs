@@ -388,7 +388,7 @@ async fn data_work_mem(db: &TestDb, config: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_checks_raise_work_mem_to_the_configured_size_and_never_lower_it() {
-    let db = TestDb::new("").await;
+    let db = TestDb::new("create table t(id int primary key);").await;
     assert_eq!(data_work_mem(&db, "").await, "64MB");
     assert_eq!(
         data_work_mem(&db, "[audit]\nwork_mem_mb = 16\n").await,
@@ -410,7 +410,7 @@ async fn data_checks_raise_work_mem_to_the_configured_size_and_never_lower_it() 
 async fn an_audit_of_data_checks_alone_reads_on_every_connection() {
     // Only data checks: while the first connection plans them, the queue is empty,
     // and the others must wait for the statements rather than leave.
-    let db = TestDb::new("").await;
+    let db = TestDb::new("create table t(id int primary key);").await;
     let doc = audit_custom_data_checks(
         &db,
         &[(
@@ -434,7 +434,7 @@ async fn an_audit_of_data_checks_alone_reads_on_every_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_checks_are_planned_on_every_connection() {
     // Each plan names the backend that ran it; two slow plans, two connections.
-    let db = TestDb::new("").await;
+    let db = TestDb::new("create table t(id int primary key);").await;
     let plan = "select 'o'::text as object, format('select false as ok, %L as evidence', pg_backend_pid()) as query from pg_sleep(0.3)";
     let doc = audit_custom_data_checks(
         &db,
@@ -530,7 +530,9 @@ fn a_wrong_password_is_exit_3_and_never_printed() {
         let c = pg_integrity::connection::connect(&sb.options("postgres"))
             .await
             .unwrap();
-        c.batch_execute("create role pgi_pw_user login password 'Right-Pass-123'")
+        c.batch_execute(
+            "create role pgi_pw_user login password 'Right-Pass-123'; create table t(id int primary key)",
+        )
             .await
             .unwrap();
     });
@@ -657,7 +659,7 @@ fn audit_help_prints_each_example_and_the_migration_file_pattern_as_written() {
 /// `related` column reaches the JSON report; both batched and on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_rows_and_related_objects_reach_the_report() {
-    let db = TestDb::new("").await;
+    let db = TestDb::new("create table t(id int primary key);").await;
     let dir = tempfile::tempdir().unwrap();
     custom_check(
         dir.path(),
@@ -693,4 +695,92 @@ async fn unknown_rows_and_related_objects_reach_the_report() {
     let c = check_in(&json_report(&out), "custom.verdicts");
     assert_eq!(c["status"], "skipped", "{c}");
     assert_eq!(c["reason"], "cannot see: grant SELECT on c");
+}
+
+/// A scope that holds nothing would turn every check off in silence: bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_schema_or_an_empty_scope_is_bad_input() {
+    let db =
+        TestDb::new("create schema billing; create table billing.invoices(id int primary key);")
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let typo = write(dir.path(), "typo.toml", "[scope]\nschemas = [\"biling\"]\n");
+    let run = |config: &std::path::Path| {
+        cli()
+            .args(["audit", "--format", "json", "--config"])
+            .arg(config)
+            .args(["--database-url", &db.url])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::block_in_place(|| run(&typo));
+    assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`biling`") && err.contains("did you mean `billing`?"),
+        "{err}"
+    );
+
+    let excluded = write(
+        dir.path(),
+        "none.toml",
+        "[scope]\nexclude_tables = [\"*\"]\n",
+    );
+    let out = tokio::task::block_in_place(|| run(&excluded));
+    assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no table is in scope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let right = write(dir.path(), "ok.toml", "[scope]\nschemas = [\"billing\"]\n");
+    let out = tokio::task::block_in_place(|| run(&right));
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+}
+
+#[test]
+fn zero_timeouts_and_a_nan_min_score_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "p.toml", "[audit]\nlock_timeout_ms = 0\n");
+    let out = cli()
+        .args(["audit", "--config"])
+        .arg(&config)
+        .args(["--database-url", "host=/nonexistent"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lock_timeout_ms = 0"));
+    for bad in ["NaN", "150"] {
+        let out = cli()
+            .args([
+                "audit",
+                "--min-score",
+                bad,
+                "--database-url",
+                "host=/nonexistent",
+            ])
+            .output()
+            .unwrap();
+        assert_exit(&out, 2);
+    }
+}
+
+/// The write probe runs only with `--probe write`, even when named with --only.
+#[test]
+fn the_write_probe_needs_probe_write() {
+    let out = cli()
+        .args(["audit", "--probe", "--only", "isolation.cross_tenant_write"])
+        .args(["--database-url", "host=/nonexistent"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--probe write"));
+    let help = cli().args(["audit", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--probe write") && help.contains("row triggers"),
+        "{help}"
+    );
 }

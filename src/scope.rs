@@ -1,0 +1,86 @@
+//! Before an audit: what is in scope, and how many connections the server can spare.
+//! A schema named in `scope.schemas` that does not exist, or a scope holding no
+//! table, would turn every check off in silence (not applicable, or a pass): both are
+//! bad input. `--jobs` beyond the server's free connection slots would take them from
+//! the application.
+
+use crate::catalog::Catalog;
+use crate::config::LoadedConfig;
+use crate::params::{self, ParamValue};
+use tokio_postgres::Client;
+
+/// What the scope holds on this database.
+#[derive(Debug)]
+pub struct Scope {
+    /// Configured schemas that do not exist, each with the closest existing name.
+    pub missing_schemas: Vec<(String, Option<String>)>,
+    /// Tables in scope (partitions excluded).
+    pub tables: i64,
+    /// Connection slots a new non-superuser connection could still take.
+    pub free_connections: i64,
+}
+
+/// Read the scope through the `scope_tables` building block (the checks' own
+/// definition of it), with the configured parameters bound.
+pub async fn inspect(
+    client: &Client,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+) -> Result<Scope, String> {
+    let composed = catalog.compose_query(
+        &["scope_tables"],
+        "select (select count(*) from scope_tables t where not t.is_partition),
+       array(select s from unnest((select schemas from params)::text[]) s
+             where not exists (select 1 from pg_namespace n where n.nspname = s)),
+       array(select n.nspname::text from pg_namespace n
+             where n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast')
+               and n.nspname !~ '^pg_(toast_)?temp_'),
+       current_setting('max_connections')::int
+       - current_setting('superuser_reserved_connections')::int
+       - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)
+       - (select count(*)::int from pg_stat_activity where backend_type = 'client backend')",
+    );
+    let values: Vec<ParamValue> = composed
+        .params
+        .iter()
+        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
+        .collect();
+    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
+    let row = client
+        .query_one(&composed.sql, &refs)
+        .await
+        .map_err(|e| crate::runner::db_message(&e))?;
+    let existing: Vec<String> = row.get(2);
+    let missing: Vec<String> = row.get(1);
+    Ok(Scope {
+        missing_schemas: missing
+            .into_iter()
+            .map(|s| {
+                let near = crate::diag::did_you_mean(&s, existing.iter().map(String::as_str));
+                (s, near)
+            })
+            .collect(),
+        tables: row.get(0),
+        free_connections: i64::from(row.get::<_, i32>(3)),
+    })
+}
+
+/// Connections an audit may open: `jobs`, but never more than the free slots less a
+/// reserve for the application (a tenth of them, at least 3), and at least 1.
+pub fn cap_jobs(jobs: usize, free_connections: i64) -> usize {
+    let reserve = (free_connections / 10).max(3);
+    let spare = usize::try_from(free_connections - reserve).unwrap_or(0);
+    jobs.min(spare).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jobs_keep_a_reserve_of_free_connections() {
+        assert_eq!(super::cap_jobs(4, 97), 4);
+        assert_eq!(super::cap_jobs(1000, 97), 88);
+        assert_eq!(super::cap_jobs(4, 5), 2);
+        assert_eq!(super::cap_jobs(4, 2), 1);
+        assert_eq!(super::cap_jobs(4, -3), 1);
+    }
+}
