@@ -11,7 +11,12 @@
 //! row level security hides rows of its table from the auditing role), and for probes
 //! `role text` (the role to become), `setup text` (a statement run first, e.g.
 //! `select set_config($2, $1, true)`), `refusal_ok boolean` (an error from the query
-//! means the database refused, which is what the probe wants).
+//! means the database refused, which is what the probe wants), `attempts int` (a
+//! write probe's candidate rows: the query gets the attempt number 0, 1, … as one more
+//! argument after `args` and runs under a savepoint; only a refusal by a policy or a
+//! privilege (SQLSTATE 42501) proves isolation, any other error (a foreign key, a
+//! unique, a trigger) makes that row inconclusive and the next one is tried; ok NULL
+//! from the query means no candidate is left; all inconclusive is unknown).
 //!
 //! A data check may instead describe a row test (`hit`, see `crate::scan`): the engine
 //! then answers the tests of every data check on one table with one shared scan, and
@@ -30,6 +35,8 @@ pub(crate) struct Step {
     role: Option<String>,
     setup: Option<String>,
     refusal_ok: bool,
+    /// Candidate rows a write probe tries (0: one plain attempt).
+    attempts: u32,
     /// A row test answered by a shared scan (data checks only).
     pub(crate) part: Option<crate::scan::Part>,
 }
@@ -61,6 +68,7 @@ pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
                 role: None,
                 setup: None,
                 refusal_ok: false,
+                attempts: 0,
                 part: None,
             });
             continue;
@@ -96,6 +104,7 @@ pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
             role: col(r, "role"),
             setup: col(r, "setup"),
             refusal_ok: col(r, "refusal_ok").unwrap_or(false),
+            attempts: col::<i32>(r, "attempts").map_or(0, |n| n.clamp(0, 20) as u32),
             part,
         });
     }
@@ -211,6 +220,9 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
             .await
             .map_err(|e| format!("{}: setup failed: {}", step.object, db_message(&e)))?;
     }
+    if step.attempts > 0 {
+        return probe_candidates(client, step).await;
+    }
     let n = count_params(&step.query);
     match client
         .query(&marked(&step.query), &args[..n.min(args.len())])
@@ -228,6 +240,69 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
         )),
         Err(e) => Err(format!("{}: {}", step.object, db_message(&e))),
     }
+}
+
+/// A write probe over up to `step.attempts` candidate rows, each under a savepoint:
+/// the first row that moves (not ok), or a refusal by a policy or privilege (ok),
+/// decides; a row stopped by anything else (a foreign key from its children, a unique,
+/// a trigger) proves nothing about isolation, and the next row is tried. When every
+/// candidate was stopped that way the object is unknown, with the first such error.
+async fn probe_candidates(client: &Client, step: &Step) -> Result<Row3, String> {
+    let mut inconclusive: Vec<String> = vec![];
+    for attempt in 0..step.attempts {
+        let mut args = step.args.clone();
+        args.push(attempt.to_string());
+        let bound = bind(&args);
+        client
+            .batch_execute("savepoint pgi_probe_row")
+            .await
+            .map_err(|e| db_message(&e))?;
+        let sql = format!("{PROBE_MARKER} {}", step.query);
+        let n = count_params(&step.query);
+        match client.query(&sql, &bound[..n.min(bound.len())]).await {
+            Ok(rows) => {
+                let (object, ok, evidence) = outcome(&step.object, &rows)?;
+                if ok.is_some() {
+                    return Ok((object, ok, evidence));
+                }
+                break; // no candidate left
+            }
+            Err(e) => {
+                let Some(db) = e.as_db_error() else {
+                    return Err(format!("{}: {e}", step.object));
+                };
+                if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE {
+                    return Ok((
+                        step.object.clone(),
+                        Some(true),
+                        format!("refused: {}", db.message()),
+                    ));
+                }
+                inconclusive.push(format!("{} ({})", db.message(), db.code().code()));
+                client
+                    .batch_execute("rollback to savepoint pgi_probe_row")
+                    .await
+                    .map_err(|e| db_message(&e))?;
+            }
+        }
+    }
+    Ok(match inconclusive.first() {
+        None => (
+            step.object.clone(),
+            Some(true),
+            "no row it may see and update could be tried".into(),
+        ),
+        Some(first) => (
+            step.object.clone(),
+            None,
+            format!(
+                "inconclusive: {} candidate row{} could not be moved, but not by a policy or a privilege (e.g. {first}): a constraint or trigger stopped {}, which proves nothing about isolation; verify the table's WITH CHECK policy, or probe with rows that have no such ties",
+                inconclusive.len(),
+                if inconclusive.len() == 1 { "" } else { "s" },
+                if inconclusive.len() == 1 { "it" } else { "them" },
+            ),
+        ),
+    })
 }
 
 /// The highest `$n` a statement uses (it may use fewer than the plan's args).
