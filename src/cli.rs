@@ -48,6 +48,26 @@ pub enum Command {
     Migrate(MigrateCommand),
     /// Throwaway server with the ticket-service fixture: audit, migrate, audit again, compare
     Demo,
+    /// Inspect a database and write a commented pg-integrity.toml: the tenant column and
+    /// table, the tenancy model, app and service roles, the schemas in scope, each with why
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Where to write the configuration (`-`: standard output)
+    #[arg(
+        long,
+        short = 'o',
+        default_value = "pg-integrity.toml",
+        value_name = "FILE"
+    )]
+    pub output: PathBuf,
+    /// Overwrite the file if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

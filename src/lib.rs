@@ -13,6 +13,7 @@ pub mod connection;
 pub mod diag;
 pub mod gate;
 pub mod glob;
+pub mod init;
 pub mod migrate;
 pub mod migrate_cmd;
 pub mod model;

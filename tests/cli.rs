@@ -784,3 +784,83 @@ fn the_write_probe_needs_probe_write() {
         "{help}"
     );
 }
+
+/// `init` proposes the tenancy the schema has, with why, and the file it writes loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_proposes_the_tenant_column_model_and_roles_and_the_file_loads() {
+    let db = TestDb::new("").await;
+    let role = format!("{}_app", db.name);
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "create table organizations(id int primary key, name text not null);
+             create table countries(code text primary key);
+             create table projects(id int primary key, org_id int not null references organizations(id), country text references countries(code));
+             create table invoices(id int primary key, org_id int not null references organizations(id));
+             create table members(id int primary key, org_id int not null references organizations(id));
+             create table tasks(id int primary key, project_id int not null references projects(id));
+             alter table projects enable row level security;
+             create policy projects_org on projects using (org_id = current_setting('app.org_id')::int);
+             alter table invoices enable row level security;
+             create policy invoices_org on invoices using (org_id = current_setting('app.org_id')::int);
+             create role {role};
+             grant select, insert, update on projects, invoices, tasks to {role};"
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pg-integrity.toml");
+    let run = |args: Vec<String>| {
+        cli()
+            .args(args)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    };
+    let init_args = vec![
+        "init".to_string(),
+        "--database-url".into(),
+        db.url.clone(),
+        "--output".into(),
+        path.display().to_string(),
+    ];
+    let out = tokio::task::block_in_place(|| run(init_args.clone()));
+    assert_exit(&out, 0);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for want in [
+        "column = \"org_id\"",
+        "tenant_table = \"public.organizations\"",
+        "setting = \"app.org_id\"",
+        "model = \"setting\"",
+        &format!("app = [\"{role}\"]"),
+        "public.organizations owns 4 tables",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    // a second init does not overwrite it
+    let again = tokio::task::block_in_place(|| run(init_args));
+    assert_exit(&again, 2);
+    // the audit takes it: the tenancy checks examine org_id
+    let audit = tokio::task::block_in_place(|| {
+        run(vec![
+            "audit".into(),
+            "--format".into(),
+            "json".into(),
+            "--only".into(),
+            "tenancy.tenant_not_null".into(),
+            "--config".into(),
+            path.display().to_string(),
+            "--database-url".into(),
+            db.url.clone(),
+        ])
+    });
+    let doc = json_report(&audit);
+    let c = check_in(&doc, "tenancy.tenant_not_null");
+    assert_eq!(c["status"], "pass", "{c}");
+    assert_eq!(c["objects_checked"], 3, "{c}");
+    db.client()
+        .await
+        .batch_execute(&format!("drop owned by {role}; drop role {role};"))
+        .await
+        .unwrap();
+}
