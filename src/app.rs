@@ -110,10 +110,7 @@ async fn init(args: crate::cli::InitArgs) -> Result<u8, Failure> {
                 .candidates
                 .first()
                 .map_or("none found", |c| c.table.as_str()),
-            proposal
-                .model
-                .as_ref()
-                .map_or("auto", |(m, _, _, _)| m.as_str()),
+            crate::init::model_written(&proposal),
         );
     }
     Ok(EXIT_OK)

@@ -177,6 +177,15 @@ pub async fn inspect(client: &Client, catalog: &Catalog) -> Result<Proposal, Str
     Ok(p)
 }
 
+/// The model the proposal writes: the one the policies show, or `auto` when no
+/// policy reads a tenant yet (nothing to decide from).
+pub fn model_written(p: &Proposal) -> &str {
+    match &p.model {
+        Some((m, _, _, _)) if m == "membership" || !p.settings.is_empty() => m,
+        _ => "auto",
+    }
+}
+
 fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
     format!("[{}]", quoted.join(", "))
@@ -238,9 +247,7 @@ pub fn render(p: &Proposal) -> String {
         }
     }
     match &p.model {
-        Some((model, reason, identity, membership))
-            if model == "membership" || !p.settings.is_empty() =>
-        {
+        Some((model, reason, identity, membership)) if model_written(p) != "auto" => {
             let _ = writeln!(s, "# {reason}");
             let _ = writeln!(s, "model = {model:?}");
             if model == "membership" {
