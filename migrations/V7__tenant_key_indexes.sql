@@ -4,7 +4,7 @@
 -- of V8__tenant_scoped_keys need.
 --
 -- Fixes: tenancy.tenant_scoped_uniques, tenancy.tenant_scoped_foreign_keys, schema.foreign_keys,
---        schema.foreign_key_indexes
+--        schema.foreign_key_indexes, schema.redundant_indexes
 -- (together with V8__tenant_scoped_keys, which turns these indexes into constraints and adds
 -- the foreign keys they serve, and V9__validate_tenant_keys; schema.unique_keys keeps passing).
 --
@@ -118,3 +118,8 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS refunds_order_id_tenant_id_idx
 --    run_at) order; schema.sql already has this index, this only restores it if it is missing.
 CREATE INDEX CONCURRENTLY IF NOT EXISTS jobs_pending_run_at_idx
     ON jobs (queue, priority DESC, run_at) WHERE status = 'pending';
+
+-- 5. an index the new ones make redundant: refunds (tenant_id) is a leading prefix of the
+--    unique (tenant_id, external_id) built above, which serves the same lookups. DROP INDEX
+--    CONCURRENTLY waits for queries using it to finish and blocks neither reads nor writes.
+DROP INDEX CONCURRENTLY IF EXISTS refunds_tenant_id_idx;
