@@ -55,7 +55,11 @@ Usage:
   scripts/mutate.py [ID ...]                  mutate these checks (default: every automated check)
   scripts/mutate.py --changed-since REF       only checks whose file (or a used block) changed
   scripts/mutate.py --write-doc [ID ...]      also update their rows in docs/test-strength.md
+                    [--snapshot]              (in its "Snapshot" section, not kept fresh)
   scripts/mutate.py --check-doc               fail if docs/test-strength.md is stale (no mutation)
+  scripts/mutate.py --ratchet ...             fail if a target falls below min(its row's rate, 90%)
+  scripts/mutate.py --budget SECONDS ...      start no new target after SECONDS (CI)
+  scripts/mutate.py --from-json A.json ... --write-doc   the doc from earlier runs' --json
   scripts/mutate.py --list ID                 print the mutants of ID (ids and diffs), run nothing
 
 Needs: pip install pglast==8.7 (only for mutating; --check-doc needs nothing) and a built
@@ -535,6 +539,18 @@ class Runner:
         return True, None
 
 
+DEADLINE = [None]
+
+
+class OutOfBudget(Exception):
+    pass
+
+
+def within_budget():
+    if DEADLINE[0] is not None and time.time() > DEADLINE[0]:
+        raise OutOfBudget()
+
+
 def measure_check(runner, cid, equivalent, verbose):
     c = runner.checks[cid]
     t0 = time.time()
@@ -552,6 +568,7 @@ def measure_check(runner, cid, equivalent, verbose):
         if (cid, m["id"]) in equivalent:
             row["equivalent"] += 1
             continue
+        within_budget()
         row["made"] += 1
         passed, why = runner.run_case_set(cid, m["sql"])
         if passed:
@@ -585,6 +602,7 @@ def measure_lib(runner, name, equivalent, verbose):
         if ("lib:" + name, m["id"]) in equivalent:
             row["equivalent"] += 1
             continue
+        within_budget()
         row["made"] += 1
         for cid in users:
             passed, why = runner.run_case_set(cid, lib=(name, m["sql"]))
@@ -619,54 +637,81 @@ def print_row(row):
 
 DOC_HEAD = """# Test strength: mutation testing of the check catalog
 
-Written by `scripts/mutate.py --write-doc` (issue 18); do not edit the tables by hand.
+Written by `scripts/mutate.py` (issue 18); do not edit the tables by hand.
 Each mutant is the check's SQL (or a building block's) broken one plausible way; it is
 *killed* when one of the check's own `[[test]]` cases fails against it. Equivalent
 mutants are listed with their reason in `scripts/mutants-equivalent.toml` and not
 counted. A block's mutants run against the cases of every check that uses it.
 Target: every automated check kills >= 90% of its mutants.
 
-`hash` is what a row was measured on (the check file; for a block, the block and the
-files of the checks using it). `tests/test_strength.rs` fails when a row's hash no longer
-matches: rerun `scripts/mutate.py --write-doc ID` (or `lib:NAME`) for that row.
+Rows under "Checks" and "Building blocks" are kept fresh: `hash` is what a row was
+measured on (the check file; for a block, the block and the files of the checks using
+it), and `tests/test_strength.rs` fails when it no longer matches. Rerun
+`scripts/mutate.py --write-doc ID` (or `lib:NAME`) for that row. CI reruns the mutation
+of the checks changed since `MUTATE_BASE` and fails when one falls below what its row
+says (or below 90% for a row at or above it). Rows under "Snapshot" were measured once
+(at the commit given) and are not kept fresh: `--write-doc --snapshot ID` writes there.
 """
+
+TABLE_HEAD = "| target | made | killed | survived | equivalent | rate | {} |\n|---|---:|---:|---:|---:|---|---|\n"
+SECTIONS = ("Checks", "Building blocks", "Snapshot (not kept fresh)")
 
 
 def parse_doc():
-    rows = {}
+    """{section: {target: line}} and the notes text."""
+    out = {s: {} for s in SECTIONS}
+    notes = ""
     if not DOC.exists():
-        return rows
-    for line in DOC.read_text().splitlines():
+        return out, notes
+    text = DOC.read_text()
+    if "\n## Notes\n" in text:
+        text, notes = text.split("\n## Notes\n", 1)
+    section = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
         m = re.match(r"^\| `([^`]+)` \|(.*)\|$", line)
-        if m:
-            rows[m.group(1)] = line
-    return rows
+        if m and section in out:
+            out[section][m.group(1)] = line
+    return out, notes
 
 
-def doc_line(row, h):
+def row_rate(line):
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    m = re.match(r"(\d+)%", cells[5]) if len(cells) > 5 else None
+    return int(m.group(1)) / 100 if m else None
+
+
+def doc_line(row, last):
     if row["error"]:
-        return f"| `{row['target']}` | - | - | - | - | {row['error'][:80]} | {h} |"
-    surv = len(row["survived"])
-    return (f"| `{row['target']}` | {row['made']} | {row['killed']} | {surv} | {row['equivalent']} | "
-            f"{rate(row):.0%}{'' if rate(row) >= TARGET else ' (below 90%)'} | {h} |")
+        return f"| `{row['target']}` | - | - | - | - | {row['error'][:80]} | {last} |"
+    r = rate(row)
+    return (f"| `{row['target']}` | {row['made']} | {row['killed']} | {len(row['survived'])} | {row['equivalent']} | "
+            f"{r * 100:.0f}%{'' if r >= TARGET else ' (below 90%)'} | {last} |")
 
 
-def write_doc(checks, libs, rows, extra_text):
-    old = parse_doc()
+def write_doc(checks, libs, rows, snapshot):
+    doc, notes = parse_doc()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
     for row in rows:
         t = row["target"]
-        h = lib_hash(checks, libs, t[4:]) if t.startswith("lib:") else check_hash(checks, t)
-        old[t] = doc_line(row, h)
-    head = "| target | made | killed | survived | equivalent | rate | hash |\n|---|---:|---:|---:|---:|---|---|\n"
-    check_rows = [old[k] for k in sorted(old) if not k.startswith("lib:") and k in checks]
-    lib_rows = [old[k] for k in sorted(old) if k.startswith("lib:") and k[4:] in libs]
-    unmeasured = [cid for cid in sorted(checks) if automated(checks[cid]) and cid not in old]
-    out = DOC_HEAD + "\n## Checks\n\n" + head + "\n".join(check_rows) + "\n"
-    out += "\n## Building blocks\n\n" + head + "\n".join(lib_rows) + "\n"
+        if (row["error"] or "").startswith("not run"):
+            continue
+        for sec in SECTIONS:
+            doc[sec].pop(t, None)
+        if snapshot:
+            doc[SECTIONS[2]][t] = doc_line(row, f"at {commit}")
+        elif t.startswith("lib:"):
+            doc[SECTIONS[1]][t] = doc_line(row, lib_hash(checks, libs, t[4:]))
+        else:
+            doc[SECTIONS[0]][t] = doc_line(row, check_hash(checks, t))
+    out = DOC_HEAD
+    for sec, last in zip(SECTIONS, ("hash", "hash", "measured")):
+        out += f"\n## {sec}\n\n" + TABLE_HEAD.format(last) + "\n".join(doc[sec][k] for k in sorted(doc[sec])) + "\n"
+    measured = set().union(*[set(doc[s]) for s in SECTIONS])
+    unmeasured = [cid for cid in sorted(checks) if automated(checks[cid]) and cid not in measured]
     out += "\n## Not measured yet\n\n" + (", ".join(f"`{c}`" for c in unmeasured) or "none") + "\n"
-    notes = DOC.read_text().split("\n## Notes\n", 1)[1] if DOC.exists() and "\n## Notes\n" in DOC.read_text() else ""
-    if extra_text:
-        notes = extra_text
     if notes:
         out += "\n## Notes\n" + notes
     DOC.write_text(out)
@@ -674,29 +719,40 @@ def write_doc(checks, libs, rows, extra_text):
 
 def check_doc(checks, libs):
     stale = []
-    for t, line in parse_doc().items():
-        recorded = line.rstrip("|").rsplit("|", 1)[1].strip()
-        if t.startswith("lib:"):
-            if t[4:] not in libs:
-                stale.append(f"{t}: block no longer exists")
-                continue
-            now = lib_hash(checks, libs, t[4:])
-        else:
-            if t not in checks:
-                stale.append(f"{t}: check no longer exists")
-                continue
-            now = check_hash(checks, t)
-        if now != recorded:
-            stale.append(f"{t}: changed since measured (run scripts/mutate.py --write-doc {t})")
+    doc, _ = parse_doc()
+    for sec in SECTIONS[:2]:
+        for t, line in doc[sec].items():
+            recorded = line.rstrip("|").rsplit("|", 1)[1].strip()
+            if t.startswith("lib:"):
+                if t[4:] not in libs:
+                    stale.append(f"{t}: block no longer exists")
+                    continue
+                now = lib_hash(checks, libs, t[4:])
+            else:
+                if t not in checks:
+                    stale.append(f"{t}: check no longer exists")
+                    continue
+                now = check_hash(checks, t)
+            if now != recorded:
+                stale.append(f"{t}: changed since measured (run scripts/mutate.py --write-doc {t})")
     return stale
+
+
+def recorded_rates():
+    doc, _ = parse_doc()
+    return {t: row_rate(line) for sec in SECTIONS[:2] for t, line in doc[sec].items()}
 
 
 # ---------------------------------------------------------------- main
 
 
 def changed_since(ref, checks):
-    out = subprocess.run(["git", "diff", "--name-only", ref, "--", "checks"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.split()
+    r = subprocess.run(["git", "diff", "--name-only", ref, "--", "checks"], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        # a shallow or short history: nothing to compare with is not a failure
+        print(f"cannot compare with {ref} ({r.stderr.strip()}): no check taken as changed")
+        return set(), set()
+    out = r.stdout.split()
     ids, libs = set(), set()
     for f in out:
         p = Path(f)
@@ -717,8 +773,14 @@ def main():
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--check-doc", action="store_true")
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--min-rate", type=float, default=None, help="exit 1 if a measured row is below it")
-    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--snapshot", action="store_true", help="with --write-doc: rows not kept fresh")
+    ap.add_argument("--ratchet", action="store_true",
+                    help="exit 1 if a target falls below min(its row's rate, 90%%) in the doc")
+    ap.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                    help="start no new target after this long (the rest are listed as not run)")
+    ap.add_argument("--json", metavar="FILE", help="write the results (rows with survivors' diffs) here")
+    ap.add_argument("--from-json", metavar="FILE", nargs="+",
+                    help="take the results of earlier runs (--json) instead of running, e.g. to --write-doc")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
 
@@ -759,6 +821,14 @@ def main():
                 print(f"  {m['id']}\n" + "\n".join("    " + x for x in m["diff"].splitlines()))
         return 0
 
+    if a.from_json:
+        rows = [r for f in a.from_json for r in json.loads(Path(f).read_text())]
+        for row in rows:
+            print_row(row)
+        if a.write_doc:
+            write_doc(checks, libs, rows, a.snapshot)
+        return 0
+
     if not Path(a.bin).exists():
         sys.exit(f"{a.bin} not found: cargo build --release (or --bin)")
     pg()
@@ -770,11 +840,17 @@ def main():
         with cf.ThreadPoolExecutor(max_workers=a.jobs) as ex:
             futs = []
             # costliest (blocks) first so the two workers finish together
+            def run(t):
+                try:
+                    within_budget()
+                    if t.startswith("lib:"):
+                        return measure_lib(runner, t[4:], equivalent, a.verbose)
+                    return measure_check(runner, t, equivalent, a.verbose)
+                except OutOfBudget:
+                    return {"target": t, "made": 0, "killed": 0, "survived": [], "equivalent": 0,
+                            "error": f"not run: --budget {a.budget:.0f} s spent"}
             for t in sorted(targets, key=lambda t: not t.startswith("lib:")):
-                if t.startswith("lib:"):
-                    futs.append(ex.submit(measure_lib, runner, t[4:], equivalent, a.verbose))
-                else:
-                    futs.append(ex.submit(measure_check, runner, t, equivalent, a.verbose))
+                futs.append(ex.submit(run, t))
             for f in cf.as_completed(futs):
                 row = f.result()
                 rows.append(row)
@@ -790,11 +866,19 @@ def main():
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     if a.write_doc:
-        write_doc(checks, libs, rows, None)
-    low = [r["target"] for r in rows if r["error"] or (a.min_rate is not None and rate(r) < a.min_rate)]
-    if a.min_rate is not None and low:
-        print("below --min-rate or not measured: " + ", ".join(low))
-        return 1
+        write_doc(checks, libs, rows, a.snapshot)
+    if a.ratchet:
+        before = recorded_rates()
+        low = []
+        for r in rows:
+            if (r["error"] or "").startswith("not run"):
+                continue
+            was = before.get(r["target"])
+            if r["error"] or (was is not None and rate(r) + 1e-9 < min(was, TARGET)):
+                low.append(f"{r['target']} ({r['error'] or f'{rate(r):.0%}, row says {was:.0%}'})")
+        if low:
+            print("below what docs/test-strength.md records: " + ", ".join(low))
+            return 1
     return 0
 
 
