@@ -273,6 +273,7 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
         today: chrono::Utc::now().date_naive(),
     };
     let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
+    assessment.findings_limit = args.findings.0;
     assessment.artifact = args
         .target
         .schema
@@ -289,6 +290,21 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
                 "check the directory exists and is writable",
             )
         })?;
+        let checks = b
+            .findings
+            .iter()
+            .map(|f| f.check.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        eprintln!(
+            "wrote baseline {} ({} finding{} of {checks} check{}): later audits with --baseline {} fail only on new findings",
+            path.display(),
+            b.findings.len(),
+            plural(b.findings.len()),
+            plural(checks),
+            path.display()
+        );
     }
     let stdout_terminal = std::io::stdout().is_terminal();
     let format = args.format.unwrap_or(if stdout_terminal {

@@ -223,6 +223,11 @@ pub struct AuditArgs {
     #[arg(long, default_value = "high", value_name = "SEVERITY")]
     pub fail_on: String,
 
+    /// Findings listed per check in the table and markdown formats, new ones first
+    /// (a number, or `all`); the rest are counted as "and N more"
+    #[arg(long, value_name = "N|all", default_value = "3", value_parser = parse_findings)]
+    pub findings: FindingsShown,
+
     /// Fail the gate when the score (percent of applicable checks passing) is below this
     /// (0 to 100)
     #[arg(long, value_name = "PCT", value_parser = parse_percent)]
@@ -328,4 +333,17 @@ pub enum ProbeMode {
     Read,
     /// The read-only probes and the write probe (rolled back).
     Write,
+}
+
+/// `--findings N|all`: `None` lists every finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FindingsShown(pub Option<usize>);
+
+fn parse_findings(s: &str) -> Result<FindingsShown, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(FindingsShown(None));
+    }
+    s.parse::<usize>()
+        .map(|n| FindingsShown(Some(n)))
+        .map_err(|_| format!("`{s}` is neither a number nor `all`"))
 }

@@ -89,6 +89,15 @@ pub struct Assessment {
     /// need a physical location): the first `--schema` file, else the config
     /// file. Set by the caller; None means `pg-integrity.toml`.
     pub artifact: Option<String>,
+    /// Findings per check the human formats list (`--findings N`; `None`: all).
+    pub findings_limit: Option<usize>,
+}
+
+impl Assessment {
+    /// Findings per check the human formats list before "and N more".
+    pub fn findings_shown(&self) -> usize {
+        self.findings_limit.unwrap_or(usize::MAX)
+    }
 }
 
 /// The stored baseline: failing (check, object) pairs, never the database name.
@@ -198,7 +207,7 @@ pub fn assess(
         .results
         .iter()
         .map(|r| {
-            let findings = r
+            let mut findings: Vec<Finding> = r
                 .findings()
                 .map(|o| {
                     let names: Vec<&str> = std::iter::once(o.object.as_str())
@@ -217,6 +226,9 @@ pub fn assess(
                     }
                 })
                 .collect();
+            // New findings first (they are what fails the gate), then baseline, then
+            // waived ones; each group by object.
+            findings.sort_by_key(|f| (!f.counts(), f.waived, f.object.clone()));
             let unknown = r
                 .unknowns()
                 .map(|o| Unknown {
@@ -231,6 +243,9 @@ pub fn assess(
             }
         })
         .collect();
+    // Errors first, then failing checks from the most severe; each names the objects
+    // that failed it (new findings, the ones a baseline or waiver does not cover).
+    let mut failing: Vec<(Severity, String)> = vec![];
     let mut reasons = vec![];
     for c in &checks {
         let r = &c.result;
@@ -241,18 +256,33 @@ pub fn assess(
                 r.reason.as_deref().unwrap_or("")
             ));
         } else if r.status.is_failing() && opts.fail_on.includes(r.severity) {
-            let n = c.findings.iter().filter(|f| f.counts()).count();
+            let open: Vec<&str> = c
+                .findings
+                .iter()
+                .filter(|f| f.counts())
+                .map(|f| f.object.as_str())
+                .collect();
+            let n = open.len();
             if n > 0 {
-                reasons.push(format!(
-                    "{} ({}) {}: {n} finding{}",
-                    r.check.id,
+                let mut named = open.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+                if n > 5 {
+                    named.push_str(&format!(" and {} more", n - 5));
+                }
+                failing.push((
                     r.severity,
-                    r.status,
-                    if n == 1 { "" } else { "s" }
+                    format!(
+                        "{} ({}) {}: {n} finding{}: {named}",
+                        r.check.id,
+                        r.severity,
+                        r.status,
+                        if n == 1 { "" } else { "s" }
+                    ),
                 ));
             }
         }
     }
+    failing.sort_by_key(|(sev, _)| std::cmp::Reverse(*sev));
+    reasons.extend(failing.into_iter().map(|(_, r)| r));
     let (_, _, pct) = score(&run.results);
     if let (Some(min), Some(pct)) = (opts.min_score, pct) {
         if pct + 1e-9 < min {
@@ -269,6 +299,7 @@ pub fn assess(
         expired_waivers,
         service: config.service_name().map(str::to_string),
         artifact: None,
+        findings_limit: Some(3),
         run,
     }
 }

@@ -864,3 +864,86 @@ async fn init_proposes_the_tenant_column_model_and_roles_and_the_file_loads() {
         .await
         .unwrap();
 }
+
+/// `--findings` sets how many findings the human formats list, new ones first; the
+/// gate names the objects that failed it; `--write-baseline` says what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_flag_new_first_and_the_gate_names_objects() {
+    let db = TestDb::new(
+        "create table a1(x int); create table a2(x int); create table a3(x int);
+         create table a4(x int); create table a5(x int);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("baseline.json");
+    let run = |args: Vec<String>| {
+        let mut all = vec![
+            "audit".to_string(),
+            "--only".into(),
+            "schema.primary_keys".into(),
+        ];
+        all.extend(args);
+        all.extend(["--database-url".to_string(), db.url.clone()]);
+        cli()
+            .args(all)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap()
+    };
+    // a baseline of the first four, then a fifth table is new
+    let out = tokio::task::block_in_place(|| {
+        run(vec![
+            "--format".into(),
+            "json".into(),
+            "--write-baseline".into(),
+            baseline.display().to_string(),
+        ])
+    });
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wrote baseline") && err.contains("5 findings of 1 check"),
+        "{err}"
+    );
+    db.client()
+        .await
+        .batch_execute("create table b0_new(x int)")
+        .await
+        .unwrap();
+    let md = |findings: &str| {
+        let out = tokio::task::block_in_place(|| {
+            run(vec![
+                "--format".into(),
+                "markdown".into(),
+                "--findings".into(),
+                findings.into(),
+                "--baseline".into(),
+                baseline.display().to_string(),
+            ])
+        });
+        assert_exit(&out, 1);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let one = md("1");
+    // the one new finding is listed first, ahead of the baseline ones
+    assert!(
+        one.contains("public.b0_new") && one.contains("and 5 more"),
+        "{one}"
+    );
+    let all = md("all");
+    for t in ["a1", "a2", "a3", "a4", "a5", "b0_new"] {
+        assert!(all.contains(&format!("public.{t}")), "{t}: {all}");
+    }
+    assert!(!all.contains("more"), "{all}");
+    // the gate names the object that failed it
+    let out = tokio::task::block_in_place(|| {
+        run(vec![
+            "--format".into(),
+            "json".into(),
+            "--baseline".into(),
+            baseline.display().to_string(),
+        ])
+    });
+    let doc = json_report(&out);
+    let reasons = doc["summary"]["gate"]["reasons"].to_string();
+    assert!(reasons.contains("1 finding: public.b0_new"), "{reasons}");
+}

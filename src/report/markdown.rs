@@ -10,7 +10,7 @@ use crate::model::{Kind, Severity, Status};
 use std::fmt::Write;
 
 /// Objects named in one evidence cell before "and N more".
-const MAX_OBJECTS: usize = 3;
+/// (`--findings`, default 3; `all`: every one).
 
 pub fn render(a: &Assessment) -> String {
     let mut out = String::new();
@@ -90,7 +90,7 @@ pub fn render(a: &Assessment) -> String {
                     cell(&c.result.check.title),
                     cell(&c.result.check.id),
                     status_label(c.result.status),
-                    cell(&evidence(c))
+                    cell(&evidence(c, a.findings_shown()))
                 );
             }
         }
@@ -151,7 +151,7 @@ pub fn render(a: &Assessment) -> String {
             if i > 0 {
                 out.push('\n');
             }
-            remediation_item(&mut out, i + 1, c);
+            remediation_item(&mut out, i + 1, c, a.findings_shown());
         }
     }
     out
@@ -182,18 +182,18 @@ fn manual_item(out: &mut String, c: &Assessed) {
     }
 }
 
-fn remediation_item(out: &mut String, n: usize, c: &Assessed) {
+fn remediation_item(out: &mut String, n: usize, c: &Assessed, max: usize) {
     let r = &c.result;
     let open: Vec<_> = c.findings.iter().filter(|f| !f.waived).collect();
     let mut objects: Vec<String> = open
         .iter()
-        .take(MAX_OBJECTS)
+        .take(max)
         .map(|f| match disposition(f) {
             Some(d) => format!("`{}` ({d})", f.object),
             None => format!("`{}`", f.object),
         })
         .collect();
-    push_more(&mut objects, open.len());
+    push_more(&mut objects, open.len(), max);
     let _ = writeln!(
         out,
         "{n}. **{}** (`{}`, {}): {}",
@@ -263,7 +263,7 @@ pub fn status_label(s: Status) -> &'static str {
 }
 
 /// The evidence cell: the first few objects, then "and N more".
-fn evidence(c: &Assessed) -> String {
+fn evidence(c: &Assessed, max: usize) -> String {
     let r = &c.result;
     match r.status {
         Status::Skipped | Status::Error => r.reason.clone().unwrap_or_default(),
@@ -280,10 +280,10 @@ fn evidence(c: &Assessed) -> String {
             all => {
                 let mut parts: Vec<String> = all
                     .iter()
-                    .take(MAX_OBJECTS)
+                    .take(max)
                     .map(|o| format!("`{}`", o.object))
                     .collect();
-                push_more(&mut parts, all.len());
+                push_more(&mut parts, all.len(), max);
                 format!("{}/{} ok: {}", all.len(), all.len(), parts.join(", "))
             }
         },
@@ -291,7 +291,7 @@ fn evidence(c: &Assessed) -> String {
             let mut parts: Vec<String> = c
                 .findings
                 .iter()
-                .take(MAX_OBJECTS)
+                .take(max)
                 .map(|f| {
                     let mut s = with_object(&f.object, &f.evidence);
                     if let Some(d) = disposition(f) {
@@ -300,7 +300,7 @@ fn evidence(c: &Assessed) -> String {
                     s
                 })
                 .collect();
-            push_more(&mut parts, c.findings.len());
+            push_more(&mut parts, c.findings.len(), max);
             if let Some(u) = super::unknown_note(c) {
                 parts.push(u);
             }
@@ -327,8 +327,8 @@ fn with_object(object: &str, evidence: &str) -> String {
     }
 }
 
-fn push_more(parts: &mut Vec<String>, total: usize) {
-    let more = total.saturating_sub(MAX_OBJECTS);
+fn push_more(parts: &mut Vec<String>, total: usize, max: usize) {
+    let more = total.saturating_sub(max);
     if more > 0 {
         parts.push(format!("and {more} more"));
     }

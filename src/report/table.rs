@@ -62,7 +62,7 @@ pub fn render(a: &Assessment, width: Option<u16>) -> String {
                 Cell::new(format!("{}\n{}", r.check.title, r.check.id.dimmed())),
                 Cell::new(status_label(r.status)),
                 Cell::new(r.severity.as_str()),
-                Cell::new(summary_evidence(c, 3)),
+                Cell::new(summary_evidence(c, a.findings_shown())),
             ]);
         }
         out.push_str(&t.to_string());
