@@ -9,8 +9,8 @@ use crate::gate::{score, Assessed, Assessment};
 use crate::model::{Kind, Severity, Status};
 use std::fmt::Write;
 
-/// Objects named in one evidence cell before "and N more".
-/// (`--findings`, default 3; `all`: every one).
+// Objects named in one evidence cell before "and N more": `--findings` (default 3;
+// `all`: every one), from `Assessment::findings_shown`.
 
 pub fn render(a: &Assessment) -> String {
     let mut out = String::new();
