@@ -71,6 +71,23 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Migrate(cmd) => crate::migrate_cmd::run(cmd).await,
         Command::Demo => crate::migrate_cmd::demo().await,
         Command::Init(args) => init(args).await,
+        Command::Completions { shell } => {
+            // From the same clap definitions as the parser: they cannot drift apart.
+            let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "pg-integrity", &mut out);
+            write_stdout(&String::from_utf8_lossy(&out));
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| Failure::msg(EXIT_INPUT, e.to_string(), ""))?;
+            write_stdout(&String::from_utf8_lossy(&out));
+            Ok(EXIT_OK)
+        }
     }
 }
 

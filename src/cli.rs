@@ -51,6 +51,14 @@ pub enum Command {
     /// Inspect a database and write a commented pg-integrity.toml: the tenant column and
     /// table, the tenancy model, app and service roles, the schemas in scope, each with why
     Init(InitArgs),
+    /// Print a shell completion script: `pg-integrity completions bash > /etc/bash_completion.d/pg-integrity`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `pg-integrity man > pg-integrity.1; man ./pg-integrity.1`
+    Man,
 }
 
 #[derive(Debug, Args)]

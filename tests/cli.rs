@@ -947,3 +947,21 @@ async fn findings_flag_new_first_and_the_gate_names_objects() {
     let reasons = doc["summary"]["gate"]["reasons"].to_string();
     assert!(reasons.contains("1 finding: public.b0_new"), "{reasons}");
 }
+
+/// Completions and the man page come from the same clap definitions as the parser.
+#[test]
+fn completions_and_man_page_name_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cli().args(["completions", shell]).output().unwrap();
+        assert_exit(&out, 0);
+        let text = String::from_utf8_lossy(&out.stdout);
+        for cmd in ["audit", "checks", "migrate", "init", "demo"] {
+            assert!(text.contains(cmd), "{shell}: {cmd} missing");
+        }
+        assert!(text.contains("--findings"), "{shell}");
+    }
+    let out = cli().arg("man").output().unwrap();
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(".ie") && text.contains(".TH pg-integrity 1"), "{text}");
+}
