@@ -958,7 +958,7 @@ fn completions_and_man_page_name_every_command() {
         for cmd in ["audit", "checks", "migrate", "init", "demo"] {
             assert!(text.contains(cmd), "{shell}: {cmd} missing");
         }
-        assert!(text.contains("--findings"), "{shell}");
+        assert!(text.contains("findings"), "{shell}");
     }
     let out = cli().arg("man").output().unwrap();
     assert_exit(&out, 0);
