@@ -281,7 +281,8 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
         .map_err(|m| Failure::msg(EXIT_INPUT, m, "`pg-integrity checks list` shows every id"))?;
     let target = open_target(&args.target).await?;
     let mut opts = opts;
-    opts.jobs = check_scope(&target, &catalog, &config, opts.jobs).await?;
+    let (jobs, tenancy) = check_scope(&target, &catalog, &config, opts.jobs).await?;
+    opts.jobs = jobs;
     let run = runner::audit(&target.options, &catalog, &config, &opts, selected).await?;
     drop(target);
     let gate_opts = GateOptions {
@@ -291,6 +292,7 @@ async fn audit(args: AuditArgs) -> Result<u8, Failure> {
     };
     let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
     assessment.findings_limit = args.findings.0;
+    assessment.tenancy = tenancy;
     assessment.artifact = args
         .target
         .schema
@@ -544,7 +546,7 @@ async fn check_scope(
     catalog: &Catalog,
     config: &LoadedConfig,
     jobs: usize,
-) -> Result<usize, Failure> {
+) -> Result<(usize, Option<(String, String)>), Failure> {
     let client = crate::connection::connect(&target.options).await?;
     let scope = crate::scope::inspect(&client, catalog, config)
         .await
@@ -572,5 +574,14 @@ async fn check_scope(
             scope.free_connections.max(0)
         );
     }
-    Ok(capped)
+    // The tenancy model the rls checks judge by, and why, for the report's header.
+    let tenancy = if catalog.fragments.contains_key("tenancy_model") {
+        crate::scope::tenancy_model(&client, catalog, config)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    Ok((capped, tenancy))
 }

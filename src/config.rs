@@ -229,16 +229,19 @@ pub struct LoadedConfig {
 
 impl LoadedConfig {
     /// Load `path`, or `pg-integrity.toml` in the working directory when present, or defaults.
+    /// The configuration: `path` (`--config`), else `PG_INTEGRITY_CONFIG`, else the
+    /// first `pg-integrity.toml` found in the working directory or one of its parents
+    /// (as squawk and cargo look for theirs), else the defaults.
     pub fn load(path: Option<&Path>) -> Result<Self, Problems> {
-        let path = match path {
-            Some(p) => p.to_path_buf(),
-            None => {
-                let p = Path::new(DEFAULT_FILE);
-                if !p.exists() {
-                    return Ok(LoadedConfig::default());
-                }
-                p.to_path_buf()
-            }
+        let from_env = std::env::var_os("PG_INTEGRITY_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        let path = match path.map(Path::to_path_buf).or(from_env) {
+            Some(p) => p,
+            None => match Self::find(&std::env::current_dir().unwrap_or_default()) {
+                Some(p) => p,
+                None => return Ok(LoadedConfig::default()),
+            },
         };
         let text = std::fs::read_to_string(&path).map_err(|e| {
             let src = SourceFile::new(path.display().to_string(), "");
@@ -250,6 +253,21 @@ impl LoadedConfig {
             )])
         })?;
         Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// The nearest `pg-integrity.toml` at `dir` or above it.
+    pub fn find(dir: &Path) -> Option<std::path::PathBuf> {
+        dir.ancestors()
+            .map(|d| d.join(DEFAULT_FILE))
+            .find(|p| p.is_file())
+    }
+
+    /// The file this configuration was read from (`None`: the defaults).
+    pub fn file_name(&self) -> Option<&str> {
+        self.source
+            .as_ref()
+            .map(|s| s.name.as_str())
+            .filter(|n| !n.starts_with('<'))
     }
 
     pub fn parse(name: &str, text: &str) -> Result<Self, Problems> {

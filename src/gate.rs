@@ -91,6 +91,10 @@ pub struct Assessment {
     pub artifact: Option<String>,
     /// Findings per check the human formats list (`--findings N`; `None`: all).
     pub findings_limit: Option<usize>,
+    /// The configuration file read (`None`: the built-in defaults).
+    pub config_file: Option<String>,
+    /// The tenancy model the checks judged by, and why (SPEC §4).
+    pub tenancy: Option<(String, String)>,
 }
 
 impl Assessment {
@@ -300,6 +304,8 @@ pub fn assess(
         service: config.service_name().map(str::to_string),
         artifact: None,
         findings_limit: Some(3),
+        config_file: config.file_name().map(str::to_string),
+        tenancy: None,
         run,
     }
 }

@@ -10,7 +10,6 @@
 
 use crate::catalog::Catalog;
 use crate::config::LoadedConfig;
-use crate::params::{self, ParamValue};
 use std::fmt::Write as _;
 use tokio_postgres::Client;
 
@@ -50,17 +49,7 @@ async fn rows(
     uses: &[&str],
     sql: &str,
 ) -> Result<Vec<tokio_postgres::Row>, String> {
-    let composed = catalog.compose_query(uses, sql);
-    let values: Vec<ParamValue> = composed
-        .params
-        .iter()
-        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
-        .collect();
-    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    client
-        .query(&composed.sql, &refs)
-        .await
-        .map_err(|e| crate::runner::db_message(&e))
+    crate::scope::query(client, catalog, config, uses, sql).await
 }
 
 /// Read what the proposal needs, in a read-only transaction.

@@ -20,6 +20,29 @@ pub struct Scope {
     pub free_connections: i64,
 }
 
+/// Run `sql` over the building blocks `uses`, composed as a check's query is, with
+/// the configuration's parameters bound: the engine's own questions (scope, tenancy
+/// model, `init`) ask the catalog the way the checks do.
+pub async fn query(
+    client: &Client,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+    uses: &[&str],
+    sql: &str,
+) -> Result<Vec<tokio_postgres::Row>, String> {
+    let composed = catalog.compose_query(uses, sql);
+    let values: Vec<ParamValue> = composed
+        .params
+        .iter()
+        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
+        .collect();
+    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
+    client
+        .query(&composed.sql, &refs)
+        .await
+        .map_err(|e| crate::runner::db_message(&e))
+}
+
 /// Read the scope through the `scope_tables` building block (the checks' own
 /// definition of it), with the configured parameters bound.
 pub async fn inspect(
@@ -27,7 +50,10 @@ pub async fn inspect(
     catalog: &Catalog,
     config: &LoadedConfig,
 ) -> Result<Scope, String> {
-    let composed = catalog.compose_query(
+    let rows = query(
+        client,
+        catalog,
+        config,
         &["scope_tables"],
         "select (select count(*) from scope_tables t where not t.is_partition),
        array(select s from unnest((select schemas from params)::text[]) s
@@ -39,17 +65,9 @@ pub async fn inspect(
        - current_setting('superuser_reserved_connections')::int
        - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)
        - (select count(*)::int from pg_stat_activity where backend_type = 'client backend')",
-    );
-    let values: Vec<ParamValue> = composed
-        .params
-        .iter()
-        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
-        .collect();
-    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    let row = client
-        .query_one(&composed.sql, &refs)
-        .await
-        .map_err(|e| crate::runner::db_message(&e))?;
+    )
+    .await?;
+    let row = rows.first().ok_or("the scope query returned no row")?;
     let existing: Vec<String> = row.get(2);
     let missing: Vec<String> = row.get(1);
     Ok(Scope {
@@ -63,6 +81,24 @@ pub async fn inspect(
         tables: row.get(0),
         free_connections: i64::from(row.get::<_, i32>(3)),
     })
+}
+
+/// The tenancy model in force and why, as the rls checks read it
+/// (`checks/lib/tenancy_model.sql`).
+pub async fn tenancy_model(
+    client: &Client,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+) -> Result<Option<(String, String)>, String> {
+    let rows = query(
+        client,
+        catalog,
+        config,
+        &["tenancy_model"],
+        "select model::text, reason::text from tenancy_model",
+    )
+    .await?;
+    Ok(rows.first().map(|r| (r.get(0), r.get(1))))
 }
 
 /// Connections an audit may open: `jobs`, but never more than the free slots less a

@@ -963,5 +963,62 @@ fn completions_and_man_page_name_every_command() {
     let out = cli().arg("man").output().unwrap();
     assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with(".ie") && text.contains(".TH pg-integrity 1"), "{text}");
+    assert!(
+        text.starts_with(".ie") && text.contains(".TH pg-integrity 1"),
+        "{text}"
+    );
+}
+
+/// The configuration is found in a parent directory, or named by PG_INTEGRITY_CONFIG;
+/// the report says which file it read and the tenancy model it judged by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_is_found_above_the_working_directory_and_named_in_the_report() {
+    let db = TestDb::new("create table orgs(id int primary key); create table items(id int primary key, org_id int not null references orgs(id));").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "pg-integrity.toml",
+        "[tenancy]\ncolumn = \"org_id\"\ntenant_table = \"orgs\"\n",
+    );
+    let nested = dir.path().join("a/b");
+    std::fs::create_dir_all(&nested).unwrap();
+    let audit = |cwd: &std::path::Path, env: Option<&std::path::Path>| {
+        let mut c = cli();
+        c.current_dir(cwd)
+            .args([
+                "audit",
+                "--format",
+                "json",
+                "--only",
+                "tenancy.tenant_not_null",
+            ])
+            .args(["--database-url", &db.url]);
+        if let Some(p) = env {
+            c.env("PG_INTEGRITY_CONFIG", p);
+        }
+        json_report(&c.timeout(Duration::from_secs(30)).output().unwrap())
+    };
+    let doc = tokio::task::block_in_place(|| audit(&nested, None));
+    assert_eq!(
+        doc["target"]["config"],
+        config.display().to_string(),
+        "{}",
+        doc["target"]
+    );
+    assert_eq!(
+        check_in(&doc, "tenancy.tenant_not_null")["objects_checked"],
+        1
+    );
+    assert!(
+        doc["target"]["tenancy"]["model"].is_string(),
+        "{}",
+        doc["target"]
+    );
+    // elsewhere, PG_INTEGRITY_CONFIG names it
+    let other = tempfile::tempdir().unwrap();
+    let doc = tokio::task::block_in_place(|| audit(other.path(), Some(&config)));
+    assert_eq!(doc["target"]["config"], config.display().to_string());
+    // and with neither, the defaults (tenant_id matches nothing here)
+    let doc = tokio::task::block_in_place(|| audit(other.path(), None));
+    assert!(doc["target"]["config"].is_null(), "{}", doc["target"]);
 }

@@ -95,7 +95,12 @@ pub fn render(a: &Assessment) -> String {
             "gate": a.gate,
             "expired_waivers": a.expired_waivers,
         }),
-        target: json!({"database": run.database, "server_version": run.server_version}),
+        target: json!({
+            "database": run.database,
+            "server_version": run.server_version,
+            "config": a.config_file,
+            "tenancy": a.tenancy.as_ref().map(|(model, reason)| json!({"model": model, "reason": reason})),
+        }),
         tool: json!({"name": "pg-integrity", "version": env!("CARGO_PKG_VERSION")}),
     };
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());

@@ -27,6 +27,16 @@ pub fn render(a: &Assessment) -> String {
     let _ = writeln!(out, "**Auditor:** pg-integrity  ");
     let _ = writeln!(
         out,
+        "**Configuration:** {}  ",
+        a.config_file
+            .as_deref()
+            .map_or("built-in defaults".to_string(), |f| format!("`{f}`"))
+    );
+    if let Some((model, reason)) = &a.tenancy {
+        let _ = writeln!(out, "**Tenancy model:** {model} ({})  ", inline(reason));
+    }
+    let _ = writeln!(
+        out,
         "**Pass Rate:** {} ({passed}/{applicable} applicable checks)  ",
         pct.map_or("n/a".to_string(), |p| format!("{p:.0}%"))
     );

@@ -25,6 +25,13 @@ pub fn render(a: &Assessment, width: Option<u16>) -> String {
         None => format!("pg-integrity audit of {}", a.run.database),
     };
     out.push_str(&format!("{}\n", title.bold()));
+    out.push_str(&format!(
+        "configuration: {}\n",
+        a.config_file.as_deref().unwrap_or("built-in defaults")
+    ));
+    if let Some((model, reason)) = &a.tenancy {
+        out.push_str(&format!("tenancy model: {model} ({reason})\n"));
+    }
     let mut sections: Vec<&str> = vec![];
     for c in &a.checks {
         if !sections.contains(&c.result.check.section.as_str()) {

@@ -134,6 +134,7 @@ pub fn cli() -> assert_cmd::Command {
         .env_remove("DATABASE_URL")
         .env_remove("PGHOST")
         .env_remove("PGPASSWORD")
+        .env_remove("PG_INTEGRITY_CONFIG")
         .env_remove("GITHUB_ACTIONS");
     c
 }
