@@ -18,7 +18,9 @@
 --          `NOT coalesce(…, 'false')`), 0 false, z null, ? unknown. nullif(…, '')
 --          keeps NULL and fails closed.
 --   wrap   1 when a setting is read outside a scalar sub-select `( SELECT …)`, so it
---          is evaluated per row rather than once per statement (an initplan).
+--          is evaluated per row rather than once per statement (an initplan); inside
+--          the tokens a bit set: 1 read per row, 2 refers to the policy's row (a
+--          sub-select holding such a reference is correlated and runs per row too).
 -- SQL and PL/pgSQL functions the policy calls (pg_depend) are read too, with the
 -- functions their bodies call by name, three levels deep (current_user_id() ->
 -- current_session_id() -> current_setting): a helper passed the tenant column is
@@ -29,19 +31,39 @@
 -- true, NOT coalesce(…, 'false'), OR … IS NULL / = '').
 -- Columns: those of policies, plus tenant_column, is_tenant, applies_to_app (the
 -- policy's roles include PUBLIC or a role some app role is a member of; with no
--- roles.app, every policy except those only for roles.service), reads_setting,
+-- roles.app, every policy except those only for roles.service; never a policy only
+-- for superusers or BYPASSRLS roles, which it cannot bind), reads_setting,
 -- settings_read (text[]), helpers (text[], schema.name), setting_helpers (text[],
 -- helpers whose body calls current_setting), open_helpers (text[], helpers whose
 -- body falls back when a setting is unset), using_bind, using_unset,
 -- using_wrap, check_bind, check_unset, check_wrap (null when the expression is
 -- absent).
--- params: tenant_setting, app_roles, service_roles
--- requires: policies, tenant_tables, function_bodies
+-- Membership model (tenancy_model.model = 'membership'): the identity (auth.uid(),
+-- auth.jwt(), a JWT-claim or user-id setting, current_user, a helper reading one)
+-- is a token I; `col = identity` a user filter J; a sub-select over a table filtered
+-- by the identity, or a helper returning the user's tenant ids, the user's tenants
+-- M; the tenant column compared with another column L (a correlated sub-select).
+-- Tenant-bound (T) then also: tenant IN / = ANY (M), tenant = identity, a helper
+-- passed the tenant column whose body reads a table filtered by the identity
+-- (has_role_on_account(account_id)), and EXISTS (… WHERE m.tenant = t.tenant AND
+-- m.user = identity). Under the setting model these are U. A helper whose body
+-- falls back when a setting is unset or carries a switch (open) is never
+-- tenant-bound: its switch widens every policy that calls it. A sub-select that
+-- refers to the policy's table (correlated) runs per row: it is not an initplan.
+-- Also: model, identity, membership_table (from tenancy_model), reads_identity,
+-- open_helper_objects and arg_helper_objects (text[], schema.name(argtypes) of the
+-- open helpers, and of the setting-reading helpers the policy passes a column).
+-- params: tenant_setting, tenant_columns, app_roles, service_roles
+-- requires: policies, tenant_tables, function_bodies, tenancy_model
 -- cost: 8
 with recursive
 pa_setting as (
-    -- the tenant setting's name as a regex literal
-    select regexp_replace((select tenant_setting from params), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as setting_re
+    -- the tenant setting's name as a regex literal; the model in force
+    select regexp_replace((select tenant_setting from params), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as setting_re,
+           (select model = 'membership' from tenancy_model) as membership,
+           (select identity_re from tenancy_model) as identity_re,
+           coalesce(regexp_replace(nullif(split_part((select membership_table from params), '.', 2), ''),
+                                   '([.^$*+?()\[\]{}|\\])', '\\\1', 'g'), '') as member_re
 ),
 pa_policy as (
     select p.*,
@@ -57,7 +79,8 @@ pa_policy as (
 ),
 pa_fn as (
     -- SQL and PL/pgSQL functions with their body (function_bodies), and their arguments
-    select f.oid, f.schema_name as fn_schema, f.function_name as fn_name, pr.pronargs::int as nargs,
+    select f.oid, f.schema_name as fn_schema, f.function_name as fn_name, f.object as fn_object,
+           pr.pronargs::int as nargs,
            pr.proargnames, pr.proargmodes, f.body
     from function_bodies f
     join pg_proc pr on pr.oid = f.oid
@@ -96,16 +119,28 @@ pa_helper as (
     select c.policy_oid,
            f.fn_schema,
            f.fn_name,
+           f.fn_object,
            f.nargs,
            rb.bodies as bodies,
            rb.bodies ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''') as reads_s,
            rb.bodies ~* 'current_setting\s*\(' as reads_any,
+           -- membership: reads the identity, and a table (tenancy.membership_table when set)
+           rb.bodies ~* ps.identity_re as reads_i,
+           case when ps.member_re = '' then f.body ~* '\mfrom\M'
+                else f.body ~* ('\mfrom\s+("?[\w$]+"?\.)?"?' || ps.member_re || '"?(?![\w$])') end as reads_members,
+           -- returns tenant ids (select organization_id from …), not a user id
+           f.body ~* ('^\s*(begin\s+)?(return\s+query\s+)?select\s+(distinct\s+)?([\w$]+\.)?"?('
+                      || array_to_string(array(select regexp_replace(c, '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
+                                               from unnest((select tenant_columns from params)::text[]) c), '|')
+                      || ')"?\s') as returns_tenant,
            array(select k::int
                  from generate_series(1, f.nargs) k
-                 where rb.bodies ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''')
+                 where (rb.bodies ~* ('current_setting\s*\(\s*''' || pp.setting_re || '''')
+                        or rb.bodies ~* ps.identity_re)
                    and (f.body ~ ('\$' || k || '(?![0-9])')
                         or coalesce(an.names[k], '') <> ''
-                           and f.body ~* ('(?<![\w.$])'
+                           and f.body ~* ('(?<![\w.$])("?' || regexp_replace(f.fn_name, '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
+                                          || '"?\.)?'
                                           || regexp_replace(an.names[k], '([.^$*+?()\[\]{}|\\])', '\\\1', 'g')
                                           || '(?![\w$])'))) as bound_params,
            rb.bodies ~* any (array[
@@ -122,6 +157,7 @@ pa_helper as (
                'current_setting\s*\([^)]*\)[^()]{0,40}?\)?\s*(is\s+null|=\s*'''')\s*\)?\s*or\M'
            ]) as body_open
     from pa_called c
+    cross join pa_setting ps
     join pa_policy pp on pp.policy_oid = c.policy_oid
     join pa_fn f on f.oid = c.fn_oid
     join pa_reach_body rb on rb.root_oid = c.fn_oid
@@ -151,17 +187,29 @@ pa_expr as (
     -- thousands of tables is read once
     select k.expr, k.ckey, k.tkey,
            -- 1. whitespace; the tenant setting, other settings and the tenant column as tokens
-           case when k.ckey = '' then s.ts
+           -- (a column qualified with the policy's table sits in a sub-select that refers to
+           -- the row: its token's wrap carries 2, correlated)
+           case when k.ckey = '' and k.tkey = '' then s.ts
                 when k.tkey = ''
                 then regexp_replace(s.ts, '(?<![\w."''$])' || k.ckey || '(?![\w"$(])', '{Cc0}', 'g')
-                else regexp_replace(s.ts, '(?<![\w."''$])(' || k.tkey || '\.)?' || k.ckey || '(?![\w"$(])',
-                                    '{Cc0}', 'g') end as t1
+                when k.ckey = ''
+                then regexp_replace(s.ts, '(?<![\w."''$])' || k.tkey || '\.("[^"]*"|[A-Za-z_][\w$]*)', '{Ux2}', 'g')
+                else regexp_replace(regexp_replace(regexp_replace(s.ts,
+                         '(?<![\w."''$])' || k.tkey || '\.' || k.ckey || '(?![\w"$(])', '{Cc2}', 'g'),
+                         '(?<![\w."''$])' || k.ckey || '(?![\w"$(])', '{Cc0}', 'g'),
+                         '(?<![\w."''$])' || k.tkey || '\.("[^"]*"|[A-Za-z_][\w$]*)', '{Ux2}', 'g') end as t1
     from (select distinct expr, ckey, tkey from pa_src) k
     cross join lateral (
-        select regexp_replace(regexp_replace(
+        -- identity reads (JWT-claim and user-id settings, auth.uid()/auth.jwt(), the
+        -- session's role) are I tokens, after the tenant setting and before other settings
+        select regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
                    regexp_replace(k.expr, '\s+', ' ', 'g'),
                    '(pg_catalog\.)?current_setting\(''' || (select setting_re from pa_setting)
                    || '''::text(, (true|false))?\)', '{Sn1}', 'gi'),
+                   '(pg_catalog\.)?current_setting\(''(request\.jwt\.claim[^'']*|[^'']*(user_?id|uid|session_?id|jwt|claims?\.[^'']*|\.sub|\.(current_)?user))''::text(, (true|false))?\)',
+                   '{In1}', 'gi'),
+                   '(?<![\w."])auth\.(uid|jwt)\(\)', '{In1}', 'g'),
+                   '(?<![\w."])(CURRENT_USER|SESSION_USER)(?![\w"(])', '{Ik0}', 'g'),
                    '(pg_catalog\.)?current_setting\(''([^'']|'''')*''::text(, (true|false))?\)', '{Un1}', 'g') as ts
     ) s
 ),
@@ -175,7 +223,7 @@ pa_prep0 as materialized (
                '(?<![\w."$])false(?![\w"$(])', '{Kf0}', 'g'),
                '::(?!boolean(?![\w\[]))(?:"[^"]*"|[A-Za-z_][\w$]*)(?:\.(?:"[^"]*"|[A-Za-z_][\w$]*))?(?: varying| precision| with time zone| without time zone)?(?:\(\d+(?:,\d+)?\))?(?: with time zone| without time zone)?(?:\[\])*',
                '', 'g'),
-               '(?<![\w$"])\(((?:[A-Za-z_][\w$]*\.)?[A-Za-z_][\w$]*|\{[A-Z].[01]\})\)(?!::boolean)', '\1', 'g') || ')' as t0
+               '(?<![\w$"])\(((?:[A-Za-z_][\w$]*\.)?[A-Za-z_][\w$]*|\{[A-Z].[0-3]\})\)(?!::boolean)', '\1', 'g') || ')' as t0
     from pa_expr e
     cross join lateral (
         select string_agg(
@@ -213,15 +261,19 @@ pa_prep as (
     window w as (partition by x.t0, x.has_helper order by x.policy_oid, x.which)
 ),
 pa_reduce as (
-    select policy_oid, which, 0 as step, t0 as t from pa_prep
-    where policy_oid = rep_oid and which = rep_which
+    select x.policy_oid, x.which, 0 as step, x.t0 as t, pp.table_ident || '.' as tq,
+           (select membership from pa_setting) as membership
+    from pa_prep x
+    join pa_policy pp on pp.policy_oid = x.policy_oid
+    where x.policy_oid = x.rep_oid and x.which = x.rep_which
     union all
     select r.policy_oid, r.which, r.step + 1,
-           overlay(g.t placing res.tok from strpos(g.t, g.m[1]) for length(g.m[1]))
+           overlay(g.t placing res.tok from strpos(g.t, g.m[1]) for length(g.m[1])),
+           r.tq, r.membership
     from pa_reduce r
     cross join lateral (
         -- a token alone in parentheses (not a call, not cast to boolean) is that token
-        select regexp_replace(r.t, '(?<![\w$"])\((\{[A-Z].[01]\})\)(?!::boolean)', '\1', 'g') as t
+        select regexp_replace(r.t, '(?<![\w$"])\((\{[A-Z].[0-3]\})\)(?!::boolean)', '\1', 'g') as t
         offset 0  -- not flattened: each regex runs once per row, not once per use
     ) g0
     cross join lateral (
@@ -241,11 +293,15 @@ pa_reduce as (
         offset 0
     ) a
     cross join lateral (
+        -- a sub-select that refers to the policy's table (or its tenant column) runs per row
+        select a.shape = 'Q' and (a.x ~ '\{[A-Z].[23]\}' or strpos(a.x, r.tq) > 0) as correlated
+    ) qc
+    cross join lateral (
         -- each part (argument, OR/AND branch, or the whole) classified as an atom
         select coalesce(array_agg(pc.bind order by pt.ord), '{}') as binds,
                coalesce(array_agg(pc.kind order by pt.ord), '{}') as kinds,
                coalesce(array_agg(cw.word order by pt.ord), '{}') as words,
-               coalesce(max(pc.wrap), '0') as wrap,
+               coalesce(bit_or(pc.wrap::int)::text, '0') as wrap,
                bool_or(pt.part ~ ' FROM ') as has_from
         from unnest(case a.shape
                         when 'C' then array(select regexp_replace(cm[1], '^(WHEN|THEN|ELSE) ', '')
@@ -281,7 +337,7 @@ pa_reduce as (
                    max(case sd.side when 'r' then sd.kind end) as rk,
                    max(case sd.side when 'w' then sd.bind end) as wb,
                    max(case sd.side when 'w' then sd.kind end) as wk,
-                   coalesce(max(sd.wrap), '0') as wrap
+                   coalesce(bit_or(sd.wrap::int)::text, '0') as wrap
             from (values ('l', o.lhs), ('r', o.rhs), ('w', n.y)) v(side, z)
             cross join lateral (
                 select v.side,
@@ -289,6 +345,11 @@ pa_reduce as (
                             when tks.binds = array['D'] then 'D'
                             when 'D' = any(tks.binds) then 'U'
                             when 'T' = any(tks.binds) then case when tks.binds <@ array['T', 'K'] then 'T' else 'U' end
+                            -- identity, user filter, the user's tenants, a column link: alone (with constants)
+                            when tks.binds && array['I', 'J', 'M', 'L'] then
+                                case when tks.binds <@ array['I', 'K'] then 'I' when tks.binds <@ array['J', 'K'] then 'J'
+                                     when tks.binds <@ array['M', 'K'] then 'M' when tks.binds <@ array['L', 'K'] then 'L'
+                                     else 'U' end
                             when 'S' = any(tks.binds) and 'C' = any(tks.binds) then 'U'
                             when 'S' = any(tks.binds) then 'S'
                             when 'C' = any(tks.binds) then 'C'
@@ -299,8 +360,8 @@ pa_reduce as (
                        tks.wrap
                 from (select coalesce(array_agg(tk[1]), '{}') as binds,
                              coalesce(array_agg(tk[2]), '{}') as kinds,
-                             max(tk[3]) as wrap
-                      from regexp_matches(v.z, '\{([A-Z])(.)([01])\}', 'g') tk) tks
+                             bit_or(tk[3]::int)::text as wrap
+                      from regexp_matches(v.z, '\{([A-Z])(.)([0-3])\}', 'g') tk) tks
                 cross join (
                     select count(*) as nwords
                     from regexp_matches(regexp_replace(v.z, '\{[^}]*\}', ' ', 'g'),
@@ -325,8 +386,25 @@ pa_reduce as (
                         -- NOT (tenant_id IS DISTINCT FROM setting) is how IS NOT DISTINCT FROM deparses
                         when o.op = 'IS DISTINCT FROM'
                              and (si.lb = 'C' and si.rb = 'S' or si.lb = 'S' and si.rb = 'C') then 'D'
-                        when o.rhs is null then case when si.lb in ('T', 'D') then 'U' else si.lb end
+                        when o.rhs is null then case when o.op = 'IS TRUE' and si.lb <> 'D' then si.lb
+                                                     when si.lb in ('T', 'D', 'J', 'M', 'L') then 'U' else si.lb end
+                        -- a boolean test compared with true (has_role_on_account(account_id) = true) is the test
+                        when o.op in ('=', 'IS NOT DISTINCT FROM') and si.lb in ('T', 'J', 'L') and si.rb = 'K' and si.rk = 't'
+                        then si.lb
+                        when o.op in ('=', 'IS NOT DISTINCT FROM') and si.rb in ('T', 'J', 'L') and si.lb = 'K' and si.lk = 't'
+                        then si.rb
+                        -- membership: the tenant column among the user's tenants, or the user as tenant
+                        when o.op in ('=', '= ANY', '= SOME', 'IN', 'IS NOT DISTINCT FROM')
+                             and (si.lb = 'C' and si.rb in ('M', 'I') or si.lb in ('M', 'I') and si.rb = 'C')
+                        then case when r.membership then 'T' else 'U' end
+                        -- a column (or anything unknown) compared with the identity: a user filter
+                        when o.op in ('=', '= ANY', '= SOME', 'IN', 'IS NOT DISTINCT FROM')
+                             and (si.lb = 'U' and si.rb in ('I', 'M') or si.lb in ('I', 'M') and si.rb = 'U') then 'J'
+                        -- the tenant column compared with another column (a correlated sub-select's link)
+                        when o.op in ('=', 'IS NOT DISTINCT FROM')
+                             and (si.lb = 'C' and si.rb = 'U' or si.lb = 'U' and si.rb = 'C') then 'L'
                         when 'U' in (si.lb, si.rb) or 'T' in (si.lb, si.rb) or 'D' in (si.lb, si.rb) then 'U'
+                        when si.lb in ('J', 'M', 'L') or si.rb in ('J', 'M', 'L') then 'U'
                         when si.lb = 'K' then si.rb
                         when si.rb = 'K' then si.lb
                         when si.lb = si.rb then si.lb
@@ -385,23 +463,38 @@ pa_reduce as (
     cross join lateral (
         select case
                    when a.shape = 'F' and h.fn_name is not null then
-                       case when exists (select 1 from unnest(parts.binds) with ordinality b(bind, k)
-                                         where b.bind = 'C' and b.k = any(h.bound_params)) then 'T'
-                            when h.reads_s and not (parts.binds && array['C', 'U', 'T', 'D']) then 'S'
+                       case when h.body_open then 'U'  -- a switch or fallback in the helper widens every caller
+                            when exists (select 1 from unnest(parts.binds) with ordinality b(bind, k)
+                                         where b.bind = 'C' and b.k = any(h.bound_params))
+                            then case when h.reads_s then 'T'
+                                      when h.reads_i and h.reads_members and r.membership then 'T'
+                                      else 'U' end
+                            when h.reads_s and not (parts.binds && array['C', 'U', 'T', 'D', 'I', 'J', 'M', 'L']) then 'S'
+                            when h.reads_i and not (parts.binds && array['C', 'U', 'T', 'D', 'I', 'J', 'M', 'L'])
+                            then case when h.returns_tenant and h.reads_members then 'M' else 'I' end
                             else 'U' end
                    when a.shape = 'F' and upper(a.p) = 'COALESCE' then
-                       case when parts.binds && array['U', 'T', 'D'] then 'U'
+                       case when parts.binds && array['U', 'T', 'D', 'J', 'M', 'L'] then 'U'
+                            when 'I' = any(parts.binds) then case when parts.binds <@ array['I', 'K'] then 'I' else 'U' end
                             when 'S' = any(parts.binds) then 'S'
                             when 'C' = any(parts.binds) then 'C'
                             else 'K' end
                    when a.shape = 'F' and cardinality(parts.binds) = 0 then 'U'
                    when a.shape = 'F' then
-                       case when parts.binds && array['U', 'T', 'D'] then 'U'
+                       case when parts.binds && array['U', 'T', 'D', 'J', 'M', 'L'] then 'U'
+                            when 'I' = any(parts.binds) then case when parts.binds <@ array['I', 'K'] then 'I' else 'U' end
                             when 'S' = any(parts.binds) and 'C' = any(parts.binds) then 'U'
                             when 'S' = any(parts.binds) then 'S'
                             when 'C' = any(parts.binds) then 'C'
                             else 'K' end
-                   when a.shape = 'Q' then case when parts.has_from then 'U' else parts.binds[1] end
+                   -- a sub-select over a table: the user's tenants when filtered by the identity
+                   -- alone; tenant-bound when it also links the row's tenant column (EXISTS)
+                   when a.shape = 'Q' then
+                       case when not parts.has_from then parts.binds[1]
+                            when a.x ~ '\{T' and a.x !~ '\{[UDS]' and qc.correlated then 'T'
+                            when a.x ~ '\{J' and not qc.correlated then 'M'
+                            when a.x ~ '\{J' then 'J'
+                            else 'U' end
                    when a.shape = 'O' then
                        case when parts.binds <@ array['T', 'S'] and 'T' = any(parts.binds) then 'T'
                             when parts.binds <@ array['S'] then 'S'
@@ -417,6 +510,10 @@ pa_reduce as (
                             then 'T' else 'U' end
                    when a.shape = 'A' then
                        case when 'T' = any(parts.binds) then 'T'
+                            -- m.tenant = t.tenant AND m.user = identity: the row's tenant among the user's
+                            when 'L' = any(parts.binds) and 'J' = any(parts.binds)
+                            then case when r.membership then 'T' else 'J' end
+                            when 'J' = any(parts.binds) then 'J'
                             when parts.binds <@ array['K'] then 'K'
                             when parts.binds <@ array['S', 'K'] then 'S'
                             else 'U' end
@@ -427,6 +524,7 @@ pa_reduce as (
                                          where b.bind = 'C' and b.k = any(h.bound_params))
                                  then case when h.body_open then '1' else 'z' end
                             when h.reads_s then case when h.body_open then 'x' else 'n' end
+                            when h.reads_i then case when h.body_open then 'x' else 'n' end
                             else '?' end
                    when a.shape = 'F' and upper(a.p) = 'COALESCE' then
                        coalesce((select vk from unnest(parts.kinds) with ordinality q(kd, ord)
@@ -441,7 +539,11 @@ pa_reduce as (
                        case when parts.kinds && array['n', 'z'] then 'n'
                             when parts.kinds <@ array['t', 'f', 'e', 'k'] then 'k'
                             else 'x' end
-                   when a.shape = 'Q' then case when parts.has_from then 'x' else parts.kinds[1] end
+                   when a.shape = 'Q' then
+                       case when not parts.has_from then parts.kinds[1]
+                            when a.x ~ '\{T' and a.x !~ '\{[UDS]' and qc.correlated then '0'
+                            when a.x ~ '\{J' then 'n'
+                            else 'x' end
                    when a.shape = 'C' then
                        -- the first WHEN not known to be false decides: true → its THEN, unknown → unknown
                        (select case when w.ord is null then coalesce(e.kd, 'z')
@@ -479,8 +581,8 @@ pa_reduce as (
                                                          when 'z' then 'z' else '?' end) as bk
                               from unnest(parts.kinds) q(kd)) bks)
                    else parts.kinds[1] end as kind,
-               case when a.shape = 'Q' then '0'
-                    when a.shape = 'F' and h.fn_name is not null and h.reads_any then '1'
+               case when a.shape = 'Q' and not qc.correlated then '0'
+                    when a.shape = 'F' and h.fn_name is not null and h.reads_any then (1 | parts.wrap::int)::text
                     else parts.wrap end as wrap
     ) b
     cross join lateral (
@@ -501,11 +603,11 @@ pa_rep_result as (
                 then case substr(tok, 3, 1) when 't' then '1' when 'f' then '0' when 'n' then 'z' when 'e' then 'z'
                                             when '1' then '1' when '0' then '0' when 'z' then 'z' else '?' end
                 else '?' end as unset,
-           case when tok is not null then substr(tok, 4, 1) else '0' end as wrap
+           case when substr(tok, 4, 1) in ('1', '3') then '1' else '0' end as wrap
     from (
         select distinct on (policy_oid, which)
                policy_oid, which,
-               case when t ~ '^\s*\(*\{[TSCUKD].[01]\}\)*\s*$' then substring(t from '\{[TSCUKD].[01]\}') end as tok
+               case when t ~ '^\s*\(*\{[A-Z].[0-3]\}\)*\s*$' then substring(t from '\{[A-Z].[0-3]\}') end as tok
         from pa_reduce
         order by policy_oid, which, step desc
     ) last
@@ -520,6 +622,9 @@ select pp.policy_oid, pp.table_oid, pp.table_object, pp.object, pp.policy_name, 
        pp.tenant_column,
        pp.is_tenant,
        case when 'public' = any(pp.roles) then true
+            -- a policy only for superusers or BYPASSRLS roles never applies
+            when not exists (select 1 from pg_roles br
+                             where br.rolname = any(pp.roles) and not br.rolsuper and not br.rolbypassrls) then false
             when cardinality((select app_roles from params)) = 0
                  then not (pp.roles <@ (select service_roles from params)::text[])
             else exists (select 1
@@ -542,6 +647,19 @@ select pp.policy_oid, pp.table_oid, pp.table_object, pp.object, pp.policy_name, 
              where h.policy_oid = pp.policy_oid and h.reads_any order by 1) as setting_helpers,
        array(select h.fn_schema || '.' || h.fn_name from pa_helper h
              where h.policy_oid = pp.policy_oid and h.body_open order by 1) as open_helpers,
+       array(select h.fn_object from pa_helper h
+             where h.policy_oid = pp.policy_oid and h.body_open order by 1) as open_helper_objects,
+       -- setting-reading helpers the policy passes an argument: they cannot be wrapped in (select …)
+       array(select h.fn_object from pa_helper h
+             where h.policy_oid = pp.policy_oid and h.reads_any
+               and coalesce(pp.using_expr, '') || ' ' || coalesce(pp.check_expr, '')
+                   ~* ('(?<![\w$])' || regexp_replace(h.fn_name, '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') || '"?\(\s*[^)\s]')
+             order by 1) as arg_helper_objects,
+       coalesce(pp.using_expr, '') || ' ' || coalesce(pp.check_expr, '') ~* (select identity_re from pa_setting)
+           or exists (select 1 from pa_helper h where h.policy_oid = pp.policy_oid and h.reads_i) as reads_identity,
+       (select model from tenancy_model) as model,
+       (select identity from tenancy_model) as identity,
+       (select membership_table from tenancy_model) as membership_table,
        u.bind as using_bind, u.unset as using_unset, u.wrap as using_wrap,
        c.bind as check_bind, c.unset as check_unset, c.wrap as check_wrap
 from pa_policy pp
