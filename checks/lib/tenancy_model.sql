@@ -95,14 +95,13 @@ select m.model,
             then 'auto: ' || c.n_membership || ' polic' || case when c.n_membership = 1 then 'y restricts' else 'ies restrict' end
                  || ' the tenant column to the tenants of ' || coalesce((select id from tm_identity), 'the session''s user')
                  || coalesce(' through ' || (select object from tm_table), '')
-                 || case when c.n_setting = 0 then ', none reads ' || (select tenant_setting from params)
+                 || case when c.n_setting = 0 then ', none reads the tenant setting (tenancy.setting)'
                          else ', ' || c.n_setting || ' read ' || (select tenant_setting from params) end
             when c.n_setting > 0
             then 'auto: ' || c.n_setting || ' polic' || case when c.n_setting = 1 then 'y compares' else 'ies compare' end
                  || ' the tenant column with current_setting(''' || (select tenant_setting from params) || ''')'
                  || case when c.n_membership > 0 then ', ' || c.n_membership || ' read a user''s memberships' else '' end
-            else 'auto: no policy on a tenant table reads ' || (select tenant_setting from params)
-                 || ' or a user''s memberships; judged by the setting model'
+            else 'auto: no policy on a tenant table reads the tenant setting (tenancy.setting) or a user''s memberships; judged by the setting model'
        end as reason,
        coalesce(nullif(btrim((select user_identity from params)), ''), (select id from tm_identity), 'auth.uid()') as identity,
        coalesce(nullif((select membership_table from params), ''), (select object from tm_table), '') as membership_table,
