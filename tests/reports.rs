@@ -277,12 +277,15 @@ fn every_format_marks_waived_and_baseline_findings() {
     assert!(findings.iter().any(|f| f["baseline"] == true));
     // Neither is annotated; the errored check is.
     let gh = rendered(&a, Format::Github);
-    let total: usize = a
+    // Rolled up: a summary, then one annotation per check with counted findings (or
+    // errored), naming how many.
+    let checks_with: usize = a
         .checks
         .iter()
-        .map(|c| c.findings.iter().filter(|f| f.counts()).count())
-        .sum();
-    assert_eq!(gh.lines().count(), total + 1, "{gh}");
+        .filter(|c| c.findings.iter().any(|f| f.counts()) || c.result.status == Status::Error)
+        .count();
+    assert_eq!(gh.lines().count(), checks_with + 1, "{gh}");
+    assert!(gh.lines().next().unwrap().contains("pg-integrity%3A gate"), "{gh}");
     assert!(gh.contains("(errored)::"));
     for line in gh.lines() {
         assert!(
@@ -480,13 +483,14 @@ fn github_actions_get_annotations_on_stderr_unless_asked_not_to() {
         "{}",
         json.stderr
     );
-    assert!(json.stderr.contains("::public.audit_log"));
+    assert!(json.stderr.contains("::- public.audit_log"), "{}", json.stderr);
 
     let quiet = audit_no_key(dir.path(), &["--format", "json", "--no-annotations"], &env);
     assert!(!quiet.stderr.contains("::error"), "{}", quiet.stderr);
 
     let gh = audit_no_key(dir.path(), &["--format", "github"], &env);
-    assert_eq!(gh.stdout.lines().count(), 1, "{}", gh.stdout);
-    assert!(gh.stdout.starts_with("::error title=schema.primary_keys"));
+    assert_eq!(gh.stdout.lines().count(), 2, "{}", gh.stdout);
+    assert!(gh.stdout.starts_with("::error title=pg-integrity%3A gate failed"));
+    assert!(gh.stdout.contains("::error title=schema.primary_keys Primary keys"));
     assert!(!gh.stderr.contains("::error"), "not twice: {}", gh.stderr);
 }
