@@ -5,7 +5,7 @@ mod support;
 
 use predicates::prelude::*;
 use std::time::Duration;
-use support::{assert_exit, cli, TestDb};
+use support::{assert_exit, check_in, cli, json_report, TestDb};
 
 /// A custom catalog check in `dir`, as a team would add with --checks.
 fn custom_check(dir: &std::path::Path, id: &str, title: &str, sql: &str) {
@@ -52,23 +52,6 @@ async fn audit_with_checks(
     })
     .await
     .unwrap()
-}
-
-/// The JSON report an audit printed, or a panic with what it said on stderr.
-fn json_report(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("no JSON report: {}", String::from_utf8_lossy(&out.stderr)))
-}
-
-/// The JSON report's entry for check `id`.
-fn check_in(doc: &serde_json::Value, id: &str) -> serde_json::Value {
-    doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} in {doc}"))
-        .clone()
 }
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {

@@ -5,7 +5,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{cli, TestDb};
+use support::{check_in, cli, json_report, TestDb};
 
 /// Two tenants; `stock` under forced tenant RLS holds a negative inventory row;
 /// `tickets` (no RLS) holds an orphan; `ledger` has RLS, not forced, and is owned by
@@ -40,17 +40,7 @@ fn deep_audit(url: &str) -> serde_json::Value {
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("no JSON report: {}", String::from_utf8_lossy(&out.stderr)))
-}
-
-fn check<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} in {doc}"))
+    json_report(&out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,13 +64,17 @@ async fn no_role_passes_what_a_superuser_finds_and_hidden_rows_are_unknown() {
 
     let superuser = deep_audit(&db.url);
     for id in CHECKS.split(',') {
-        assert_eq!(check(&superuser, id)["status"], "fail", "{id}: {superuser}");
+        assert_eq!(
+            check_in(&superuser, id)["status"],
+            "fail",
+            "{id}: {superuser}"
+        );
     }
 
     for r in [&reader, &select_only, &bypass] {
         let doc = deep_audit(&url_as(&db, r));
         for id in CHECKS.split(',') {
-            let c = check(&doc, id);
+            let c = check_in(&doc, id);
             assert_ne!(
                 c["status"], "pass",
                 "{r} {id}: a pass where the superuser fails: {c}"
@@ -88,8 +82,12 @@ async fn no_role_passes_what_a_superuser_finds_and_hidden_rows_are_unknown() {
             assert_ne!(c["status"], "error", "{r} {id}: {c}");
         }
         // the orphan sits in a table without RLS: every role finds it
-        assert_eq!(check(&doc, "data.orphans")["status"], "fail", "{r}: {doc}");
-        let inventory = check(&doc, "data.negative_inventory");
+        assert_eq!(
+            check_in(&doc, "data.orphans")["status"],
+            "fail",
+            "{r}: {doc}"
+        );
+        let inventory = check_in(&doc, "data.negative_inventory");
         if r == &bypass {
             assert_eq!(inventory["status"], "fail", "{inventory}");
         } else {
@@ -114,7 +112,7 @@ async fn no_role_passes_what_a_superuser_finds_and_hidden_rows_are_unknown() {
         .unwrap();
     let doc = deep_audit(&url_as(&db, &reader));
     assert_eq!(
-        check(&doc, "data.negative_inventory")["status"],
+        check_in(&doc, "data.negative_inventory")["status"],
         "fail",
         "{doc}"
     );
@@ -146,7 +144,7 @@ async fn a_missing_select_privilege_is_named_with_the_grant() {
         .await
         .unwrap();
     let doc = deep_audit(&url_as(&db, &partial));
-    let inventory = check(&doc, "data.negative_inventory");
+    let inventory = check_in(&doc, "data.negative_inventory");
     assert_eq!(inventory["status"], "skipped", "{inventory}");
     let reason = inventory["reason"].as_str().unwrap();
     assert!(
@@ -154,7 +152,7 @@ async fn a_missing_select_privilege_is_named_with_the_grant() {
             && reason.contains("GRANT SELECT ON public.stock"),
         "{reason}"
     );
-    assert_eq!(check(&doc, "data.orphans")["status"], "fail", "{doc}");
+    assert_eq!(check_in(&doc, "data.orphans")["status"], "fail", "{doc}");
     admin
         .batch_execute(&format!(
             "drop owned by {partial} cascade; drop role {partial};"

@@ -148,3 +148,20 @@ pub fn assert_exit(out: &std::process::Output, code: i32) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The JSON report an audit printed, or a panic with what it said on stderr.
+pub fn json_report(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no JSON report: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The JSON report's entry for check `id`.
+pub fn check_in(doc: &serde_json::Value, id: &str) -> serde_json::Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {doc}"))
+        .clone()
+}
