@@ -285,7 +285,10 @@ fn every_format_marks_waived_and_baseline_findings() {
         .filter(|c| c.findings.iter().any(|f| f.counts()) || c.result.status == Status::Error)
         .count();
     assert_eq!(gh.lines().count(), checks_with + 1, "{gh}");
-    assert!(gh.lines().next().unwrap().contains("pg-integrity%3A gate"), "{gh}");
+    assert!(
+        gh.lines().next().unwrap().contains("pg-integrity%3A gate"),
+        "{gh}"
+    );
     assert!(gh.contains("(errored)::"));
     for line in gh.lines() {
         assert!(
@@ -483,14 +486,22 @@ fn github_actions_get_annotations_on_stderr_unless_asked_not_to() {
         "{}",
         json.stderr
     );
-    assert!(json.stderr.contains("::- public.audit_log"), "{}", json.stderr);
+    assert!(
+        json.stderr.contains("::- public.audit_log"),
+        "{}",
+        json.stderr
+    );
 
     let quiet = audit_no_key(dir.path(), &["--format", "json", "--no-annotations"], &env);
     assert!(!quiet.stderr.contains("::error"), "{}", quiet.stderr);
 
     let gh = audit_no_key(dir.path(), &["--format", "github"], &env);
     assert_eq!(gh.stdout.lines().count(), 2, "{}", gh.stdout);
-    assert!(gh.stdout.starts_with("::error title=pg-integrity%3A gate failed"));
-    assert!(gh.stdout.contains("::error title=schema.primary_keys Primary keys"));
+    assert!(gh
+        .stdout
+        .starts_with("::error title=pg-integrity%3A gate failed"));
+    assert!(gh
+        .stdout
+        .contains("::error title=schema.primary_keys Primary keys"));
     assert!(!gh.stderr.contains("::error"), "not twice: {}", gh.stderr);
 }

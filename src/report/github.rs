@@ -74,7 +74,10 @@ pub fn render(a: &Assessment) -> String {
             .map(|f| format!("- {}", short(&finding_text(&f.object, &f.evidence))))
             .collect();
         if n > LISTED {
-            lines.push(format!("and {} more (see the JSON or markdown report)", n - LISTED));
+            lines.push(format!(
+                "and {} more (see the JSON or markdown report)",
+                n - LISTED
+            ));
         }
         let _ = writeln!(
             out,
