@@ -8,7 +8,7 @@
 //! printing the ratio deep audit / floor (target <= 1.5); and the peak memory (max RSS)
 //! of the pg-integrity process.
 
-use pg_integrity::sandbox::Sandbox;
+use pg_integrity::db::sandbox::Sandbox;
 use std::process::Command;
 use std::time::Instant;
 

@@ -8,7 +8,7 @@
 //! `tenancy_model` (setting or membership, from the policies), `role_grants` (who
 //! is granted what in this database), composed as a check's query would be.
 
-use crate::catalog::Catalog;
+use crate::checks::catalog::Catalog;
 use crate::config::LoadedConfig;
 use std::fmt::Write as _;
 use tokio_postgres::Client;
@@ -49,7 +49,7 @@ async fn rows(
     uses: &[&str],
     sql: &str,
 ) -> Result<Vec<tokio_postgres::Row>, String> {
-    crate::scope::query(client, catalog, config, uses, sql).await
+    crate::audit::scope::query(client, catalog, config, uses, sql).await
 }
 
 /// Read what the proposal needs, in a read-only transaction.
@@ -57,7 +57,7 @@ pub async fn inspect(client: &Client, catalog: &Catalog) -> Result<Proposal, Str
     client
         .batch_execute("begin transaction isolation level repeatable read, read only; set local statement_timeout = '30s'; set local lock_timeout = '1s'")
         .await
-        .map_err(|e| crate::runner::db_message(&e))?;
+        .map_err(|e| crate::db::db_message(&e))?;
     let defaults = LoadedConfig::default();
     let mut p = Proposal {
         database: rows(

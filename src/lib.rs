@@ -1,29 +1,24 @@
 //! pg-integrity: audit and remediate the integrity of multi-tenant PostgreSQL databases.
 //!
-//! Where things are: `cli` (arguments) → `app` (commands) → `catalog` (check files),
-//! `config`, `connection`, `runner` (runs checks), `gate` (score, waivers, baseline),
-//! `report/` (renders), `sandbox` (throwaway servers), `checktest` (`[[test]]` cases).
+//! Dependencies run one way, downward (see docs/architecture.md and the test
+//! `tests/architecture.rs`, which fails on any import circle):
+//!
+//! - `cli`: the commands (arguments, exit codes, targets);
+//! - `init`: proposes a `pg-integrity.toml` from what a database shows;
+//! - `audit`: plans and runs checks over one snapshot, judges them (`gate`), and
+//!   `checks test`; `report`: renders an audit's outcome (never the database);
+//!   `migrate`: the remediation migrations;
+//! - `checks`: the check catalog (`checks/*.toml`, `lib/*.sql`) and its parameters;
+//! - `config` (`pg-integrity.toml`), `db` (connections, throwaway servers),
+//!   `model` (severities, kinds, statuses), `diag` (problems with their source).
 
-pub mod app;
-pub mod catalog;
-pub mod checktest;
+pub mod audit;
+pub mod checks;
 pub mod cli;
 pub mod config;
-pub mod connection;
+pub mod db;
 pub mod diag;
-pub mod gate;
-pub mod glob;
 pub mod init;
 pub mod migrate;
-pub mod migrate_cmd;
 pub mod model;
-pub mod params;
-pub mod partition;
-pub mod phased;
-pub mod preflight;
 pub mod report;
-pub mod runner;
-pub mod sandbox;
-pub mod scan;
-pub mod scope;
-pub mod sqlsplit;

@@ -1,7 +1,8 @@
 use clap::Parser;
-use pg_integrity::{
-    app,
-    cli::{Cli, Color},
+use pg_integrity::cli::{
+    self,
+    args::{Cli, Color},
+    exit::{EXIT_DATABASE, EXIT_INPUT, EXIT_OK},
 };
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -11,11 +12,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                app::EXIT_INPUT
-            } else {
-                app::EXIT_OK
-            });
+            return ExitCode::from(if e.use_stderr() { EXIT_INPUT } else { EXIT_OK });
         }
     };
     let color = match cli.color {
@@ -42,12 +39,12 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(app::EXIT_DATABASE);
+            return ExitCode::from(EXIT_DATABASE);
         }
     };
     let code = runtime.block_on(async {
         tokio::select! {
-            outcome = app::run(cli) => match outcome {
+            outcome = cli::run(cli) => match outcome {
                 Ok(code) => code,
                 Err(failure) => {
                     eprintln!("{:?}", failure.report);

@@ -162,6 +162,18 @@ pub fn derive_status(rows: &[ObjectResult], strict: bool) -> Status {
     }
 }
 
+/// A finding in one line: its evidence, prefixed with the object unless the
+/// evidence already names it.
+pub fn finding_text(object: &str, evidence: &str) -> String {
+    if evidence.is_empty() {
+        object.to_string()
+    } else if evidence.contains(object) {
+        evidence.to_string()
+    } else {
+        format!("{object}: {evidence}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

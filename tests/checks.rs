@@ -3,8 +3,8 @@
 
 mod support;
 
-use pg_integrity::catalog::Catalog;
-use pg_integrity::checktest::run_cases;
+use pg_integrity::audit::selftest::run_cases;
+use pg_integrity::checks::catalog::Catalog;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_check_case_passes() {
@@ -21,7 +21,9 @@ async fn every_check_case_passes() {
 async fn cases_needing_pg_stat_statements_pass_with_it_preloaded() {
     let catalog = Catalog::load(&[] as &[&str]).unwrap();
     let sandbox = tokio::task::spawn_blocking(|| {
-        pg_integrity::sandbox::Sandbox::start(&["shared_preload_libraries = 'pg_stat_statements'"])
+        pg_integrity::db::sandbox::Sandbox::start(&[
+            "shared_preload_libraries = 'pg_stat_statements'",
+        ])
     })
     .await
     .unwrap()
@@ -43,7 +45,7 @@ async fn cases_needing_pg_stat_statements_pass_with_it_preloaded() {
 
 /// "N passed, M skipped (why)": printed straight to stderr, past the test
 /// harness's capture, so that `cargo test` shows what did not run and why.
-fn report(label: &str, outcomes: &[pg_integrity::checktest::CaseOutcome]) {
+fn report(label: &str, outcomes: &[pg_integrity::audit::selftest::CaseOutcome]) {
     use std::collections::BTreeMap;
     use std::io::Write;
     let passed = outcomes
@@ -75,7 +77,7 @@ fn report(label: &str, outcomes: &[pg_integrity::checktest::CaseOutcome]) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
-fn assert_no_failures(outcomes: &[pg_integrity::checktest::CaseOutcome]) {
+fn assert_no_failures(outcomes: &[pg_integrity::audit::selftest::CaseOutcome]) {
     let failures: Vec<String> = outcomes
         .iter()
         .filter_map(|o| {

@@ -500,7 +500,7 @@ async fn every_audit_statement_runs_read_only() {
 
 #[test]
 fn a_wrong_password_is_exit_3_and_never_printed() {
-    let sb = pg_integrity::sandbox::Sandbox::start_with(
+    let sb = pg_integrity::db::sandbox::Sandbox::start_with(
         &["password_encryption = 'scram-sha-256'"],
         Some("local all all scram-sha-256"),
     )
@@ -510,7 +510,7 @@ fn a_wrong_password_is_exit_3_and_never_printed() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = pg_integrity::connection::connect(&sb.options("postgres"))
+        let c = pg_integrity::db::connection::connect(&sb.options("postgres"))
             .await
             .unwrap();
         c.batch_execute(
@@ -569,7 +569,7 @@ fn a_deep_audit_reads_more_tables_than_the_lock_table_holds() {
     // tables, each with a primary key and two more indexes, are 4,000 relations to
     // read: the data checks release each table's locks once read, or the audit runs
     // out of shared memory.
-    let sb = pg_integrity::sandbox::Sandbox::start(&["max_locks_per_transaction = 10"])
+    let sb = pg_integrity::db::sandbox::Sandbox::start(&["max_locks_per_transaction = 10"])
         .expect("throwaway server");
     let mut sql = String::from("create table tenants(id int primary key);\n");
     for t in 0..1000 {

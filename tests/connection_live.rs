@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use pg_integrity::connection::{connect, ConnectOptions, ConnectionError};
+use pg_integrity::db::connection::{connect, ConnectOptions, ConnectionError};
 
 /// HOME for every test: nonexistent, so the real ~/.pgpass and
 /// ~/.postgresql/root.crt of whoever runs the tests never play a part.
@@ -432,8 +432,8 @@ impl TlsCluster {
 
     fn pg_command(&self, program: &str) -> Command {
         // The same server binaries the throwaway servers use (PG_INTEGRITY_PG_BIN, PATH, ...).
-        let bindir = pg_integrity::sandbox::find_bindir().expect("PostgreSQL server binaries");
-        let exe = pg_integrity::sandbox::client_program(&bindir, program);
+        let bindir = pg_integrity::db::sandbox::find_bindir().expect("PostgreSQL server binaries");
+        let exe = pg_integrity::db::sandbox::client_program(&bindir, program);
         let mut cmd = Command::new(&exe);
         let lib = bindir.join("../lib");
         if exe.starts_with(&bindir) && lib.join("libpq.so.5").exists() {

@@ -12,23 +12,24 @@ fn cli() -> assert_cmd::Command {
 
 #[test]
 fn a_marked_probe_statement_is_not_taken_for_the_applications_claim() {
-    let sb =
-        pg_integrity::sandbox::Sandbox::start(&["shared_preload_libraries = 'pg_stat_statements'"])
-            .expect("a throwaway server with pg_stat_statements");
+    let sb = pg_integrity::db::sandbox::Sandbox::start(&[
+        "shared_preload_libraries = 'pg_stat_statements'",
+    ])
+    .expect("a throwaway server with pg_stat_statements");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let status_after = |statement: &str, db: &str| -> String {
         rt.block_on(async {
-            let admin = pg_integrity::connection::connect(&sb.options("postgres"))
+            let admin = pg_integrity::db::connection::connect(&sb.options("postgres"))
                 .await
                 .unwrap();
             admin
                 .batch_execute(&format!("create database {db}"))
                 .await
                 .unwrap();
-            let c = pg_integrity::connection::connect(&sb.options(db))
+            let c = pg_integrity::db::connection::connect(&sb.options(db))
                 .await
                 .unwrap();
             c.batch_execute(

@@ -10,14 +10,14 @@
 
 mod support;
 
-use pg_integrity::app::open_target;
-use pg_integrity::catalog::Catalog;
-use pg_integrity::cli::TargetArgs;
+use pg_integrity::audit::execute::{self, AuditOptions};
+use pg_integrity::audit::gate::{assess, Assessment, FailOn, GateOptions};
+use pg_integrity::checks::catalog::Catalog;
+use pg_integrity::cli::args::TargetArgs;
+use pg_integrity::cli::target::open_target;
 use pg_integrity::config::LoadedConfig;
-use pg_integrity::gate::{assess, Assessment, FailOn, GateOptions};
 use pg_integrity::model::{Kind, Severity, Status};
 use pg_integrity::report::{self, Format};
-use pg_integrity::runner::{self, AuditOptions};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -59,7 +59,7 @@ fn fixture() -> &'static Fixture {
                     .collect(),
                 ..AuditOptions::default()
             };
-            let selected = runner::select(&catalog, &config, &opts).unwrap();
+            let selected = execute::select(&catalog, &config, &opts).unwrap();
             let target = open_target(&TargetArgs {
                 schema: vec![
                     Path::new(FIXTURE).join("schema.sql"),
@@ -69,7 +69,7 @@ fn fixture() -> &'static Fixture {
             })
             .await
             .expect("a throwaway server with the fixture");
-            let mut run = runner::audit(&target.options, &catalog, &config, &opts, selected)
+            let mut run = execute::audit(&target.options, &catalog, &config, &opts, selected)
                 .await
                 .expect("the audit runs");
             drop(target);

@@ -7,7 +7,7 @@
 //! high, `::warning` for medium, `::notice` for low.
 
 use super::{finding_text, short};
-use crate::gate::{score, Assessment};
+use crate::audit::gate::{score, Assessment};
 use crate::model::{Severity, Status};
 use std::fmt::Write;
 

@@ -1,6 +1,6 @@
 //! The `json` format: the stable machine contract of SPEC §6, `format_version: 1`.
 
-use crate::gate::{score, Assessment, Finding, Unknown};
+use crate::audit::gate::{score, Assessment, Finding, Unknown};
 use crate::model::{Kind, Severity, Status};
 use serde::Serialize;
 use serde_json::{json, Map, Value};

@@ -7,7 +7,7 @@
 //! turn a dashboard red.
 
 use super::{by_section, disposition, finding_text};
-use crate::gate::{Assessed, Assessment};
+use crate::audit::gate::{Assessed, Assessment};
 use crate::model::Status;
 use std::fmt::Write;
 

@@ -4,8 +4,8 @@
 //! priority by severity. Deterministic: no durations, nothing unordered.
 
 use super::{by_section, disposition, tally};
-use crate::catalog::section_title;
-use crate::gate::{score, Assessed, Assessment};
+use crate::audit::gate::{score, Assessed, Assessment};
+use crate::checks::catalog::section_title;
 use crate::model::{Kind, Severity, Status};
 use std::fmt::Write;
 

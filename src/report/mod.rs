@@ -8,7 +8,8 @@ pub mod markdown;
 pub mod sarif;
 pub mod table;
 
-use crate::gate::{Assessed, Assessment, Finding};
+use crate::audit::gate::{Assessed, Assessment, Finding};
+pub use crate::model::finding_text;
 use crate::model::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -163,17 +164,5 @@ pub fn summary_evidence(c: &Assessed, max_items: usize) -> String {
                 None => format!("{} ({ok}/{known} ok)", parts.join("; ")),
             }
         }
-    }
-}
-
-/// A finding in one line: its evidence, prefixed with the object unless the
-/// evidence already names it.
-pub fn finding_text(object: &str, evidence: &str) -> String {
-    if evidence.is_empty() {
-        object.to_string()
-    } else if evidence.contains(object) {
-        evidence.to_string()
-    } else {
-        format!("{object}: {evidence}")
     }
 }

@@ -6,7 +6,7 @@
 //! finding across commits. Errored checks are tool notifications.
 
 use super::finding_text;
-use crate::gate::{Assessed, Assessment, Finding};
+use crate::audit::gate::{Assessed, Assessment, Finding};
 use crate::model::{Kind, Severity, Status};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

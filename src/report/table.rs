@@ -2,8 +2,8 @@
 //! score and, last, the gate verdict.
 
 use super::summary_evidence;
-use crate::catalog::section_title;
-use crate::gate::{score, Assessment};
+use crate::audit::gate::{score, Assessment};
+use crate::checks::catalog::section_title;
 use crate::model::Status;
 use colored::Colorize;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};

@@ -4,8 +4,8 @@
 
 #![allow(dead_code)]
 
-use pg_integrity::connection::{connect, ConnectOptions};
-use pg_integrity::sandbox::Sandbox;
+use pg_integrity::db::connection::{connect, ConnectOptions};
+use pg_integrity::db::sandbox::Sandbox;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 

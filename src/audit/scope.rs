@@ -4,9 +4,9 @@
 //! bad input. `--jobs` beyond the server's free connection slots would take them from
 //! the application.
 
-use crate::catalog::Catalog;
+use crate::checks::catalog::Catalog;
+use crate::checks::params::{self, ParamValue};
 use crate::config::LoadedConfig;
-use crate::params::{self, ParamValue};
 use tokio_postgres::Client;
 
 /// What the scope holds on this database.
@@ -40,7 +40,7 @@ pub async fn query(
     client
         .query(&composed.sql, &refs)
         .await
-        .map_err(|e| crate::runner::db_message(&e))
+        .map_err(|e| crate::db::db_message(&e))
 }
 
 /// Read the scope through the `scope_tables` building block (the checks' own

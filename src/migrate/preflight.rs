@@ -8,8 +8,8 @@
 //! INDEX`). Table, column and expression text comes from those compiled-in
 //! migrations — the same text the migration itself would run — never from users.
 
-use crate::migrate::{MigrateError, MigrationFile};
-use crate::sqlsplit;
+use crate::migrate::files::{MigrateError, MigrationFile};
+use crate::migrate::sqlsplit;
 use regex::Regex;
 use tokio_postgres::Client;
 
@@ -252,7 +252,7 @@ pub async fn check(client: &Client, m: &MigrationFile) -> Result<(), MigrateErro
                 migration: m.label(),
                 message: format!(
                     "preflight query for {what} failed: {}",
-                    crate::runner::db_message(&e)
+                    crate::db::db_message(&e)
                 ),
             })?;
         let n: i64 = row.get(0);

@@ -16,29 +16,18 @@
 //! the first 3 keys in key order (text[]), `$3` their details (text[]), `$4` the
 //! lowest (text), and the plan's `args` from `$5` (text).
 
+use crate::audit::outcome::Row3;
+use crate::audit::plan::{bind, count_params, outcome, plan, skipped, Part, Step};
+use crate::audit::session::{in_savepoint, query_in_savepoint, read_and_roll_back};
+use crate::checks::params::{self, ParamValue};
 use crate::config::LoadedConfig;
-use crate::params::{self, ParamValue};
-use crate::phased::{bind, count_params, outcome, Step};
-use crate::runner::{
-    db_message, in_savepoint, is_statement_timeout, query_in_savepoint, read_and_roll_back, Row3,
-};
+use crate::db::{db_message, is_statement_timeout};
 use std::collections::HashMap;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 
 /// A step of a deep audit: (check position, step position).
 pub type StepId = (usize, usize);
-
-/// A row test answered by a shared scan (see the module documentation).
-#[derive(Debug, Clone)]
-pub struct Part {
-    pub scan: String,
-    pub key: String,
-    pub join: Option<String>,
-    pub hit: String,
-    pub detail: Option<String>,
-    pub lowest: Option<String>,
-}
 
 /// What one scan found for one part.
 #[derive(Debug, Clone, Default)]
@@ -143,6 +132,27 @@ pub(crate) async fn raise_work_mem(client: &Client, config: &LoadedConfig) {
         &[&mb],
     )
     .await;
+}
+
+/// Each data query in the audit's read-only snapshot, under its statement_timeout:
+/// the plan's row tests share one scan per table (see the module documentation), its other queries
+/// run as they are.
+pub async fn run_data(
+    client: &Client,
+    rows: &[Row],
+    config: &LoadedConfig,
+) -> Result<Vec<Row3>, String> {
+    let steps = match plan(rows) {
+        Ok(s) => s,
+        Err(no) => return no.map(skipped),
+    };
+    let plans = [steps];
+    raise_work_mem(client, config).await;
+    let mut outcomes = Outcomes::default();
+    for unit in units(&plans, &[0]) {
+        outcomes.extend(run_unit(client, &plans, &unit, config).await);
+    }
+    finish(client, 0, &plans[0], &outcomes).await
 }
 
 /// Run one unit on `client`, inside the audit's transaction.

@@ -5,11 +5,14 @@
 //! time, and the roles they created are dropped after them; the others run
 //! concurrently.
 
-use crate::catalog::{Catalog, Check, TestCase};
+use crate::audit::execute::{batchable, run_batch_strict, run_check, server_info};
+use crate::audit::outcome::CheckResult;
+use crate::audit::session::begin_read_only;
+use crate::checks::catalog::{Catalog, Check, TestCase};
 use crate::config::LoadedConfig;
-use crate::connection::{connect, ConnectOptions, ConnectionError};
+use crate::db::connection::{connect, ConnectOptions, ConnectionError};
+use crate::db::db_message;
 use crate::model::Status;
-use crate::runner::{db_message, run_check, server_info};
 use futures_util::stream::{self, StreamExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -220,16 +223,13 @@ async fn in_database(
         contract(&client, catalog, check).await?;
     }
     // the audit's own session: read-only snapshot, timeouts, planner settings
-    crate::runner::begin_read_only(&client, config, None)
+    begin_read_only(&client, config, None)
         .await
         .map_err(|e| db_message(&e))?;
     let result = run_check(&client, catalog, check, config, &server, Some(&opts)).await;
     // An audit runs catalog and runtime checks batched: the case must hold there too.
-    let batched = if crate::runner::batchable(check, &server, config) {
-        Some(
-            crate::runner::run_batch_strict(&client, catalog, std::slice::from_ref(check), config)
-                .await,
-        )
+    let batched = if batchable(check, &server, config) {
+        Some(run_batch_strict(&client, catalog, std::slice::from_ref(check), config).await)
     } else {
         None
     };
@@ -239,7 +239,7 @@ async fn in_database(
         Some(Ok(b)) => {
             // Verdicts, not evidence: the first run is itself tracked by
             // pg_stat_statements, so evidence that counts tracked statements moves.
-            let rows = |r: &crate::runner::CheckResult| {
+            let rows = |r: &CheckResult| {
                 let mut v: Vec<_> = r
                     .objects
                     .iter()

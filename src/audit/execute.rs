@@ -3,11 +3,17 @@
 //! `pg_dump --jobs` does). A failing check becomes `error`; the others still run.
 //! The runner returns data and never prints results.
 
-use crate::catalog::{Catalog, Check};
+use crate::audit::outcome::{from_rows, severity_of, AuditRun, CheckResult, Row3};
+use crate::audit::plan::Step;
+use crate::audit::scan::{Outcomes, Unit};
+use crate::audit::session::{begin_read_only, in_savepoint, query_in_savepoint};
+use crate::audit::{plan, probe, scan};
+use crate::checks::catalog::{Catalog, Check};
+use crate::checks::params::{self, ParamValue};
 use crate::config::LoadedConfig;
-use crate::connection::{connect, ConnectOptions, ConnectionError};
-use crate::model::{derive_status, Kind, ObjectResult, Severity, Status};
-use crate::params::{self, ParamValue};
+use crate::db::connection::{connect, ConnectOptions, ConnectionError};
+use crate::db::db_message;
+use crate::model::{Kind, ObjectResult, Status};
 use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -26,7 +32,7 @@ enum Work {
 }
 
 /// A data check's steps and the time its plan took, or its result if it does not run.
-type DataPlan = Result<(Vec<crate::phased::Step>, u64), CheckResult>;
+type DataPlan = Result<(Vec<Step>, u64), CheckResult>;
 
 /// The data checks of an audit while they are planned: each plan's outcome in its
 /// slot; whoever plans the last one builds the run.
@@ -41,9 +47,9 @@ struct DeepRun {
     /// Report position, check, and the time its plan took.
     checks: Vec<(usize, Arc<Check>, u64)>,
     /// The steps of each check (same order as `checks`).
-    plans: Vec<Vec<crate::phased::Step>>,
-    units: Vec<crate::scan::Unit>,
-    outcomes: Mutex<crate::scan::Outcomes>,
+    plans: Vec<Vec<Step>>,
+    units: Vec<Unit>,
+    outcomes: Mutex<Outcomes>,
     /// Each check's time in its units, in microseconds (a unit on an empty table takes
     /// less than 1 ms); a shared scan counts for each check it serves.
     check_us: Mutex<Vec<u64>>,
@@ -164,41 +170,6 @@ impl Default for AuditOptions {
     }
 }
 
-/// The outcome of one check.
-#[derive(Debug, Clone)]
-pub struct CheckResult {
-    pub check: Arc<Check>,
-    /// After `[checks] severity` overrides.
-    pub severity: Severity,
-    pub status: Status,
-    /// Why a check was skipped, or the error message.
-    pub reason: Option<String>,
-    /// Every row the check returned (ok and not ok), sorted by object.
-    pub objects: Vec<ObjectResult>,
-    pub duration_ms: u64,
-}
-
-impl CheckResult {
-    /// The objects that are not ok.
-    pub fn findings(&self) -> impl Iterator<Item = &ObjectResult> {
-        self.objects.iter().filter(|o| o.is_finding())
-    }
-    /// The objects whose verdict the database cannot show (SPEC §3).
-    pub fn unknowns(&self) -> impl Iterator<Item = &ObjectResult> {
-        self.objects.iter().filter(|o| o.is_unknown())
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct AuditRun {
-    pub database: String,
-    pub server_version: String,
-    pub server_version_num: i32,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub duration_ms: u64,
-    pub results: Vec<CheckResult>,
-}
-
 /// What the server offers, read once before the checks run.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
@@ -269,34 +240,6 @@ pub async fn server_info(client: &Client) -> Result<ServerInfo, tokio_postgres::
     })
 }
 
-/// Open the read-only, time-limited transaction every audit statement runs in.
-pub(crate) async fn begin_read_only(
-    client: &Client,
-    config: &LoadedConfig,
-    snapshot: Option<&str>,
-) -> Result<(), tokio_postgres::Error> {
-    let audit = &config.config.audit;
-    let mut sql = String::from("begin isolation level repeatable read, read only;\n");
-    if let Some(s) = snapshot {
-        // The snapshot id comes from pg_export_snapshot(); SET TRANSACTION SNAPSHOT
-        // takes no bind parameter, so it is checked to be a plain id and quoted.
-        debug_assert!(s.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
-        sql.push_str(&format!("set transaction snapshot '{s}';\n"));
-    }
-    // JIT compiles large catalog queries for seconds to save milliseconds: off.
-    // Nested loops off: the building blocks are CTEs, which have no index and only
-    // guessed row counts, and a nested loop over two of them (or over one inlined
-    // many times) is quadratic: minutes at 5,000 tables. The checks are written as
-    // hash joins; correlated lookups (LATERAL, into catalog indexes) still run as
-    // nested loops, which is the only way to run them.
-    sql.push_str(&format!(
-        "set local jit = off;\nset local enable_nestloop = off;\nset local enable_mergejoin = off;\n\
-         set local statement_timeout = {};\nset local lock_timeout = {};",
-        audit.statement_timeout_ms, audit.lock_timeout_ms
-    ));
-    client.batch_execute(&sql).await
-}
-
 /// Why `check` cannot run here, if it cannot.
 pub fn unmet_requirement(
     check: &Check,
@@ -329,13 +272,6 @@ pub fn unmet_requirement(
     None
 }
 
-/// The severity `check` reports with, after `[checks] severity` overrides.
-fn severity_of(check: &Check, config: &LoadedConfig) -> Severity {
-    config
-        .severity_override(&check.id)
-        .unwrap_or(check.severity)
-}
-
 /// The result of a check that has no query to run (manual) or cannot run here.
 fn without_query(
     check: &Arc<Check>,
@@ -357,54 +293,6 @@ fn without_query(
     result.status = Status::Skipped;
     result.reason = Some(reason);
     Some(result)
-}
-
-/// A check's result from the (object, ok, evidence) rows it returned, or its error.
-fn from_rows(
-    check: &Arc<Check>,
-    config: &LoadedConfig,
-    rows: Result<Vec<impl Into<ObjectResult>>, String>,
-    duration_ms: u64,
-) -> CheckResult {
-    let mut result = CheckResult {
-        check: check.clone(),
-        severity: severity_of(check, config),
-        status: Status::Error,
-        reason: None,
-        objects: vec![],
-        duration_ms,
-    };
-    match rows {
-        Ok(rows) => {
-            let mut objects: Vec<ObjectResult> = rows.into_iter().map(Into::into).collect();
-            if !objects.is_empty() && objects.iter().all(ObjectResult::is_unknown) {
-                // Nothing could be judged: skipped, with the reason (SPEC §3). A
-                // check that cannot run at all says so in one row with no object.
-                result.status = Status::Skipped;
-                result.reason = Some(unknown_reason(&objects));
-            } else {
-                objects.sort_by(|a, b| a.object.cmp(&b.object));
-                result.status = derive_status(&objects, check.strict);
-                result.objects = objects;
-            }
-        }
-        Err(message) => result.reason = Some(message),
-    }
-    result
-}
-
-/// Why a check whose every row is unknown was skipped: the reason they share, or
-/// the first reason with how many objects it stands for.
-fn unknown_reason(objects: &[ObjectResult]) -> String {
-    let first = &objects[0].evidence;
-    if objects.len() == 1 || objects.iter().all(|o| &o.evidence == first) {
-        return first.clone();
-    }
-    format!(
-        "{} objects could not be judged, e.g. {}",
-        objects.len(),
-        crate::report::finding_text(&objects[0].object, first)
-    )
 }
 
 /// Run one check inside the current transaction, under a savepoint so that an
@@ -441,12 +329,12 @@ async fn plan_data_check(
     let steps = check_rows(client, catalog, check, config)
         .await
         .map_err(Err)
-        .and_then(|rows| crate::phased::plan(&rows));
+        .and_then(|rows| plan::plan(&rows));
     let ms = started.elapsed().as_millis() as u64;
     // a plan that says the check cannot run here is a skip, a broken one an error
     steps
         .map(|steps| (steps, ms))
-        .map_err(|no| from_rows(check, config, no.map(crate::phased::skipped), ms))
+        .map_err(|no| from_rows(check, config, no.map(plan::skipped), ms))
 }
 
 /// Once every data check is planned: the results of those that do not run, and the
@@ -482,7 +370,7 @@ fn deep_run(
         }
     }
     let cost: Vec<u32> = planned.iter().map(|(_, c, _)| c.cost).collect();
-    let units = crate::scan::units(&plans, &cost);
+    let units = scan::units(&plans, &cost);
     let run = DeepRun {
         check_us: Mutex::new(vec![0; planned.len()]),
         checks: planned,
@@ -510,7 +398,7 @@ async fn finish_deep(
     let mut out = vec![];
     for (c, (i, check, plan_ms)) in run.checks.iter().enumerate() {
         let started = Instant::now();
-        let rows = crate::scan::finish(client, c, &run.plans[c], &outcomes).await;
+        let rows = scan::finish(client, c, &run.plans[c], &outcomes).await;
         let units_ms = check_us.get(c).copied().unwrap_or(0) / 1000;
         let ms = plan_ms + units_ms + started.elapsed().as_millis() as u64;
         out.push((*i, from_rows(check, config, rows, ms)));
@@ -568,96 +456,12 @@ pub(crate) async fn run_batch_strict(
         .collect())
 }
 
-/// One row of a check's result: (object, ok, evidence); ok NULL means unknown.
-pub(crate) type Row3 = (String, Option<bool>, String);
-
-impl From<Row3> for ObjectResult {
-    fn from((object, ok, evidence): Row3) -> Self {
-        ObjectResult {
-            object,
-            ok,
-            evidence,
-            related: vec![],
-        }
-    }
-}
-
 /// The configured value of each named parameter (empty when unset), in `$n` order.
 fn bind_values(names: &[String], config: &LoadedConfig) -> Vec<ParamValue> {
     names
         .iter()
         .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
         .collect()
-}
-
-/// Run `work` under a savepoint: an error rolls back to it, leaving the transaction
-/// usable for the next statement.
-pub(crate) async fn in_savepoint<T>(
-    client: &Client,
-    work: impl std::future::Future<Output = Result<T, String>>,
-) -> Result<T, String> {
-    client
-        .batch_execute("savepoint pgi_check")
-        .await
-        .map_err(|e| db_message(&e))?;
-    match work.await {
-        Ok(v) => {
-            client
-                .batch_execute("release savepoint pgi_check")
-                .await
-                .map_err(|e| db_message(&e))?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = client
-                .batch_execute("rollback to savepoint pgi_check")
-                .await;
-            Err(e)
-        }
-    }
-}
-
-/// Run `sql` under a savepoint so that an error leaves the transaction usable.
-pub(crate) async fn query_in_savepoint(
-    client: &Client,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<tokio_postgres::Row>, String> {
-    in_savepoint(client, async {
-        client.query(sql, params).await.map_err(|e| db_message(&e))
-    })
-    .await
-}
-
-/// Run `sql` with text `args` under a savepoint that is always rolled back: its rows
-/// are kept, the locks it took are released. A deep audit reads thousands of tables
-/// in one transaction: kept, their locks (a table and each of its indexes) would
-/// overflow the server's lock table (max_locks_per_transaction x max_connections).
-/// `setup` runs first inside the savepoint (a `SET LOCAL` the rollback takes back).
-/// The three exchanges are pipelined: one round trip for a table with no rows.
-pub(crate) async fn read_and_roll_back(
-    client: &Client,
-    setup: &str,
-    sql: &str,
-    args: &[String],
-) -> Result<Vec<tokio_postgres::Row>, String> {
-    let typed: Vec<(
-        &(dyn tokio_postgres::types::ToSql + Sync),
-        tokio_postgres::types::Type,
-    )> = args
-        .iter()
-        .map(|a| (a as _, tokio_postgres::types::Type::TEXT))
-        .collect();
-    let begin = format!("savepoint pgi_read; {setup}");
-    let (begin, read, end) = tokio::join!(
-        client.batch_execute(&begin),
-        client.query_typed(sql, &typed),
-        client.batch_execute("rollback to savepoint pgi_read; release savepoint pgi_read"),
-    );
-    begin.map_err(|e| db_message(&e))?;
-    let rows = read.map_err(|e| db_message(&e))?;
-    end.map_err(|e| db_message(&e))?;
-    Ok(rows)
 }
 
 /// Run a batch statement under a savepoint and sort its rows by check, as they
@@ -710,8 +514,8 @@ async fn query_check(
 ) -> Result<Vec<ObjectResult>, String> {
     let rows = check_rows(client, catalog, check, config).await?;
     let outcomes = match check.kind {
-        Kind::Data => crate::phased::run_data(client, &rows, config).await?,
-        Kind::Probe => crate::phased::run_probes(&rows, probe_target, config).await?,
+        Kind::Data => scan::run_data(client, &rows, config).await?,
+        Kind::Probe => probe::run_probes(&rows, probe_target, config).await?,
         _ => return rows.iter().map(object_row).collect(),
     };
     Ok(outcomes.into_iter().map(Into::into).collect())
@@ -758,29 +562,6 @@ fn object_row(r: &tokio_postgres::Row) -> Result<ObjectResult, String> {
             .unwrap_or_default(),
         related,
     })
-}
-
-/// Whether a message from [`db_message`] is a statement timeout (SQLSTATE 57014,
-/// which `db_message` writes in parentheses after the message).
-pub(crate) fn is_statement_timeout(message: &str) -> bool {
-    message.contains("(57014)")
-}
-
-/// A server error as one line: message, then detail and hint when present.
-pub fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{} ({})", db.message(), db.code().code());
-            if let Some(d) = db.detail() {
-                s.push_str(&format!("; {d}"));
-            }
-            if let Some(h) = db.hint() {
-                s.push_str(&format!("; hint: {h}"));
-            }
-            s
-        }
-        None => e.to_string(),
-    }
 }
 
 /// Audit the database `target` points at.
@@ -932,13 +713,12 @@ pub async fn audit(
                     }
                     Some(Work::DeepUnit(run, k)) => {
                         if !work_mem_raised {
-                            crate::scan::raise_work_mem(&client, &config).await;
+                            scan::raise_work_mem(&client, &config).await;
                             work_mem_raised = true;
                         }
                         let started = Instant::now();
                         let found =
-                            crate::scan::run_unit(&client, &run.plans, &run.units[k], &config)
-                                .await;
+                            scan::run_unit(&client, &run.plans, &run.units[k], &config).await;
                         if let Ok(mut o) = run.outcomes.lock() {
                             o.extend(found);
                         }

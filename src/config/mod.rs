@@ -1,8 +1,9 @@
 //! `pg-integrity.toml` (SPEC §4): every key defaulted; unknown keys, unknown check
 //! ids, bad severities and bad globs are reported with the line and column.
 
+pub mod glob;
+
 use crate::diag::{did_you_mean, Problem, Problems, SourceFile};
-use crate::glob;
 use crate::model::Severity;
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -1,9 +1,9 @@
 //! Findings judged against waivers and the baseline, the score, and the CI gate
 //! (SPEC §1, §3, §4). Pure data in, data out: reports render what this decides.
 
+use crate::audit::outcome::{AuditRun, CheckResult};
 use crate::config::LoadedConfig;
 use crate::model::{Severity, Status};
-use crate::runner::{AuditRun, CheckResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -203,7 +203,7 @@ pub fn assess(
             w.check.get_ref() == check
                 && names
                     .iter()
-                    .any(|n| crate::glob::matches(w.object.get_ref(), n))
+                    .any(|n| crate::config::glob::matches(w.object.get_ref(), n))
                 && w.expiry().is_none_or(|d| d >= opts.today)
         })
     };
@@ -317,7 +317,7 @@ mod tests {
     use std::sync::Arc;
 
     fn run_with(objects: Vec<ObjectResult>) -> AuditRun {
-        let catalog = crate::catalog::Catalog::load(&[] as &[&str]).expect("catalog");
+        let catalog = crate::checks::catalog::Catalog::load(&[] as &[&str]).expect("catalog");
         let check = Arc::new(
             catalog
                 .checks

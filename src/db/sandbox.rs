@@ -10,7 +10,7 @@
 //! Not built on the `pgtemp` crate: it runs initdb as the current user (so it fails
 //! as root), listens on TCP, and has no way to load files through psql.
 
-use crate::connection::ConnectOptions;
+use crate::db::connection::ConnectOptions;
 use crate::diag::SourceFile;
 use miette::Diagnostic;
 use std::os::unix::process::CommandExt;

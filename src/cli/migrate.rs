@@ -1,16 +1,13 @@
-//! The `migrate` commands and `demo`: resolve the target, call `migrate`, print.
+//! The `migrate` commands: resolve the target, call `migrate`, print.
 
-use crate::app::{
-    load_catalog, open_target, write_stdout, Failure, Target, EXIT_DATABASE, EXIT_GATE, EXIT_INPUT,
-    EXIT_OK,
-};
-use crate::catalog::Catalog;
-use crate::cli::{ApplyArgs, MigrateCommand, TargetArgs};
-use crate::config::LoadedConfig;
-use crate::connection::{connect, ConnectOptions};
-use crate::gate::{assess, score, Assessment, FailOn, GateOptions};
-use crate::migrate::{self, ApplyOptions, MigrateError, State};
-use crate::runner::{self, AuditOptions};
+use crate::cli::args::{ApplyArgs, MigrateCommand, TargetArgs};
+use crate::cli::audit::{quick_audit, score_line};
+use crate::cli::exit::{write_stdout, Failure, EXIT_DATABASE, EXIT_GATE, EXIT_INPUT, EXIT_OK};
+use crate::cli::target::{load_catalog, open_target, Target};
+use crate::db::connection::connect;
+use crate::migrate::apply::{self, ApplyOptions};
+use crate::migrate::files::{self, MigrateError, MigrationFile};
+use crate::migrate::status::{self, State, StatusRow};
 use std::path::Path;
 use std::time::Duration;
 
@@ -49,11 +46,11 @@ pub async fn run(cmd: MigrateCommand) -> Result<u8, Failure> {
 async fn rows(
     target: &Target,
     from: Option<&Path>,
-) -> Result<(Vec<migrate::MigrationFile>, Vec<migrate::StatusRow>), Failure> {
+) -> Result<(Vec<MigrationFile>, Vec<StatusRow>), Failure> {
     let client = connect(&target.options).await?;
-    let files = migrate::load(from)?;
-    let applied = migrate::history(&client).await?;
-    let rows = migrate::status(&files, &applied);
+    let files = files::load(from)?;
+    let applied = status::history(&client).await?;
+    let rows = status::status(&files, &applied);
     Ok((files, rows))
 }
 
@@ -85,11 +82,7 @@ async fn status(args: &TargetArgs, format: &str, from: Option<&Path>) -> Result<
     Ok(EXIT_OK)
 }
 
-fn pending_sql(
-    files: &[migrate::MigrationFile],
-    rows: &[migrate::StatusRow],
-    upto: Option<u32>,
-) -> String {
+fn pending_sql(files: &[MigrationFile], rows: &[StatusRow], upto: Option<u32>) -> String {
     let mut out = String::new();
     let mut n = 0;
     for f in files {
@@ -123,7 +116,7 @@ async fn print_plan(
     from: Option<&Path>,
 ) -> Result<u8, Failure> {
     let (files, rows) = rows(target, from).await?;
-    if let Some(msg) = migrate::disagreement(&rows) {
+    if let Some(msg) = status::disagreement(&rows) {
         return Err(MigrateError::Divergent(msg).into());
     }
     write_stdout(&pending_sql(&files, &rows, upto));
@@ -138,7 +131,7 @@ async fn plan(args: &TargetArgs, upto: Option<u32>, from: Option<&Path>) -> Resu
 async fn verify(args: &TargetArgs, from: Option<&Path>) -> Result<u8, Failure> {
     let target = open_target(args).await?;
     let (_, rows) = rows(&target, from).await?;
-    match migrate::disagreement(&rows) {
+    match status::disagreement(&rows) {
         Some(msg) => Err(MigrateError::Divergent(msg).into()),
         None => {
             let pending = rows.iter().filter(|r| r.state == State::Pending).count();
@@ -148,39 +141,6 @@ async fn verify(args: &TargetArgs, from: Option<&Path>) -> Result<u8, Failure> {
             ));
             Ok(EXIT_OK)
         }
-    }
-}
-
-/// A catalog audit for before/after comparisons (no deep, no probes).
-async fn quick_audit(
-    options: &ConnectOptions,
-    catalog: &Catalog,
-    config: &LoadedConfig,
-) -> Result<Assessment, Failure> {
-    let opts = AuditOptions {
-        progress: false,
-        ..AuditOptions::default()
-    };
-    let selected =
-        runner::select(catalog, config, &opts).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
-    let run = runner::audit(options, catalog, config, &opts, selected).await?;
-    let gate = GateOptions {
-        fail_on: FailOn::At(crate::model::Severity::High),
-        min_score: None,
-        today: chrono::Utc::now().date_naive(),
-    };
-    Ok(assess(run, config, None, &gate))
-}
-
-fn score_line(before: &Assessment, after: &Assessment) -> String {
-    let (pb, ab, b) = score(&before.run.results);
-    let (pa, aa, a) = score(&after.run.results);
-    match (b, a) {
-        (Some(b), Some(a)) => format!(
-            "Score: {b:.0}% ({pb}/{ab}) → {a:.0}% ({pa}/{aa}), {:+.0} points\n",
-            a - b
-        ),
-        _ => "Score: n/a\n".into(),
     }
 }
 
@@ -210,7 +170,7 @@ async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
         retries: args.retries,
         from: args.source.from.clone(),
     };
-    let report = migrate::apply(&mut client, &opts).await?;
+    let report = apply::apply(&mut client, &opts).await?;
     drop(client);
     let mut out = if report.applied.is_empty() {
         "nothing to apply: the database is up to date\n".to_string()
@@ -231,52 +191,5 @@ async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
         out.push_str(&score_line(&before, &after));
     }
     write_stdout(&out);
-    Ok(EXIT_OK)
-}
-
-const FIXTURE_SCHEMA: &str = include_str!("../fixtures/ticket-service/schema.sql");
-const FIXTURE_DATA: &str = include_str!("../fixtures/ticket-service/data.sql");
-const FIXTURE_CONFIG: &str = include_str!("../fixtures/ticket-service/pg-integrity.toml");
-
-/// Throwaway server, fixture loaded, audit, migrate, audit again, compare; removed after.
-pub async fn demo() -> Result<u8, Failure> {
-    let dir = tempfile::tempdir().map_err(|e| {
-        Failure::msg(
-            EXIT_DATABASE,
-            e.to_string(),
-            "cannot create a temporary directory",
-        )
-    })?;
-    let schema = dir.path().join("schema.sql");
-    let data = dir.path().join("data.sql");
-    std::fs::write(&schema, FIXTURE_SCHEMA)
-        .and_then(|_| std::fs::write(&data, FIXTURE_DATA))
-        .map_err(|e| {
-            Failure::msg(
-                EXIT_DATABASE,
-                e.to_string(),
-                "cannot write the fixture to a temporary directory",
-            )
-        })?;
-    eprintln!("starting a throwaway PostgreSQL with the ticket-service fixture…");
-    let target = open_target(&TargetArgs {
-        database_url: None,
-        schema: vec![schema, data],
-        migrations: None,
-    })
-    .await?;
-    let catalog = Catalog::load(&[] as &[&str]).map_err(Failure::input)?;
-    let config = LoadedConfig::parse("ticket-service/pg-integrity.toml", FIXTURE_CONFIG)
-        .map_err(Failure::input)?;
-    let before = quick_audit(&target.options, &catalog, &config).await?;
-    write_stdout(&crate::report::table::render(&before, None));
-    eprintln!("\napplying the remediation migrations…");
-    let mut client = connect(&target.options).await?;
-    let report = migrate::apply(&mut client, &ApplyOptions::default()).await?;
-    drop(client);
-    let after = quick_audit(&target.options, &catalog, &config).await?;
-    write_stdout(&format!("\nAfter {} migration(s):\n", report.applied.len()));
-    write_stdout(&crate::report::table::render(&after, None));
-    write_stdout(&format!("\n{}", score_line(&before, &after)));
     Ok(EXIT_OK)
 }

@@ -4,8 +4,8 @@
 //! `<name>_re`, the anchored POSIX regexes of those with one (usually empty). A
 //! check matches a name with both: `(n like any(p.<name>) or n ~ any(p.<name>_re))`.
 
+use crate::config::glob::{expand_alternates, to_like_pattern, to_posix_regex};
 use crate::config::Config;
-use crate::glob::{expand_alternates, to_like_pattern, to_posix_regex};
 use toml::Spanned;
 
 /// A bound value.

@@ -2,10 +2,10 @@
 //! `--checks DIR` directories that add or override checks by id, plus SQL building
 //! blocks under `checks/lib/` that checks name in `uses` and the engine prepends as CTEs.
 
+use crate::checks::params;
+use crate::checks::partition;
 use crate::diag::{did_you_mean, Problem, Problems, SourceFile};
 use crate::model::{Kind, Severity, Status};
-use crate::params;
-use crate::partition;
 use include_dir::{include_dir, Dir};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -307,7 +307,7 @@ impl Catalog {
     }
 
     /// Split checks into at most `n` batches for `n` connections, so that the costliest
-    /// batch is as cheap as it can be made (see [`crate::partition`]): a batch costs
+    /// batch is as cheap as it can be made (see [`crate::checks::partition`]): a batch costs
     /// its building blocks' `-- cost:`, each counted once, its checks' own `cost`,
     /// [`NEW_BATCH`] for the connection, and [`OPEN_TABLES`] once if a block opens
     /// tables to deparse.

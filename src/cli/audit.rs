@@ -1,0 +1,258 @@
+//! `pg-integrity audit`: select the checks, run them on the target, judge them
+//! against the gate, and render the reports.
+
+use crate::audit::execute::{self, AuditOptions};
+use crate::audit::gate::{assess, score, Assessment, Baseline, FailOn, GateOptions};
+use crate::audit::scope;
+use crate::checks::catalog::Catalog;
+use crate::cli::args::{AuditArgs, ProbeMode};
+use crate::cli::exit::{write_stdout, Failure, EXIT_DATABASE, EXIT_GATE, EXIT_INPUT, EXIT_OK};
+use crate::cli::target::{env_var, load_catalog, open_target, Target};
+use crate::config::LoadedConfig;
+use crate::db::connection::ConnectOptions;
+use crate::model::Severity;
+use crate::report::{self, Format};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+fn parse_output(spec: &str) -> Result<(Format, PathBuf), Failure> {
+    let (f, p) = spec.split_once(':').ok_or_else(|| {
+        Failure::msg(
+            EXIT_INPUT,
+            format!("--output `{spec}` is not FORMAT:PATH"),
+            "e.g. --output sarif:results.sarif",
+        )
+    })?;
+    let format = Format::parse(f).ok_or_else(|| {
+        Failure::msg(
+            EXIT_INPUT,
+            format!("unknown format `{f}` in --output"),
+            "formats: table, markdown, json, sarif, junit, github",
+        )
+    })?;
+    Ok((format, PathBuf::from(p)))
+}
+
+pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
+    let (catalog, mut config) = load_catalog(&args.catalog)?;
+    if let Some(pct) = args.sample {
+        if !(pct > 0.0 && pct <= 100.0) {
+            return Err(Failure::msg(
+                EXIT_INPUT,
+                format!("--sample {pct} is not a percentage"),
+                "use a number above 0 and at most 100, e.g. --sample 10",
+            ));
+        }
+        config.config.audit.sample_percent = Some(pct);
+    }
+    let fail_on = FailOn::parse(&args.fail_on).ok_or_else(|| {
+        Failure::msg(
+            EXIT_INPUT,
+            format!("unknown --fail-on `{}`", args.fail_on),
+            "use critical, high, medium, low or never",
+        )
+    })?;
+    let outputs: Vec<(Format, PathBuf)> = args
+        .output
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<_, _>>()?;
+    let baseline = match &args.baseline {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Failure::msg(
+                    EXIT_INPUT,
+                    format!("cannot read baseline {}: {e}", p.display()),
+                    "create one with --write-baseline FILE",
+                )
+            })?;
+            Some(
+                Baseline::parse(&p.display().to_string(), &text).map_err(|m| {
+                    Failure::msg(EXIT_INPUT, m, "regenerate it with --write-baseline FILE")
+                })?,
+            )
+        }
+        None => None,
+    };
+    let opts = AuditOptions {
+        jobs: args.jobs,
+        deep: args.deep,
+        probe: args.probe.is_some(),
+        probe_write: args.probe == Some(ProbeMode::Write),
+        only: args.only.clone(),
+        skip: args.skip.clone(),
+        progress: true,
+        batch: !args.no_batch,
+    };
+    let selected = execute::select(&catalog, &config, &opts)
+        .map_err(|m| Failure::msg(EXIT_INPUT, m, "`pg-integrity checks list` shows every id"))?;
+    let target = open_target(&args.target).await?;
+    let mut opts = opts;
+    let (jobs, tenancy) = check_scope(&target, &catalog, &config, opts.jobs).await?;
+    opts.jobs = jobs;
+    let run = execute::audit(&target.options, &catalog, &config, &opts, selected).await?;
+    drop(target);
+    let gate_opts = GateOptions {
+        fail_on,
+        min_score: args.min_score,
+        today: chrono::Utc::now().date_naive(),
+    };
+    let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
+    assessment.findings_limit = args.findings.0;
+    assessment.tenancy = tenancy;
+    assessment.artifact = args
+        .target
+        .schema
+        .first()
+        .map(|p| p.display().to_string())
+        .or_else(|| config.source.as_ref().map(|s| s.name.clone()));
+    if let Some(path) = &args.write_baseline {
+        let b = Baseline::from_assessment(&assessment);
+        let text = serde_json::to_string_pretty(&b).unwrap_or_default() + "\n";
+        std::fs::write(path, text).map_err(|e| {
+            Failure::msg(
+                EXIT_INPUT,
+                format!("cannot write baseline {}: {e}", path.display()),
+                "check the directory exists and is writable",
+            )
+        })?;
+        let checks = b
+            .findings
+            .iter()
+            .map(|f| f.check.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        eprintln!(
+            "wrote baseline {} ({} finding{} of {checks} check{}): later audits with --baseline {} fail only on new findings",
+            path.display(),
+            b.findings.len(),
+            plural(b.findings.len()),
+            plural(checks),
+            path.display()
+        );
+    }
+    let stdout_terminal = std::io::stdout().is_terminal();
+    let format = args.format.unwrap_or(if stdout_terminal {
+        Format::Table
+    } else {
+        Format::Json
+    });
+    let width = if stdout_terminal { None } else { Some(120) };
+    for (f, path) in &outputs {
+        let text = report::render(*f, &assessment, Some(120))
+            .map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+        std::fs::write(path, text).map_err(|e| {
+            Failure::msg(
+                EXIT_INPUT,
+                format!("cannot write {}: {e}", path.display()),
+                "check the directory exists and is writable",
+            )
+        })?;
+    }
+    let text =
+        report::render(format, &assessment, width).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+    write_stdout(&text);
+    if wants_annotations(format, args.no_annotations, &env_var) {
+        // On stderr, which the Actions runner reads for workflow commands as it
+        // reads stdout, so that `--format json > report.json` stays valid JSON.
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(report::github::render(&assessment).as_bytes());
+        let _ = err.flush();
+    }
+    Ok(if assessment.gate.passed {
+        EXIT_OK
+    } else {
+        EXIT_GATE
+    })
+}
+
+/// Inside GitHub Actions (`GITHUB_ACTIONS=true`), findings are also emitted as
+/// workflow commands, unless `--no-annotations` or the report already is them.
+pub fn wants_annotations(
+    format: Format,
+    no_annotations: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> bool {
+    format != Format::Github && !no_annotations && env("GITHUB_ACTIONS").as_deref() == Some("true")
+}
+
+/// A catalog audit for before/after comparisons (no deep, no probes).
+pub(crate) async fn quick_audit(
+    options: &ConnectOptions,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+) -> Result<Assessment, Failure> {
+    let opts = AuditOptions {
+        progress: false,
+        ..AuditOptions::default()
+    };
+    let selected =
+        execute::select(catalog, config, &opts).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+    let run = execute::audit(options, catalog, config, &opts, selected).await?;
+    let gate = GateOptions {
+        fail_on: FailOn::At(Severity::High),
+        min_score: None,
+        today: chrono::Utc::now().date_naive(),
+    };
+    Ok(assess(run, config, None, &gate))
+}
+
+pub(crate) fn score_line(before: &Assessment, after: &Assessment) -> String {
+    let (pb, ab, b) = score(&before.run.results);
+    let (pa, aa, a) = score(&after.run.results);
+    match (b, a) {
+        (Some(b), Some(a)) => format!(
+            "Score: {b:.0}% ({pb}/{ab}) → {a:.0}% ({pa}/{aa}), {:+.0} points\n",
+            a - b
+        ),
+        _ => "Score: n/a\n".into(),
+    }
+}
+
+/// Refuse a scope that would turn the checks off in silence (exit 2), and cap `--jobs`
+/// at the connections the server can spare (said on stderr).
+async fn check_scope(
+    target: &Target,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+    jobs: usize,
+) -> Result<(usize, Option<(String, String)>), Failure> {
+    let client = crate::db::connection::connect(&target.options).await?;
+    let scope = scope::inspect(&client, catalog, config)
+        .await
+        .map_err(|m| Failure::msg(EXIT_DATABASE, m, ""))?;
+    if let Some((missing, near)) = scope.missing_schemas.first() {
+        return Err(Failure::msg(
+            EXIT_INPUT,
+            format!("scope.schemas names `{missing}`, a schema this database does not have"),
+            &near.clone().unwrap_or_else(|| {
+                "list the schemas with \\dn in psql, or leave scope.schemas empty for all".into()
+            }),
+        ));
+    }
+    if scope.tables == 0 {
+        return Err(Failure::msg(
+            EXIT_INPUT,
+            "nothing to audit: no table is in scope, so every check would pass or not apply".into(),
+            "check scope.schemas and scope.exclude_tables in pg-integrity.toml, and that this is the database you meant",
+        ));
+    }
+    let capped = scope::cap_jobs(jobs, scope.free_connections);
+    if capped < jobs {
+        eprintln!(
+            "note: --jobs {jobs} capped at {capped}: the server has {} free connection slots, and the application keeps the rest",
+            scope.free_connections.max(0)
+        );
+    }
+    // The tenancy model the rls checks judge by, and why, for the report's header.
+    let tenancy = if catalog.fragments.contains_key("tenancy_model") {
+        scope::tenancy_model(&client, catalog, config)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    Ok((capped, tenancy))
+}

@@ -1,0 +1,171 @@
+//! `pg-integrity checks`: list, show, validate and test the check catalog.
+
+use crate::audit::selftest;
+use crate::checks::catalog::{Catalog, Check};
+use crate::checks::params;
+use crate::cli::args::ChecksCommand;
+use crate::cli::exit::{write_stdout, Failure, EXIT_DATABASE, EXIT_GATE, EXIT_INPUT, EXIT_OK};
+use crate::cli::target::{env_var, load_catalog};
+use crate::db::connection::ConnectOptions;
+use crate::db::sandbox::Sandbox;
+
+pub async fn run(cmd: ChecksCommand) -> Result<u8, Failure> {
+    match cmd {
+        ChecksCommand::List(args) => {
+            let (catalog, config) = load_catalog(&args)?;
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::NOTHING)
+                .set_header(vec!["ID", "SEVERITY", "KIND", "TITLE"]);
+            for c in catalog.ordered() {
+                let sev = config.severity_override(&c.id).unwrap_or(c.severity);
+                let kind = if config.is_disabled(&c.id) {
+                    format!("{} (disabled)", c.kind.as_str())
+                } else {
+                    c.kind.as_str().to_string()
+                };
+                t.add_row(vec![c.id.clone(), sev.to_string(), kind, c.title.clone()]);
+            }
+            write_stdout(&format!("{t}\n"));
+            Ok(EXIT_OK)
+        }
+        ChecksCommand::Show {
+            id,
+            composed,
+            catalog: args,
+        } => {
+            let (catalog, _) = load_catalog(&args)?;
+            let Some(c) = catalog.checks.get(&id) else {
+                let hint = crate::diag::did_you_mean(&id, catalog.ids())
+                    .unwrap_or_else(|| "`pg-integrity checks list` shows every id".into());
+                return Err(Failure::msg(
+                    EXIT_INPUT,
+                    format!("unknown check id `{id}`"),
+                    &hint,
+                ));
+            };
+            if composed {
+                let sql = catalog.compose(c);
+                let mut text = String::new();
+                for (i, p) in sql.params.iter().enumerate() {
+                    text.push_str(&format!("-- ${}: {p}\n", i + 1));
+                }
+                write_stdout(&format!("{text}{}\n", sql.sql));
+            } else {
+                write_stdout(&show_check(&catalog, c));
+            }
+            Ok(EXIT_OK)
+        }
+        ChecksCommand::Validate { dirs } => {
+            let catalog = if dirs.is_empty() {
+                Catalog::load(&dirs)
+            } else {
+                Catalog::load_only(&dirs)
+            }
+            .map_err(Failure::input)?;
+            write_stdout(&format!("{} checks valid\n", catalog.checks.len()));
+            Ok(EXIT_OK)
+        }
+        ChecksCommand::Test {
+            dirs,
+            only,
+            database_url,
+            jobs,
+            preload,
+        } => {
+            let catalog = if dirs.is_empty() {
+                Catalog::load(&dirs)
+            } else {
+                Catalog::load_only(&dirs)
+            }
+            .map_err(Failure::input)?;
+            let (admin, _sandbox) = match database_url {
+                Some(url) => (ConnectOptions::resolve(Some(&url), &env_var)?, None),
+                None => {
+                    let settings: Vec<String> = if preload.is_empty() {
+                        vec![]
+                    } else {
+                        vec![format!(
+                            "shared_preload_libraries = '{}'",
+                            preload.join(",").replace('\'', "")
+                        )]
+                    };
+                    let sb = tokio::task::spawn_blocking(move || {
+                        let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
+                        Sandbox::start(&refs)
+                    })
+                    .await
+                    .map_err(|e| Failure::msg(EXIT_DATABASE, e.to_string(), ""))??;
+                    (sb.options("postgres"), Some(sb))
+                }
+            };
+            let outcomes = selftest::run_cases(&admin, &catalog, &only, jobs, false).await?;
+            let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+            let mut text = String::new();
+            for o in &outcomes {
+                match (&o.failure, &o.skipped) {
+                    (Some(f), _) => {
+                        failed += 1;
+                        text.push_str(&format!("FAIL {} — {}\n    {f}\n", o.check, o.case));
+                    }
+                    (None, Some(s)) => {
+                        skipped += 1;
+                        text.push_str(&format!("skip {} — {} ({s})\n", o.check, o.case));
+                    }
+                    _ => passed += 1,
+                }
+            }
+            text.push_str(&format!(
+                "{passed} passed, {failed} failed, {skipped} skipped\n"
+            ));
+            write_stdout(&text);
+            Ok(if failed == 0 { EXIT_OK } else { EXIT_GATE })
+        }
+    }
+}
+
+fn show_check(catalog: &Catalog, c: &Check) -> String {
+    let mut s = format!("{} — {}\n", c.id, c.title);
+    s.push_str(&format!(
+        "section: {}  severity: {}  kind: {}{}\n",
+        c.section,
+        c.severity,
+        c.kind.as_str(),
+        if c.strict { "  strict" } else { "" }
+    ));
+    s.push_str(&format!(
+        "file: {}\n\n{}\n",
+        c.file.name,
+        c.description.trim()
+    ));
+    if let Some(g) = &c.guidance {
+        s.push_str(&format!("\nGuidance:\n{}\n", g.trim()));
+    }
+    if !c.remediation.is_empty() {
+        s.push_str(&format!("\nRemediation:\n{}\n", c.remediation.trim()));
+    }
+    if !c.fixed_by.is_empty() {
+        s.push_str(&format!("Fixed by: {}\n", c.fixed_by.join(", ")));
+    }
+    if c.sql.is_some() {
+        let composed = catalog.compose(c);
+        s.push_str("\nParameters:\n");
+        for (i, p) in composed.params.iter().enumerate() {
+            let d = params::describe(p).unwrap_or_default();
+            s.push_str(&format!("  ${} {p}: {d}\n", i + 1));
+        }
+        if !c.uses.is_empty() {
+            s.push_str(&format!("Uses: {}\n", c.uses.join(", ")));
+        }
+        s.push_str(&format!(
+            "\nSQL:\n{}\n",
+            c.sql.as_deref().unwrap_or("").trim_end()
+        ));
+    }
+    if !c.tests.is_empty() {
+        s.push_str("\nTests:\n");
+        for t in &c.tests {
+            s.push_str(&format!("  - {} → {}\n", t.name, t.expect));
+        }
+    }
+    s
+}

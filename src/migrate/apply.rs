@@ -1,0 +1,297 @@
+//! Applying migrations: through refinery's async tokio-postgres runner, under a
+//! session advisory lock, with `lock_timeout` and retries, preflight data checks, and
+//! migrations that must run outside a transaction.
+
+use crate::migrate::files::{load, MigrateError, MigrationFile, HISTORY_TABLE};
+use crate::migrate::preflight;
+use crate::migrate::sqlsplit;
+use crate::migrate::status::{disagreement, history, status, State};
+use refinery::{Migration, Runner, Target};
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+/// `pg_try_advisory_lock` key: the first 8 bytes of "pgintegr" as a big-endian i64.
+const ADVISORY_KEY: i64 = 0x7067_696e_7465_6772;
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub target: Option<u32>,
+    /// How long to wait for another migrator's advisory lock.
+    pub lock_wait: Duration,
+    /// lock_timeout of every migration statement.
+    pub lock_timeout_ms: u64,
+    /// Attempts after a statement could not get its lock (SQLSTATE 55P03).
+    pub retries: u32,
+    /// Migrations from this directory instead of the embedded ones.
+    pub from: Option<std::path::PathBuf>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            target: None,
+            lock_wait: Duration::from_secs(60),
+            lock_timeout_ms: 1000,
+            retries: 5,
+            from: None,
+        }
+    }
+}
+
+/// What apply did, for the report.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    pub applied: Vec<(String, u64)>,
+}
+
+fn say(msg: &str) {
+    eprintln!("{msg}");
+}
+
+/// Take the advisory lock, polling until `wait` runs out.
+async fn lock(client: &Client, wait: Duration) -> Result<(), MigrateError> {
+    let started = Instant::now();
+    let mut announced = false;
+    loop {
+        let got: bool = client
+            .query_one("select pg_try_advisory_lock($1)", &[&ADVISORY_KEY])
+            .await?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if started.elapsed() >= wait {
+            return Err(MigrateError::Locked(wait.as_secs()));
+        }
+        if !announced {
+            say("waiting for another migrator to finish…");
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn unlock(client: &Client) {
+    let _ = client
+        .query_one("select pg_advisory_unlock($1)", &[&ADVISORY_KEY])
+        .await;
+}
+
+/// Apply pending migrations up to the target. The advisory lock is released on
+/// every path (and by the server if the connection drops).
+pub async fn apply(client: &mut Client, opts: &ApplyOptions) -> Result<ApplyReport, MigrateError> {
+    let files = load(opts.from.as_deref())?;
+    lock(client, opts.lock_wait).await?;
+    let result = apply_locked(client, &files, opts).await;
+    unlock(client).await;
+    result
+}
+
+async fn apply_locked(
+    client: &mut Client,
+    files: &[MigrationFile],
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, MigrateError> {
+    let rows = status(files, &history(client).await?);
+    if let Some(msg) = disagreement(&rows) {
+        return Err(MigrateError::Divergent(msg));
+    }
+    let pending: Vec<&MigrationFile> = files
+        .iter()
+        .filter(|f| {
+            rows.iter()
+                .any(|r| r.version == f.version && r.state == State::Pending)
+        })
+        .filter(|f| opts.target.is_none_or(|t| f.version <= t))
+        .collect();
+    client
+        .batch_execute(&format!(
+            "set application_name = 'pg-integrity migrate'; set lock_timeout = {}; set statement_timeout = 0",
+            opts.lock_timeout_ms
+        ))
+        .await?;
+    let mut report = ApplyReport::default();
+    for m in pending {
+        let started = Instant::now();
+        say(&format!(
+            "applying {}{} …",
+            m.label(),
+            if m.no_transaction {
+                " (no transaction)"
+            } else {
+                ""
+            }
+        ));
+        preflight::check(client, m).await?;
+        if m.no_transaction {
+            apply_no_transaction(client, m, opts).await?;
+        } else {
+            apply_in_transaction(client, files, m, opts).await?;
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        say(&format!("applied  {} in {ms} ms", m.label()));
+        report.applied.push((m.label(), ms));
+    }
+    Ok(report)
+}
+
+fn is_lock_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(pg) = err.downcast_ref::<tokio_postgres::Error>() {
+            if pg.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn backoff(attempt: u32) -> Duration {
+    // 0.5 s, 1 s, then 2 s between attempts: short enough to catch a quiet moment.
+    Duration::from_millis(250u64 << attempt.min(3))
+}
+
+/// When `e` is a lock not granted in time and retries remain: report, back off,
+/// and say "retry". Anything else is for the caller to report.
+async fn retry_after_lock_timeout(
+    e: &(dyn std::error::Error + 'static),
+    attempt: &mut u32,
+    m: &MigrationFile,
+    opts: &ApplyOptions,
+) -> bool {
+    if !is_lock_timeout(e) || *attempt >= opts.retries {
+        return false;
+    }
+    *attempt += 1;
+    let wait = backoff(*attempt);
+    say(&format!(
+        "  {}: a lock was not granted within {} ms; retry {}/{} in {} ms",
+        m.label(),
+        opts.lock_timeout_ms,
+        attempt,
+        opts.retries,
+        wait.as_millis()
+    ));
+    tokio::time::sleep(wait).await;
+    true
+}
+
+/// One transaction through refinery: applies `m` (and only `m`, which is the next
+/// pending one) and records it in the history in the same transaction.
+async fn apply_in_transaction(
+    client: &mut Client,
+    files: &[MigrationFile],
+    m: &MigrationFile,
+    opts: &ApplyOptions,
+) -> Result<(), MigrateError> {
+    let all: Vec<Migration> = files.iter().map(|f| f.refinery.clone()).collect();
+    let mut attempt = 0;
+    loop {
+        let runner = Runner::new(&all)
+            .set_target(Target::Version(m.version))
+            .set_grouped(false)
+            .set_abort_divergent(true)
+            .set_abort_missing(true);
+        match runner.run_async(client).await {
+            Ok(_) => return Ok(()),
+            Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts).await => continue,
+            Err(e) => {
+                let mut message = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    if let Some(pg) = s.downcast_ref::<tokio_postgres::Error>() {
+                        message = crate::db::db_message(pg);
+                    }
+                    src = s.source();
+                }
+                return Err(MigrateError::Failed {
+                    migration: m.label(),
+                    message,
+                });
+            }
+        }
+    }
+}
+
+/// Statement by statement, outside a transaction; recorded once all succeeded.
+/// Every statement must be safe to re-run; an invalid index left by a failed
+/// `CREATE INDEX CONCURRENTLY` is dropped and rebuilt.
+async fn apply_no_transaction(
+    client: &mut Client,
+    m: &MigrationFile,
+    opts: &ApplyOptions,
+) -> Result<(), MigrateError> {
+    let index_re = regex::Regex::new(
+        r#"(?is)^\s*create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+on\s+(?:only\s+)?((?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*))?)"#,
+    )
+    .map_err(|e| MigrateError::Database(e.to_string()))?;
+    for stmt in sqlsplit::split(&m.sql) {
+        if let Some(c) = index_re.captures(&stmt) {
+            drop_invalid_index(client, &c[1], &c[2]).await?;
+        }
+        let mut attempt = 0;
+        loop {
+            match client.batch_execute(&stmt).await {
+                Ok(()) => break,
+                Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts).await => continue,
+                Err(e) => {
+                    return Err(MigrateError::Failed {
+                        migration: m.label(),
+                        message: format!(
+                            "{} (statement: {}); the statements before it are done and will be re-run safely",
+                            crate::db::db_message(&e),
+                            stmt.lines().next().unwrap_or("")
+                        ),
+                    })
+                }
+            }
+        }
+    }
+    record(client, m).await
+}
+
+/// Drop `index` if a failed concurrent build left it invalid.
+async fn drop_invalid_index(client: &Client, index: &str, table: &str) -> Result<(), MigrateError> {
+    // The index lives in the table's schema; resolve both through the catalog.
+    let row = client
+        .query_opt(
+            "select format('%I.%I', n.nspname, c.relname)
+             from pg_index i
+             join pg_class c on c.oid = i.indexrelid
+             join pg_namespace n on n.oid = c.relnamespace
+             where i.indrelid = to_regclass($2)
+               and c.relname = trim(both '\"' from $1)
+               and not i.indisvalid",
+            &[&index, &table],
+        )
+        .await?;
+    if let Some(r) = row {
+        let qualified: String = r.get(0);
+        say(&format!(
+            "  dropping invalid index {qualified} left by an earlier failed build"
+        ));
+        client
+            .batch_execute(&format!("drop index concurrently if exists {qualified}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Write the history row for a no-transaction migration, as refinery would.
+async fn record(client: &Client, m: &MigrationFile) -> Result<(), MigrateError> {
+    client
+        .batch_execute(&format!(
+            "create table if not exists {HISTORY_TABLE}(version int4 primary key, name varchar(255), applied_on varchar(255), checksum varchar(255))"
+        ))
+        .await?;
+    let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    client
+        .execute(
+            &format!("insert into {HISTORY_TABLE}(version, name, applied_on, checksum) values ($1, $2, $3, $4)"),
+            &[&(m.version as i32), &m.name, &applied_on, &m.checksum.to_string()],
+        )
+        .await?;
+    Ok(())
+}

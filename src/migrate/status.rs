@@ -1,0 +1,180 @@
+//! Where a database stands: the history table read (never created) and compared with
+//! the migration files (applied, pending, divergent, missing).
+
+use crate::migrate::files::{MigrateError, MigrationFile, HISTORY_TABLE};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+/// A row of the history table.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub version: u32,
+    pub name: String,
+    pub applied_on: String,
+    pub checksum: String,
+}
+
+/// Read the history without creating it (status must never write).
+pub async fn history(client: &Client) -> Result<Vec<Applied>, MigrateError> {
+    let exists: bool = client
+        .query_one("select to_regclass($1) is not null", &[&HISTORY_TABLE])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(vec![]);
+    }
+    let rows = client
+        .query(
+            &format!("select version, coalesce(name, ''), coalesce(applied_on, ''), coalesce(checksum, '') from {HISTORY_TABLE} order by version"),
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Applied {
+            version: r.get::<_, i32>(0) as u32,
+            name: r.get(1),
+            applied_on: r.get(2),
+            checksum: r.get(3),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Applied,
+    Pending,
+    Divergent,
+    Missing,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    pub version: u32,
+    pub name: String,
+    pub state: State,
+    pub applied_on: Option<String>,
+    pub no_transaction: bool,
+    pub detail: Option<String>,
+}
+
+pub fn status(files: &[MigrationFile], applied: &[Applied]) -> Vec<StatusRow> {
+    let mut rows = vec![];
+    for f in files {
+        let row = match applied.iter().find(|a| a.version == f.version) {
+            None => StatusRow {
+                version: f.version,
+                name: f.name.clone(),
+                state: State::Pending,
+                applied_on: None,
+                no_transaction: f.no_transaction,
+                detail: None,
+            },
+            Some(a) => {
+                let detail = if a.name != f.name {
+                    Some(format!("applied as `{}`, embedded as `{}`", a.name, f.name))
+                } else if a.checksum != f.checksum.to_string() {
+                    Some("the SQL changed after it was applied (checksum differs)".to_string())
+                } else {
+                    None
+                };
+                StatusRow {
+                    version: f.version,
+                    name: f.name.clone(),
+                    state: if detail.is_some() {
+                        State::Divergent
+                    } else {
+                        State::Applied
+                    },
+                    applied_on: Some(a.applied_on.clone()),
+                    no_transaction: f.no_transaction,
+                    detail,
+                }
+            }
+        };
+        rows.push(row);
+    }
+    for a in applied {
+        if !files.iter().any(|f| f.version == a.version) {
+            rows.push(StatusRow {
+                version: a.version,
+                name: a.name.clone(),
+                state: State::Missing,
+                applied_on: Some(a.applied_on.clone()),
+                no_transaction: false,
+                detail: Some("applied, but not among the embedded migrations".into()),
+            });
+        }
+    }
+    rows.sort_by_key(|r| r.version);
+    rows
+}
+
+/// Divergent or missing rows, as one message; None when history and files agree.
+pub fn disagreement(rows: &[StatusRow]) -> Option<String> {
+    let bad: Vec<String> = rows
+        .iter()
+        .filter(|r| matches!(r.state, State::Divergent | State::Missing))
+        .map(|r| {
+            format!(
+                "V{}__{} is {}{}",
+                r.version,
+                r.name,
+                if r.state == State::Divergent {
+                    "divergent"
+                } else {
+                    "missing"
+                },
+                r.detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    (!bad.is_empty()).then(|| bad.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use refinery::Migration;
+
+    #[test]
+    fn status_classifies_history() {
+        let files = vec![
+            MigrationFile {
+                version: 1,
+                name: "a".into(),
+                sql: "select 1".into(),
+                no_transaction: false,
+                checksum: 11,
+                refinery: Migration::unapplied("V1__a", "select 1").unwrap(),
+            },
+            MigrationFile {
+                version: 2,
+                name: "b".into(),
+                sql: "select 2".into(),
+                no_transaction: false,
+                checksum: 22,
+                refinery: Migration::unapplied("V2__b", "select 2").unwrap(),
+            },
+        ];
+        let applied = |v: u32, n: &str, c: &str| Applied {
+            version: v,
+            name: n.into(),
+            applied_on: String::new(),
+            checksum: c.into(),
+        };
+        let rows = status(&files, &[applied(1, "a", "99"), applied(3, "c", "1")]);
+        let states: Vec<State> = rows.iter().map(|r| r.state).collect();
+        assert_eq!(
+            states,
+            vec![State::Divergent, State::Pending, State::Missing]
+        );
+        assert!(disagreement(&rows).unwrap().contains("V1__a is divergent"));
+        let ok = status(&files, &[applied(1, "a", "11")]);
+        assert!(disagreement(&ok).is_none());
+    }
+}
