@@ -16,6 +16,9 @@ ap.add_argument("--corpus", default=os.path.join(os.path.dirname(__file__), ".."
 ap.add_argument("--server", default="host=127.0.0.1 user=postgres")
 ap.add_argument("--bin", default="target/release/pg-integrity")
 ap.add_argument("--json-dir", default=None, help="keep each audit's JSON here")
+ap.add_argument("--config-dir", default=None,
+                help="audit ENTRY with DIR/ENTRY.toml when it exists (e.g. the schema's tenant column, "
+                     "as the corpus README gives it); the defaults otherwise")
 ap.add_argument("--db-prefix", default="corpus_",
                 help="prefix of the databases made (several runs at once on one server need different ones)")
 ap.add_argument("--compare-batch", action="store_true",
@@ -69,8 +72,12 @@ for entry in entries:
     load_s = time.time() - t
     errors = load.stderr.count("ERROR:")
     t = time.time()
-    out = subprocess.run([args.bin, "audit", "--format", "json", "--fail-on", "never", "--deep",
-                          "--database-url", f"{args.server} dbname={db}"], capture_output=True, text=True)
+    config = []
+    if args.config_dir and os.path.exists(os.path.join(args.config_dir, f"{entry}.toml")):
+        config = ["--config", os.path.abspath(os.path.join(args.config_dir, f"{entry}.toml"))]
+    out = subprocess.run([args.bin, "audit", "--format", "json", "--fail-on", "never", "--deep", *config,
+                          "--database-url", f"{args.server} dbname={db}"], capture_output=True, text=True,
+                         cwd="/")
     audit_s = time.time() - t
     if out.returncode not in (0, 1):
         print(f"{entry}: pg-integrity exited {out.returncode}: {out.stderr.strip()[:500]}")
