@@ -541,8 +541,12 @@ fn object_row(r: &tokio_postgres::Row) -> Result<ObjectResult, String> {
     if r.len() < 3 {
         return Err("a check must return the columns object, ok, evidence".into());
     }
+    // Related objects belong to findings (and unknowns): as in a batch, an ok row has none.
+    let ok: Option<bool> = r
+        .try_get::<_, Option<bool>>(1)
+        .map_err(|e| format!("column ok: {e}"))?;
     let related = match r.columns().iter().position(|c| c.name() == "related") {
-        Some(i) if i >= 3 => r
+        Some(i) if i >= 3 && ok != Some(true) => r
             .try_get::<_, Option<Vec<String>>>(i)
             .map_err(|e| format!("column related (text[]): {e}"))?
             .unwrap_or_default(),
@@ -553,9 +557,7 @@ fn object_row(r: &tokio_postgres::Row) -> Result<ObjectResult, String> {
             .try_get::<_, Option<String>>(0)
             .map_err(|e| format!("column object: {e}"))?
             .unwrap_or_default(),
-        ok: r
-            .try_get::<_, Option<bool>>(1)
-            .map_err(|e| format!("column ok: {e}"))?,
+        ok,
         evidence: r
             .try_get::<_, Option<String>>(2)
             .map_err(|e| format!("column evidence: {e}"))?

@@ -710,7 +710,7 @@ fn parse_check(
             e.span(),
             "here",
             Some(
-                "a check has id, section, title, severity, kind, description and sql (SPEC §3)"
+                "a check has id, section, title, severity, kind, description and sql (docs/writing-checks.md)"
                     .into(),
             ),
         )]

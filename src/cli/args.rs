@@ -181,7 +181,8 @@ pub struct CatalogArgs {
     #[arg(long = "checks", value_name = "DIR")]
     pub checks_dirs: Vec<PathBuf>,
 
-    /// Configuration file (default: ./pg-integrity.toml when present)
+    /// Configuration file (default: PG_INTEGRITY_CONFIG, else the nearest
+    /// pg-integrity.toml in the working directory or a parent, else built-in defaults)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -285,8 +286,9 @@ pub enum ChecksCommand {
     },
     /// Run the [[test]] cases of checks, each in a fresh database, and report failures
     ///
-    /// Without --database-url (or DATABASE_URL / PG_INTEGRITY_TEST_URL) a throwaway
-    /// server is started. The connecting role must be able to create databases and roles.
+    /// Without --database-url (or PG_INTEGRITY_TEST_URL) a throwaway server is started
+    /// (DATABASE_URL is never read here: test databases are not made on an application's
+    /// server by accident). The connecting role must be able to create databases and roles.
     Test {
         /// Directories of check files (default: the built-in checks)
         dirs: Vec<PathBuf>,

@@ -278,7 +278,7 @@ impl LoadedConfig {
                 format!("invalid configuration: {}", e.message()),
                 e.span(),
                 "here",
-                Some("see SPEC §4 or `pg-integrity --help` for the keys".into()),
+                Some("docs/configuration.md lists every key".into()),
             )])
         })?;
         let loaded = LoadedConfig {
@@ -388,6 +388,16 @@ impl LoadedConfig {
                     Some(format!(
                         "name it, e.g. {example}, or leave the key out for the default"
                     )),
+                ));
+            }
+        }
+        if let Some(p) = c.audit.sample_percent {
+            if !(p > 0.0 && p <= 100.0) {
+                out.push(src.problem(
+                    format!("audit.sample_percent = {p} is not a percentage above 0 and at most 100"),
+                    None,
+                    "",
+                    Some("e.g. sample_percent = 5 reads about 5% of each large table; leave it out to read every row".into()),
                 ));
             }
         }
