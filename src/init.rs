@@ -33,8 +33,9 @@ pub struct Proposal {
     pub tables: i64,
     pub schemas: Vec<String>,
     pub candidates: Vec<Candidate>,
-    /// Settings the policies read, most read first, with how many policies read each.
-    pub settings: Vec<(String, i64)>,
+    /// Settings the policies read: (name, policies reading it, policies comparing it
+    /// with the tenant column), the tenant's setting first.
+    pub settings: Vec<(String, i64, i64)>,
     /// (model, reason, identity, membership table), when policies were read.
     pub model: Option<(String, String, String, String)>,
     /// (role, tables it may use, tables it may write).
@@ -105,17 +106,31 @@ pub async fn inspect(client: &Client, catalog: &Catalog) -> Result<Proposal, Str
         catalog,
         &defaults,
         &["policies"],
-        "select m[1], count(distinct p.policy_oid)
+        "select m[1], concat_ws(' ', p.using_expr, p.check_expr, p.called_bodies)
          from policies p
          cross join lateral regexp_matches(
              concat_ws(' ', p.using_expr, p.check_expr, p.called_bodies),
-             'current_setting\\(\\s*''([^'']+)''', 'g') m
-         group by 1 order by 2 desc, 1",
+             'current_setting\\(\\s*''([^'']+)''', 'g') m",
     )
     .await?
     {
-        p.settings.push((r.get(0), r.get(1)));
+        let (setting, text): (String, String) = (r.get(0), r.get(1));
+        let compared = p
+            .candidates
+            .first()
+            .is_some_and(|c| compared_with(&text, &setting, &c.column));
+        match p.settings.iter_mut().find(|s| s.0 == setting) {
+            Some(s) => {
+                s.1 += 1;
+                s.2 += i64::from(compared);
+            }
+            None => p.settings.push((setting, 1, i64::from(compared))),
+        }
     }
+    // The tenant's setting is the one compared with the tenant column; a user-id
+    // setting read by user-based policies is not it.
+    p.settings
+        .sort_by(|a, b| (b.2, b.1, &a.0).cmp(&(a.2, a.1, &b.0)));
     if let Some(best) = p.candidates.first() {
         let text = format!(
             "[tenancy]\ncolumn = {:?}\ntenant_table = {:?}\n{}",
@@ -123,7 +138,8 @@ pub async fn inspect(client: &Client, catalog: &Catalog) -> Result<Proposal, Str
             best.table,
             p.settings
                 .first()
-                .map(|(s, _)| format!("setting = {s:?}\n"))
+                .filter(|s| s.2 > 0)
+                .map(|(s, _, _)| format!("setting = {s:?}\n"))
                 .unwrap_or_default()
         );
         let config = LoadedConfig::parse("<init>", &text).map_err(|e| format!("{e:?}"))?;
@@ -170,7 +186,7 @@ pub async fn inspect(client: &Client, catalog: &Catalog) -> Result<Proposal, Str
 /// policy reads a tenant yet (nothing to decide from).
 pub fn model_written(p: &Proposal) -> &str {
     match &p.model {
-        Some((m, _, _, _)) if m == "membership" || !p.settings.is_empty() => m,
+        Some((m, _, _, _)) if m == "membership" || p.settings.iter().any(|s| s.2 > 0) => m,
         _ => "auto",
     }
 }
@@ -178,6 +194,28 @@ pub fn model_written(p: &Proposal) -> &str {
 fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
     format!("[{}]", quoted.join(", "))
+}
+
+/// Whether `text` (a policy's expressions and its helpers' bodies) compares the
+/// setting with `column`: the column named within a few words of the setting's read.
+fn compared_with(text: &str, setting: &str, column: &str) -> bool {
+    let lower = text.to_lowercase();
+    let needle = format!("current_setting('{}'", setting.to_lowercase());
+    let column = column.to_lowercase();
+    lower.match_indices(&needle).any(|(at, _)| {
+        let window: String = lower[..at]
+            .chars()
+            .rev()
+            .take(80)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .chain(lower[at..].chars().take(needle.len() + 80))
+            .collect();
+        window
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == column)
+    })
 }
 
 /// The commented configuration file.
@@ -259,26 +297,35 @@ pub fn render(p: &Proposal) -> String {
             );
         }
     }
+    let others = |skip: usize| {
+        p.settings[skip..]
+            .iter()
+            .map(|(s, n, _)| format!("{s} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match p.settings.first() {
-        Some((setting, n)) => {
+        Some((setting, n, compared)) if *compared > 0 => {
             let _ = writeln!(
                 s,
-                "# read by {n} polic{} through current_setting(){}",
+                "# {compared} of the {n} polic{} reading it compare it with the tenant column{}",
                 if *n == 1 { "y" } else { "ies" },
                 if p.settings.len() > 1 {
-                    format!(
-                        "; also read: {}",
-                        p.settings[1..]
-                            .iter()
-                            .map(|(s, n)| format!("{s} ({n})"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
+                    format!("; also read: {}", others(1))
                 } else {
                     String::new()
                 }
             );
             let _ = writeln!(s, "setting = {setting:?}");
+        }
+        Some(_) => {
+            let _ = writeln!(
+                s,
+                "# policies read {} through current_setting(), but none compares it with the\n\
+                 # tenant column (a user id is not a tenant): the default\n\
+                 # setting = \"app.current_tenant\" applies if you adopt the setting model",
+                others(0)
+            );
         }
         None => {
             let _ = writeln!(
