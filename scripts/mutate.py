@@ -874,7 +874,8 @@ def main():
             if (r["error"] or "").startswith("not run"):
                 continue
             was = before.get(r["target"])
-            if r["error"] or (was is not None and rate(r) + 1e-9 < min(was, TARGET)):
+            # only rows the doc records are held to it (rates there are rounded to 1%)
+            if was is not None and (r["error"] or rate(r) + 0.005 < min(was, TARGET)):
                 low.append(f"{r['target']} ({r['error'] or f'{rate(r):.0%}, row says {was:.0%}'})")
         if low:
             print("below what docs/test-strength.md records: " + ", ".join(low))
