@@ -8,6 +8,8 @@
 //! `tenancy_model` (setting or membership, from the policies), `role_grants` (who
 //! is granted what in this database), composed as a check's query would be.
 
+// The engine's own catalog questions, composed as a check's query is.
+use crate::audit::scope::query as rows;
 use crate::checks::catalog::Catalog;
 use crate::config::LoadedConfig;
 use std::fmt::Write as _;
@@ -41,16 +43,6 @@ pub struct Proposal {
     /// (role, tables it may use, tables it may write).
     pub app_roles: Vec<(String, i64, i64)>,
     pub service_roles: Vec<String>,
-}
-
-async fn rows(
-    client: &Client,
-    catalog: &Catalog,
-    config: &LoadedConfig,
-    uses: &[&str],
-    sql: &str,
-) -> Result<Vec<tokio_postgres::Row>, String> {
-    crate::audit::scope::query(client, catalog, config, uses, sql).await
 }
 
 /// Read what the proposal needs, in a read-only transaction.
