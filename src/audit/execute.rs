@@ -6,7 +6,7 @@
 use crate::audit::outcome::{from_rows, severity_of, AuditRun, CheckResult, Row3};
 use crate::audit::plan::Step;
 use crate::audit::scan::{Outcomes, Unit};
-use crate::audit::session::{begin_read_only, in_savepoint, query_in_savepoint};
+use crate::audit::session::{begin_read_only, safely, Locks};
 use crate::audit::{plan, probe, scan};
 use crate::checks::catalog::{Catalog, Check};
 use crate::checks::params::{self, ParamValue};
@@ -500,7 +500,7 @@ async fn batch_rows(
         }
         Ok::<_, String>(grouped)
     };
-    in_savepoint(client, read).await
+    safely(client, Locks::Keep, read).await
 }
 
 /// The (object, ok, evidence) rows of a check: its query's rows, or for data and
@@ -532,7 +532,11 @@ async fn check_rows(
     let composed = catalog.compose(check);
     let values = bind_values(&composed.params, config);
     let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    query_in_savepoint(client, &composed.sql, &refs).await
+    let read = client.query(&composed.sql, &refs);
+    safely(client, Locks::Keep, async {
+        read.await.map_err(|e| db_message(&e))
+    })
+    .await
 }
 
 /// A row of a check's own query: object, ok, evidence, then optional named columns

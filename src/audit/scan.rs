@@ -18,7 +18,7 @@
 
 use crate::audit::outcome::Row3;
 use crate::audit::plan::{bind, count_params, outcome, plan, skipped, Part, Step};
-use crate::audit::session::{in_savepoint, query_in_savepoint, read_and_roll_back};
+use crate::audit::session::{safely, text_params, Locks};
 use crate::checks::params::{self, ParamValue};
 use crate::config::LoadedConfig;
 use crate::db::{db_message, is_statement_timeout};
@@ -125,12 +125,16 @@ pub(crate) fn units(plans: &[Vec<Step>], cost: &[u32]) -> Vec<Unit> {
 /// first unit; best effort: the checks still run, slower, if it cannot be set.
 pub(crate) async fn raise_work_mem(client: &Client, config: &LoadedConfig) {
     let mb = config.config.audit.work_mem_mb.to_string();
-    let _ = query_in_savepoint(
-        client,
-        "select set_config('work_mem', $1::text || 'MB', true) \
-         where pg_size_bytes(current_setting('work_mem')) < $1::text::bigint * 1024 * 1024",
-        &[&mb],
-    )
+    let _ = safely(client, Locks::Keep, async {
+        client
+            .query(
+                "select set_config('work_mem', $1::text || 'MB', true) \
+                 where pg_size_bytes(current_setting('work_mem')) < $1::text::bigint * 1024 * 1024",
+                &[&mb],
+            )
+            .await
+            .map_err(|e| db_message(&e))
+    })
     .await;
 }
 
@@ -167,11 +171,15 @@ pub(crate) async fn run_unit(
         Unit::Query((c, s)) => {
             let step = &plans[*c][*s];
             let n = count_params(&step.query).min(step.args.len());
-            let r = read_and_roll_back(client, "", &step.query, &step.args[..n])
-                .await
-                .map_err(|e| format!("{}: {e}", step.object))
-                .and_then(|rows| outcome(&step.object, &rows))
-                .map(Outcome::Done);
+            let args = text_params(&step.args[..n]);
+            let read = client.query_typed(&step.query, &args);
+            let r = safely(client, Locks::Drop { setup: "" }, async {
+                read.await.map_err(|e| db_message(&e))
+            })
+            .await
+            .map_err(|e| format!("{}: {e}", step.object))
+            .and_then(|rows| outcome(&step.object, &rows))
+            .map(Outcome::Done);
             vec![((*c, *s), r)]
         }
         Unit::Scan { scan, key, parts } => {
@@ -271,12 +279,12 @@ async fn scan_figures(
     // The hit rows are few, but the planner cannot know it (a `<>` test is estimated
     // to keep most rows), and a plan that ships many rows from parallel workers looks
     // dear: without this, a 10M-row table is read by one process (1.8 s, not 0.9 s).
-    let rows = read_and_roll_back(
-        client,
-        "set local parallel_tuple_cost = 0.0001",
-        &sql,
-        &args[..count_params(&sql).min(1)],
-    )
+    let args = text_params(&args[..count_params(&sql).min(1)]);
+    let read = client.query_typed(&sql, &args);
+    let setup = "set local parallel_tuple_cost = 0.0001";
+    let rows = safely(client, Locks::Drop { setup }, async {
+        read.await.map_err(|e| db_message(&e))
+    })
     .await?;
     let err = |e: tokio_postgres::Error| format!("shared scan: {e}");
     let mut figures: Vec<Figures> = vec![Figures::default(); parts.len()];
@@ -328,7 +336,7 @@ pub(crate) async fn finish(
             Some(Ok(o)) => found.push((step, o)),
         }
     }
-    in_savepoint(client, async {
+    safely(client, Locks::Keep, async {
         let mut prepared: HashMap<(&str, usize), tokio_postgres::Statement> = HashMap::new();
         for (step, o) in &found {
             let key = (step.query.as_str(), step.args.len());

@@ -1,9 +1,11 @@
 //! The audit's session on one connection: the read-only transaction every audit
-//! statement runs in (sharing one exported snapshot), and statements run so that an
-//! error leaves that transaction usable.
+//! statement runs in (sharing one exported snapshot), and [`safely`], the one way a
+//! statement runs in it, so that an error leaves that transaction usable.
 
 use crate::config::LoadedConfig;
 use crate::db::db_message;
+use std::future::Future;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
 /// Open the read-only, time-limited transaction every audit statement runs in.
@@ -34,72 +36,70 @@ pub(crate) async fn begin_read_only(
     client.batch_execute(&sql).await
 }
 
-/// Run `work` under a savepoint: an error rolls back to it, leaving the transaction
-/// usable for the next statement.
-pub(crate) async fn in_savepoint<T>(
+/// What a statement run by [`safely`] does with the locks it takes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Locks<'a> {
+    /// Kept until the audit's transaction ends: on success the savepoint is released
+    /// (a catalog statement's locks are few, on catalog tables); on error it is rolled
+    /// back to, which drops the failed statement's locks with it.
+    Keep,
+    /// Dropped at once: the savepoint is always rolled back, whatever happened; the
+    /// rows are kept, the locks the statement took are released. A deep audit reads
+    /// thousands of tables in one transaction: kept, their locks (a table and each of
+    /// its indexes) would overflow the server's lock table (max_locks_per_transaction
+    /// x max_connections). `setup` runs first inside the savepoint (a `SET LOCAL` the
+    /// rollback takes back). The work must send one statement: savepoint, statement
+    /// and rollback are pipelined, one round trip for a table with no rows.
+    Drop { setup: &'a str },
+}
+
+/// Run `work` inside the audit's transaction under a savepoint, so that an error
+/// leaves the transaction usable for the next statement; `locks` says whether the
+/// locks it takes are kept or dropped (see [`Locks`]). With [`Locks::Keep`], `work`
+/// may send several statements (a batch read as it streams, prepared statements).
+pub(crate) async fn safely<T>(
     client: &Client,
-    work: impl std::future::Future<Output = Result<T, String>>,
+    locks: Locks<'_>,
+    work: impl Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
-    client
-        .batch_execute("savepoint pgi_check")
-        .await
-        .map_err(|e| db_message(&e))?;
-    match work.await {
-        Ok(v) => {
+    match locks {
+        Locks::Keep => {
             client
-                .batch_execute("release savepoint pgi_check")
+                .batch_execute("savepoint pgi_check")
                 .await
                 .map_err(|e| db_message(&e))?;
-            Ok(v)
+            match work.await {
+                Ok(v) => {
+                    client
+                        .batch_execute("release savepoint pgi_check")
+                        .await
+                        .map_err(|e| db_message(&e))?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = client
+                        .batch_execute("rollback to savepoint pgi_check")
+                        .await;
+                    Err(e)
+                }
+            }
         }
-        Err(e) => {
-            let _ = client
-                .batch_execute("rollback to savepoint pgi_check")
-                .await;
-            Err(e)
+        Locks::Drop { setup } => {
+            let begin = format!("savepoint pgi_read; {setup}");
+            let (begin, read, end) = tokio::join!(
+                client.batch_execute(&begin),
+                work,
+                client.batch_execute("rollback to savepoint pgi_read; release savepoint pgi_read"),
+            );
+            begin.map_err(|e| db_message(&e))?;
+            let v = read?;
+            end.map_err(|e| db_message(&e))?;
+            Ok(v)
         }
     }
 }
 
-/// Run `sql` under a savepoint so that an error leaves the transaction usable.
-pub(crate) async fn query_in_savepoint(
-    client: &Client,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<tokio_postgres::Row>, String> {
-    in_savepoint(client, async {
-        client.query(sql, params).await.map_err(|e| db_message(&e))
-    })
-    .await
-}
-
-/// Run `sql` with text `args` under a savepoint that is always rolled back: its rows
-/// are kept, the locks it took are released. A deep audit reads thousands of tables
-/// in one transaction: kept, their locks (a table and each of its indexes) would
-/// overflow the server's lock table (max_locks_per_transaction x max_connections).
-/// `setup` runs first inside the savepoint (a `SET LOCAL` the rollback takes back).
-/// The three exchanges are pipelined: one round trip for a table with no rows.
-pub(crate) async fn read_and_roll_back(
-    client: &Client,
-    setup: &str,
-    sql: &str,
-    args: &[String],
-) -> Result<Vec<tokio_postgres::Row>, String> {
-    let typed: Vec<(
-        &(dyn tokio_postgres::types::ToSql + Sync),
-        tokio_postgres::types::Type,
-    )> = args
-        .iter()
-        .map(|a| (a as _, tokio_postgres::types::Type::TEXT))
-        .collect();
-    let begin = format!("savepoint pgi_read; {setup}");
-    let (begin, read, end) = tokio::join!(
-        client.batch_execute(&begin),
-        client.query_typed(sql, &typed),
-        client.batch_execute("rollback to savepoint pgi_read; release savepoint pgi_read"),
-    );
-    begin.map_err(|e| db_message(&e))?;
-    let rows = read.map_err(|e| db_message(&e))?;
-    end.map_err(|e| db_message(&e))?;
-    Ok(rows)
+/// `args` as text parameters for `query_typed` (a plan's `args`: the SQL casts them).
+pub(crate) fn text_params(args: &[String]) -> Vec<(&(dyn ToSql + Sync), Type)> {
+    args.iter().map(|a| (a as _, Type::TEXT)).collect()
 }
