@@ -207,6 +207,7 @@ fn junit_parses_and_its_counts_add_up() {
         let mut reader = quick_xml::Reader::from_str(&xml);
         let (mut cases, mut failures, mut errors, mut skipped) = (0, 0, 0, 0);
         let mut declared = None;
+        let (mut total_time, mut suites_time) = (None, 0.0f64);
         loop {
             match reader.read_event().expect("well-formed XML") {
                 Event::Eof => break,
@@ -219,7 +220,11 @@ fn junit_parses_and_its_counts_add_up() {
                         })
                     };
                     match e.name().as_ref() {
+                        b"testsuite" => {
+                            suites_time += attr("time").unwrap().parse::<f64>().unwrap();
+                        }
                         b"testsuites" => {
+                            total_time = attr("time").map(|t| t.parse::<f64>().unwrap());
                             declared = Some((
                                 attr("tests").unwrap(),
                                 attr("failures").unwrap(),
@@ -254,6 +259,12 @@ fn junit_parses_and_its_counts_add_up() {
             skipped.to_string(),
         );
         assert_eq!(declared, Some(counted));
+        // the total time is the sum of the suites' (each rounded to a millisecond)
+        let total = total_time.expect("testsuites time");
+        assert!(
+            (total - suites_time).abs() < 0.001 * 20.0,
+            "{total} vs {suites_time}"
+        );
     }
 }
 
