@@ -27,18 +27,16 @@ pub fn render(a: &Assessment) -> String {
         .collect();
     let rules: Vec<Value> = ran.iter().map(|c| rule(c)).collect();
     // GitHub code scanning rejects a result located only logically, so each one is
-    // also anchored to line 1 of a file of the repository; the database object
-    // stays the logical location.
-    let artifact = a
-        .artifact
-        .as_deref()
-        .unwrap_or("pg-integrity.toml")
-        .replace('\\', "/");
+    // also anchored to line 1 of a file of the repository (the schema file, else the
+    // configuration), as a path relative to the working directory; the database
+    // object stays the logical location. With neither file there is nothing true to
+    // point at: results are located logically only.
+    let artifact = a.artifact.as_deref().map(relative_uri);
     let mut results = vec![];
     let mut notifications = vec![];
     for (index, c) in ran.iter().enumerate() {
         for f in &c.findings {
-            results.push(result(c, index, f, &artifact));
+            results.push(result(c, index, f, artifact.as_deref()));
         }
         if c.result.status == Status::Error {
             notifications.push(json!({
@@ -111,7 +109,19 @@ fn rule(c: &Assessed) -> Value {
     })
 }
 
-fn result(c: &Assessed, rule_index: usize, f: &Finding, artifact: &str) -> Value {
+/// `path` as a URI relative to the working directory when it lies under it (code
+/// scanning matches results to repository files by relative path), with `/`.
+fn relative_uri(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    let rel = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.to_path_buf()))
+        .unwrap_or_else(|| p.to_path_buf());
+    let s = rel.display().to_string().replace('\\', "/");
+    s.strip_prefix("./").map(str::to_string).unwrap_or(s)
+}
+
+fn result(c: &Assessed, rule_index: usize, f: &Finding, artifact: Option<&str>) -> Value {
     let id = &c.result.check.id;
     let text = finding_text(&f.object, &f.evidence);
     let mut r = json!({
@@ -120,10 +130,6 @@ fn result(c: &Assessed, rule_index: usize, f: &Finding, artifact: &str) -> Value
         "level": level(c.result.severity),
         "message": {"text": text},
         "locations": [{
-            "physicalLocation": {
-                "artifactLocation": {"uri": artifact},
-                "region": {"startLine": 1},
-            },
             "logicalLocations": [{
                 "fullyQualifiedName": f.object,
                 "kind": object_kind(id, &f.object),
@@ -131,6 +137,12 @@ fn result(c: &Assessed, rule_index: usize, f: &Finding, artifact: &str) -> Value
         }],
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint(id, &f.object)},
     });
+    if let Some(uri) = artifact {
+        r["locations"][0]["physicalLocation"] = json!({
+            "artifactLocation": {"uri": uri},
+            "region": {"startLine": 1},
+        });
+    }
     let mut suppressions = vec![];
     if f.waived {
         suppressions.push(json!({
@@ -224,6 +236,18 @@ pub fn object_kind(check: &str, object: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifact_uris_are_relative_to_the_working_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        let inside = cwd.join("db").join("schema.sql");
+        assert_eq!(relative_uri(&inside.display().to_string()), "db/schema.sql");
+        assert_eq!(relative_uri("./db/schema.sql"), "db/schema.sql");
+        assert_eq!(
+            relative_uri("/elsewhere/schema.sql"),
+            "/elsewhere/schema.sql"
+        );
+    }
 
     #[test]
     fn fingerprints_are_stable_and_separate_id_from_object() {
