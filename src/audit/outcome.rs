@@ -80,13 +80,15 @@ pub(crate) fn from_rows(
     match rows {
         Ok(rows) => {
             let mut objects: Vec<ObjectResult> = rows.into_iter().map(Into::into).collect();
+            // sorted first: the rows arrive in any order, and a skip's reason names the
+            // first of them
+            objects.sort_by(|a, b| a.object.cmp(&b.object));
             if !objects.is_empty() && objects.iter().all(ObjectResult::is_unknown) {
                 // Nothing could be judged: skipped, with the reason (SPEC §3). A
                 // check that cannot run at all says so in one row with no object.
                 result.status = Status::Skipped;
                 result.reason = Some(unknown_reason(&objects));
             } else {
-                objects.sort_by(|a, b| a.object.cmp(&b.object));
                 result.status = derive_status(&objects, check.strict);
                 result.objects = objects;
             }
