@@ -52,9 +52,13 @@ pub async fn run_probes(
 /// application's behaviour.
 pub const PROBE_MARKER: &str = "/* pg-integrity probe */";
 
+/// `sql` as a probe sends it: behind [`PROBE_MARKER`].
+fn marked(sql: &str) -> String {
+    format!("{PROBE_MARKER} {sql}")
+}
+
 async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
     let args = bind(&step.args);
-    let marked = |sql: &str| format!("{PROBE_MARKER} {sql}");
     if let Some(role) = &step.role {
         client
             .query(&marked("select set_config('role', $1, true)"), &[role])
@@ -111,7 +115,7 @@ async fn probe_candidates(client: &Client, step: &Step) -> Result<Row3, String> 
             .batch_execute("savepoint pgi_probe_row")
             .await
             .map_err(|e| db_message(&e))?;
-        let sql = format!("{PROBE_MARKER} {}", step.query);
+        let sql = marked(&step.query);
         let n = count_params(&step.query);
         match client.query(&sql, &bound[..n.min(bound.len())]).await {
             Ok(rows) => {
