@@ -16,9 +16,13 @@
 -- in a deparsed expression or a function body), setting_re (the tenant setting
 -- as a regex literal), setting_read (some policy reads the tenant setting), bound_to
 -- (what a tenant-bound policy binds the tenant column to, in the model's words: evidence
--- never names a setting the schema does not read).
--- params: tenancy_model, tenant_setting, membership_table, user_identity, tenant_columns
--- requires: policies, tenant_tables
+-- never names a setting the schema does not read), user_table_oid and user_table (membership
+-- model: the table of the users, which the membership table references through a foreign key
+-- to a table that is not the tenant table and has no tenant column, preferring a key column
+-- named like user; null and '' otherwise), user_key (that key's columns, on the membership
+-- table: 'app.members.user_id').
+-- params: tenancy_model, tenant_setting, membership_table, user_identity, tenant_columns, tenant_table
+-- requires: policies, tenant_tables, foreign_keys
 -- cost: 1
 with tm_re as (
     select regexp_replace((select tenant_setting from params), '([.^$*+?()\[\]{}|\\])', '\\\1', 'g') as setting_re,
@@ -115,7 +119,10 @@ select m.model,
                                                                         (select object from tm_table)), '') || ')', '')
             when c.setting_read then 'current_setting(''' || (select tenant_setting from params) || ''')'
             else 'the tenant context (no policy reads tenancy.setting)'
-       end as bound_to
+       end as bound_to,
+       u.ref_oid as user_table_oid,
+       coalesce(u.ref_object, '') as user_table,
+       coalesce(u.user_key, '') as user_key
 from tm_count c
 cross join tm_re r
 cross join lateral (
@@ -123,3 +130,16 @@ cross join lateral (
                 when c.n_membership > c.n_setting then 'membership'
                 else 'setting' end as model
 ) m
+-- membership model: the users' table, referenced by the membership table (not the tenant table)
+left join lateral (
+    select f.ref_oid, f.ref_object, mt.object || '.' || array_to_string(f.columns, ', ') as user_key
+    from tenant_tables mt
+    join foreign_keys f on f.table_oid = mt.oid and f.ref_oid <> mt.oid
+    left join tenant_tables rt on rt.oid = f.ref_oid
+    where m.model = 'membership'
+      and coalesce(nullif((select membership_table from params), ''), (select object from tm_table)) in (mt.object, mt.table_name)
+      and rt.tenant_column is null
+      and not coalesce(rt.table_name = (select tenant_table from params) or rt.object = (select tenant_table from params), false)
+    order by (array_to_string(f.columns, ',') ~* 'user') desc, f.ref_object, f.object
+    limit 1
+) u on true

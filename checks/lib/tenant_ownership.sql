@@ -10,9 +10,13 @@
 -- (owned through its own tenant column, or it is the tenant table), parent_oid,
 -- parent_object (the owned table it is owned through, when not direct: a parent
 -- owned directly is preferred, then the first by name), via (that key's name),
--- via_columns (text[]: its columns).
+-- via_columns (text[]: its columns), user_owned (membership model only: the table has no
+-- tenant column, no tenant owns it, and it is the users' table of tenancy_model or reaches
+-- it through NOT NULL foreign keys (a chain of them) through such tables: its rows belong
+-- to a user, who may belong to several tenants), user_parent_object and user_via_columns
+-- (the table it is owned through and that key's columns; null for the users' table itself).
 -- params: tenant_table
--- requires: tenant_tables, foreign_keys
+-- requires: tenant_tables, foreign_keys, tenancy_model
 -- cost: 2
 with roots as (
     select t.oid
@@ -53,10 +57,34 @@ best as (
     left join owning_keys k on k.conoid = c.conoid
     left join roots r on r.oid = c.parent_oid
     order by c.oid, (c.parent_oid is null) desc, (r.oid is not null) desc, p.object, k.conname
+),
+-- membership model: tables whose rows belong to a user, from the users' table down NOT NULL
+-- keys through tables that have no tenant column and no tenant owner
+user_walk as (
+    with recursive uw(oid, parent_oid, conoid) as (
+        select m.user_table_oid, null::oid, null::oid
+        from tenancy_model m
+        where m.user_table_oid is not null
+        union
+        select k.table_oid, w.oid, k.conoid
+        from uw w
+        join owning_keys k on k.ref_oid = w.oid
+        join tenant_tables c on c.oid = k.table_oid and c.tenant_column is null
+        where not exists (select 1 from chain o where o.oid = k.table_oid)
+    )
+    select distinct on (uw.oid) uw.oid, p.object as parent_object, k.columns as via_columns
+    from uw
+    left join tenant_tables p on p.oid = uw.parent_oid
+    left join owning_keys k on k.conoid = uw.conoid
+    order by uw.oid, (uw.parent_oid is null) desc, p.object, k.conname
 )
 select t.oid, t.object, t.is_tenant, t.tenant_column,
        b.oid is not null as owned,
        b.oid is not null and b.parent_oid is null as direct,
-       b.parent_oid, b.parent_object, b.via, b.via_columns
+       b.parent_oid, b.parent_object, b.via, b.via_columns,
+       u.oid is not null and b.oid is null and t.tenant_column is null as user_owned,
+       u.parent_object as user_parent_object,
+       u.via_columns as user_via_columns
 from tenant_tables t
 left join best b on b.oid = t.oid
+left join user_walk u on u.oid = t.oid
