@@ -516,3 +516,208 @@ fn github_actions_get_annotations_on_stderr_unless_asked_not_to() {
         .contains("::error title=schema.primary_keys Primary keys"));
     assert!(!gh.stderr.contains("::error"), "not twice: {}", gh.stderr);
 }
+
+// The HTML report: the CLI writes it, a real browser opens it.
+
+/// The Chromium binary: PG_INTEGRITY_CHROMIUM, else `chromium` or `chromium-browser`
+/// on PATH; `None` when there is none.
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PG_INTEGRITY_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| [d.join("chromium"), d.join("chromium-browser")])
+        .find(|p| p.is_file())
+}
+
+/// Headless Chromium on `url` with `extra` arguments: (stdout, the console lines it
+/// logged). Its profile lives in a fresh directory, so tests can run side by side.
+fn headless(browser: &Path, url: &str, extra: &[&str]) -> (String, Vec<String>) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .timeout(Duration::from_secs(90))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{browser:?} {url}: {out:?}");
+    let console = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+}
+
+/// The value of `data-NAME="…"` on the page's `<body>` in a dumped DOM.
+fn body_attr<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
+    let body = &dom[dom.find("<body")?..];
+    let tag = &body[..body.find('>')?];
+    let key = format!("data-{name}=\"");
+    let start = tag.find(&key)? + key.len();
+    Some(&tag[start..start + tag[start..].find('"')?])
+}
+
+#[test]
+fn html_report_is_one_self_contained_page_whose_filters_work_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let html_path = dir.path().join("audit.html");
+    let json_path = dir.path().join("audit.json");
+    let out = cli()
+        .args(["audit", "--format", "html", "--config"])
+        .arg(Path::new(FIXTURE).join("pg-integrity.toml"))
+        .arg("--schema")
+        .arg(Path::new(FIXTURE).join("schema.sql"))
+        .arg("--schema")
+        .arg(Path::new(FIXTURE).join("data.sql"))
+        .arg("--output")
+        .arg(format!("json:{}", json_path.display()))
+        .timeout(Duration::from_secs(180))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = String::from_utf8(out.stdout).unwrap();
+    std::fs::write(&html_path, &html).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let checks = doc["checks"].as_array().unwrap();
+
+    // One file: nothing is fetched, nothing outside it is named.
+    assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..80]);
+    assert!(html.trim_end().ends_with("</html>"));
+    for outside in [
+        "<link", " src=", "href=", "url(", "@import", "http://", "https://",
+    ] {
+        assert!(!html.contains(outside), "the page names `{outside}`");
+    }
+    // A row per finding of a check with findings, a row per other check; each with
+    // its check's severity, section and status, and the fix where there is one.
+    let rows_of = |c: &serde_json::Value| c["findings"].as_array().unwrap().len().max(1);
+    let total: usize = checks.iter().map(rows_of).sum();
+    assert_eq!(html.matches("<tr data-severity=").count(), total);
+    for c in checks {
+        let id = c["id"].as_str().unwrap();
+        assert!(
+            html.contains(&format!("<code class=\"id\">{id}</code>")),
+            "{id}"
+        );
+        for f in c["findings"].as_array().unwrap() {
+            let object = f["object"].as_str().unwrap();
+            assert!(html.contains(&format!("<code>{object}</code>")), "{object}");
+        }
+        if let Some(m) = c["fixed_by"].as_array().unwrap().first() {
+            if c["status"] == "fail" || c["status"] == "partial" {
+                assert!(html.contains(&format!("<code>{}</code>", m.as_str().unwrap())));
+            }
+        }
+    }
+    assert!(html.contains("Gate FAIL"));
+    assert!(html.contains(&format!(
+        "Pass rate: {} of {} applicable checks pass",
+        doc["summary"]["passed"], doc["summary"]["applicable"]
+    )));
+
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "NOTICE: no chromium on PATH (nor PG_INTEGRITY_CHROMIUM): the HTML report was not \
+             opened in a browser; install it (apt-get install chromium) to run that part"
+        );
+        return;
+    };
+    // What each filter must show, counted from the JSON report.
+    let count = |keep: &dyn Fn(&serde_json::Value, Option<&serde_json::Value>) -> bool| -> usize {
+        checks
+            .iter()
+            .map(|c| match c["findings"].as_array().unwrap().as_slice() {
+                [] => usize::from(keep(c, None)),
+                fs => fs.iter().filter(|f| keep(c, Some(f))).count(),
+            })
+            .sum()
+    };
+    let needs_work = |c: &serde_json::Value| {
+        ["partial", "fail", "error"].contains(&c["status"].as_str().unwrap())
+    };
+    let url = format!("file://{}", html_path.display());
+    let cases: Vec<(&str, usize)> = vec![
+        ("", count(&|c, _| needs_work(c))),
+        ("#status=", total),
+        (
+            "#severity=critical&status=",
+            count(&|c, _| c["severity"] == "critical"),
+        ),
+        (
+            "#section=rls&status=fail",
+            count(&|c, _| c["section"] == "rls" && c["status"] == "fail"),
+        ),
+        ("#status=pass", count(&|c, _| c["status"] == "pass")),
+        (
+            "#q=public.tickets",
+            count(&|c, f| {
+                needs_work(c)
+                    && (c["id"].as_str().unwrap().contains("public.tickets")
+                        || f.is_some_and(|f| {
+                            f["object"].as_str().unwrap().contains("public.tickets")
+                                || f["related"].as_array().is_some_and(|r| {
+                                    r.iter()
+                                        .any(|o| o.as_str().unwrap().contains("public.tickets"))
+                                })
+                        }))
+            }),
+        ),
+    ];
+    let mut seen = vec![];
+    for (hash, want) in &cases {
+        let (dom, console) = headless(&browser, &format!("{url}{hash}"), &["--dump-dom"]);
+        assert!(
+            console.is_empty(),
+            "console output on {hash:?}: {console:?}"
+        );
+        assert_eq!(
+            body_attr(&dom, "ready"),
+            Some("1"),
+            "the script ran to its end"
+        );
+        let shown: usize = body_attr(&dom, "shown").unwrap().parse().unwrap();
+        let hidden = dom
+            .match_indices("<tr data-severity=")
+            .filter(|(i, _)| dom[*i..][..dom[*i..].find('>').unwrap()].contains(" hidden"))
+            .count();
+        assert_eq!((hash, shown, total - hidden), (hash, *want, *want));
+        seen.push(shown);
+    }
+    // The filters change what is visible (the fixture has rows of every kind).
+    seen.sort();
+    seen.dedup();
+    assert!(seen.len() >= 4, "{seen:?}");
+
+    // docs/report.png: a screenshot of the default view, when asked.
+    if std::env::var("UPDATE_DOCS").is_ok_and(|v| v == "1") {
+        let png = std::fs::canonicalize("docs").unwrap().join("report.png");
+        headless(
+            &browser,
+            &url,
+            &[
+                "--hide-scrollbars",
+                "--window-size=1280,1700",
+                &format!("--screenshot={}", png.display()),
+            ],
+        );
+        assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
+    }
+}

@@ -358,7 +358,7 @@ fn inline(s: &str) -> String {
 /// Remediation text that is SQL goes into a fenced `sql` block: it starts with a
 /// statement and is either several lines or ends like a statement. One line of
 /// SQL followed by prose ("...; then VALIDATE ...") stays prose.
-fn looks_like_sql(text: &str) -> bool {
+pub(crate) fn looks_like_sql(text: &str) -> bool {
     let text = text.trim();
     starts_like_sql(text) && (text.contains('\n') || text.ends_with(';'))
 }

@@ -2,6 +2,7 @@
 //! decides where it goes (stdout or `--output FORMAT:PATH`).
 
 pub mod github;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
@@ -11,6 +12,7 @@ pub mod table;
 use crate::audit::gate::{Assessed, Assessment, Finding};
 pub use crate::model::finding_text;
 use crate::model::Status;
+pub(crate) use markdown::looks_like_sql;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -20,6 +22,7 @@ pub enum Format {
     Sarif,
     Junit,
     Github,
+    Html,
 }
 
 impl Format {
@@ -37,6 +40,7 @@ pub fn render(format: Format, a: &Assessment, width: Option<u16>) -> Result<Stri
         Format::Sarif => sarif::render(a),
         Format::Junit => junit::render(a),
         Format::Github => github::render(a),
+        Format::Html => html::render(a),
     })
 }
 
