@@ -721,3 +721,109 @@ fn html_report_is_one_self_contained_page_whose_filters_work_in_chromium() {
         assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
     }
 }
+
+// The catalog as a document: docs/checks.md is `checks list --format markdown`.
+
+/// `checks list ARGS` from a directory with no configuration (so that no
+/// pg-integrity.toml of the machine's overrides a severity): its stdout.
+fn checks_list(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli()
+        .args(["checks", "list"])
+        .args(args)
+        .current_dir(dir.path())
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn docs_checks_md_is_the_generated_catalog() {
+    let text = checks_list(&["--format", "markdown"]);
+    let catalog = Catalog::load(&[] as &[PathBuf]).unwrap();
+    for c in catalog.ordered() {
+        assert!(text.contains(&format!("\n### {}\n", c.id)), "{}", c.id);
+    }
+    let path = Path::new("docs/checks.md");
+    if std::env::var("UPDATE_DOCS").is_ok_and(|v| v == "1") {
+        std::fs::write(path, &text).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    let stale = committed
+        .lines()
+        .zip(text.lines())
+        .position(|(a, b)| a != b)
+        .map_or(committed.lines().count().min(text.lines().count()), |i| i)
+        + 1;
+    assert!(
+        committed == text,
+        "docs/checks.md is stale (first difference at line {stale}): regenerate it with \
+         `cargo run -q -- checks list --format markdown > docs/checks.md` \
+         (or `UPDATE_DOCS=1 cargo test --test reports docs_checks`)"
+    );
+}
+
+#[test]
+fn checks_list_json_has_every_check_with_its_fields() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&checks_list(&["--format", "json"])).expect("valid JSON");
+    assert_eq!(doc["format_version"], 1);
+    let catalog = Catalog::load(&[] as &[PathBuf]).unwrap();
+    let ids: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = catalog.ordered().iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, want, "every check, in catalog order");
+    let fk = &doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "schema.foreign_keys")
+        .unwrap();
+    assert_eq!(fk["section"], "schema");
+    assert_eq!(fk["kind"], "catalog");
+    assert_eq!(fk["disabled"], false);
+    assert!(Severity::parse(fk["severity"].as_str().unwrap()).is_some());
+    assert!(!fk["remediation"].as_str().unwrap().is_empty());
+    assert!(fk["fixed_by"].as_array().is_some());
+    assert!(fk["requires"]["config"].is_array());
+
+    // A configuration's override and disable show, as in the table.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pg-integrity.toml");
+    std::fs::write(
+        &config,
+        "[checks]\ndisable = [\"schema.duplicate_indexes\"]\n\
+         severity = { \"schema.foreign_keys\" = \"critical\" }\n",
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&checks_list(&[
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let by_id = |id: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id("schema.foreign_keys")["severity"], "critical");
+    assert_eq!(by_id("schema.duplicate_indexes")["disabled"], true);
+}

@@ -267,8 +267,9 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ChecksCommand {
-    /// List every check: id, severity, kind, title
-    List(CatalogArgs),
+    /// List every check: id, severity, kind, title (`--format markdown`: the reference
+    /// page, docs/checks.md; `--format json`: every field, for tools)
+    List(ListArgs),
     /// Show one check: its metadata, parameters, SQL and test cases
     Show {
         /// Check id, e.g. schema.foreign_keys
@@ -307,6 +308,22 @@ pub enum ChecksCommand {
         #[arg(long, value_delimiter = ',', conflicts_with = "database_url")]
         preload: Vec<String>,
     },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Output format: table, markdown (e.g. `> docs/checks.md`) or json
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Markdown,
+    Json,
 }
 
 /// A percentage from 0 to 100 (`NaN` and out-of-range values would make the gate

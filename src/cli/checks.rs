@@ -3,16 +3,40 @@
 use crate::audit::selftest;
 use crate::checks::catalog::{Catalog, Check};
 use crate::checks::params;
-use crate::cli::args::ChecksCommand;
+use crate::cli::args::{ChecksCommand, ListArgs, ListFormat};
 use crate::cli::exit::{write_stdout, Failure, EXIT_DATABASE, EXIT_GATE, EXIT_INPUT, EXIT_OK};
 use crate::cli::target::{env_var, load_catalog};
 use crate::db::connection::ConnectOptions;
 use crate::db::sandbox::Sandbox;
+use crate::report::{self, catalog::Listed};
 
 pub async fn run(cmd: ChecksCommand) -> Result<u8, Failure> {
     match cmd {
-        ChecksCommand::List(args) => {
+        ChecksCommand::List(ListArgs {
+            catalog: args,
+            format,
+        }) => {
             let (catalog, config) = load_catalog(&args)?;
+            let listed: Vec<Listed> = catalog
+                .ordered()
+                .into_iter()
+                .map(|c| Listed {
+                    check: c,
+                    severity: config.severity_override(&c.id).unwrap_or(c.severity),
+                    disabled: config.is_disabled(&c.id),
+                })
+                .collect();
+            match format {
+                ListFormat::Markdown => {
+                    write_stdout(&report::catalog::markdown(&listed));
+                    return Ok(EXIT_OK);
+                }
+                ListFormat::Json => {
+                    write_stdout(&report::catalog::json(&listed));
+                    return Ok(EXIT_OK);
+                }
+                ListFormat::Table => {}
+            }
             let mut t = comfy_table::Table::new();
             t.load_preset(comfy_table::presets::NOTHING)
                 .set_header(vec!["ID", "SEVERITY", "KIND", "TITLE"]);

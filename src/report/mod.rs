@@ -1,6 +1,7 @@
 //! Rendering an assessed audit. Every renderer writes a `String`; only the CLI
 //! decides where it goes (stdout or `--output FORMAT:PATH`).
 
+pub mod catalog;
 pub mod github;
 pub mod html;
 pub mod json;
