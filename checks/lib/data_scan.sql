@@ -4,7 +4,8 @@
 -- Columns: oid, object, schema_name, table_name, relkind, key_label (the primary
 -- key's column, '(a, b)' for a composite key, 'ctid' without one), key_expr (SQL
 -- over the alias c rendering a row's key as text), est_rows (reltuples, summed
--- over the leaf partitions; from the size when never analyzed), sampled (--sample
+-- over the leaf partitions; when never analyzed, from the statistics' live rows
+-- or the pages, never the size on disk, which takes a lock), sampled (--sample
 -- is set and est_rows > 100000: scan the table TABLESAMPLE SYSTEM), sample_percent
 -- (the percentage as text, '' when not sampling), scan (the FROM item over the alias
 -- c that a shared scan reads: the table, TABLESAMPLE SYSTEM ($1) when sampled, $1
@@ -62,15 +63,24 @@ left join lateral (
     where con.conrelid = t.oid and con.contype = 'p'
 ) pk on true
 cross join lateral (
+    -- never analyzed: the live rows the statistics counted, or the pages the last
+    -- index build saw at ~100 bytes a row; never pg_relation_size, which locks the
+    -- table (and waits behind a lock someone else holds)
     select coalesce(sum(case when x.reltuples >= 0 then x.reltuples::float8
-                             else pg_relation_size(x.oid) / 100.0 end), 0) as n
-    from (select pc.oid, pc.reltuples from pg_class pc where pc.oid = t.oid and pc.relkind = 'r'
+                             else greatest(pg_stat_get_live_tuples(x.oid)::float8,
+                                           x.relpages * current_setting('block_size')::float8 / 100.0)
+                        end), 0) as n
+    from (select pc.oid, pc.reltuples, pc.relpages from pg_class pc where pc.oid = t.oid and pc.relkind = 'r'
           union all
-          select pc.oid, pc.reltuples
-          from pg_partition_tree(case when t.relkind = 'p' then t.oid end) pt
-          cross join lateral (select pc.oid, pc.reltuples from pg_class pc
-                              where pc.oid = pt.relid and pc.relkind = 'r') pc
-          where pt.isleaf) x
+          -- the leaf partitions, through pg_inherits: pg_partition_tree() locks them all
+          select pc.oid, pc.reltuples, pc.relpages
+          from (with recursive tree(relid) as (
+                    select t.oid where t.relkind = 'p'
+                    union all
+                    select i.inhrelid from pg_inherits i join tree on i.inhparent = tree.relid)
+                select relid from tree) pt
+          cross join lateral (select pc.oid, pc.reltuples, pc.relpages from pg_class pc
+                              where pc.oid = pt.relid and pc.relkind = 'r') pc) x
 ) est
 cross join lateral (
     select p.sample_percent, p.sample_percent <> '' and est.n > 100000 as sampled

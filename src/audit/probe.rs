@@ -3,9 +3,10 @@
 
 use crate::audit::outcome::Row3;
 use crate::audit::plan::{bind, count_params, outcome, plan, skipped, Step};
+use crate::audit::session::{locked_evidence, object_fault, ObjectFault};
 use crate::config::LoadedConfig;
 use crate::db::connection::{connect, ConnectOptions};
-use crate::db::db_message;
+use crate::db::{db_message, watch};
 use tokio_postgres::{Client, Row};
 
 /// Each probe on its own connection, in a transaction that is always rolled back.
@@ -36,12 +37,25 @@ pub async fn run_probes(
             .await
             .map_err(|e| db_message(&e))?;
         let result = probe_one(&client, &step).await;
+        watch::note(&client, &result);
         // Whatever happened, nothing a probe did survives.
-        client
+        let rolled_back = client
             .batch_execute("rollback")
             .await
-            .map_err(|e| db_message(&e))?;
-        out.push(result?);
+            .map_err(|e| db_message(&e));
+        watch::note(&client, &rolled_back);
+        rolled_back?;
+        // A table dropped mid-audit is skipped; one locked past lock_timeout is unknown.
+        match result {
+            Err(e) => match object_fault(&e) {
+                Some(ObjectFault::Vanished) => {}
+                Some(ObjectFault::Locked) => {
+                    out.push((step.object.clone(), None, locked_evidence(&step.object, &e)))
+                }
+                None => return Err(e),
+            },
+            Ok(row) => out.push(row),
+        }
     }
     Ok(out)
 }

@@ -18,7 +18,9 @@
 
 use crate::audit::outcome::Row3;
 use crate::audit::plan::{bind, count_params, outcome, plan, skipped, Part, Step};
-use crate::audit::session::{safely, text_params, Locks};
+use crate::audit::session::{
+    locked_evidence, object_fault, safely, text_params, Locks, ObjectFault,
+};
 use crate::checks::params::{self, ParamValue};
 use crate::config::LoadedConfig;
 use crate::db::{db_message, is_statement_timeout};
@@ -329,10 +331,19 @@ pub(crate) async fn finish(
     outcomes: &Outcomes,
 ) -> Result<Vec<Row3>, String> {
     let mut found = vec![];
+    // A table dropped mid-audit is skipped; one locked past lock_timeout makes only
+    // its own objects unknown (SPEC §2); any other failure is the check's.
+    let mut locked: Vec<Row3> = vec![];
     for (s, step) in steps.iter().enumerate() {
         match outcomes.0.get(&(check, s)) {
             None => return Err(format!("{}: was not run", step.object)),
-            Some(Err(e)) => return Err(e.clone()),
+            Some(Err(e)) => match object_fault(e) {
+                Some(ObjectFault::Vanished) => {}
+                Some(ObjectFault::Locked) => {
+                    locked.push((step.object.clone(), None, locked_evidence(&step.object, e)))
+                }
+                None => return Err(e.clone()),
+            },
             Some(Ok(o)) => found.push((step, o)),
         }
     }
@@ -373,4 +384,8 @@ pub(crate) async fn finish(
         futures_util::future::try_join_all(rendered).await
     })
     .await
+    .map(|mut rows| {
+        rows.extend(locked);
+        rows
+    })
 }

@@ -3,7 +3,7 @@
 //! statement runs in it, so that an error leaves that transaction usable.
 
 use crate::config::LoadedConfig;
-use crate::db::db_message;
+use crate::db::{db_message, watch};
 use std::future::Future;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
@@ -33,7 +33,9 @@ pub(crate) async fn begin_read_only(
          set local statement_timeout = {};\nset local lock_timeout = {};",
         audit.statement_timeout_ms, audit.lock_timeout_ms
     ));
-    client.batch_execute(&sql).await
+    let begun = client.batch_execute(&sql).await;
+    watch::note(client, &begun.as_ref().map_err(db_message));
+    begun
 }
 
 /// What a statement run by [`safely`] does with the locks it takes.
@@ -57,7 +59,21 @@ pub(crate) enum Locks<'a> {
 /// leaves the transaction usable for the next statement; `locks` says whether the
 /// locks it takes are kept or dropped (see [`Locks`]). With [`Locks::Keep`], `work`
 /// may send several statements (a batch read as it streams, prepared statements).
+///
+/// Every statement's end is told to [`watch`]: an answer keeps the audit's client-side
+/// deadline away, and an error that says the connection is gone ends the audit with
+/// exit 3 instead of a report of errored checks.
 pub(crate) async fn safely<T>(
+    client: &Client,
+    locks: Locks<'_>,
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let result = safely_inner(client, locks, work).await;
+    watch::note(client, &result);
+    result
+}
+
+async fn safely_inner<T>(
     client: &Client,
     locks: Locks<'_>,
     work: impl Future<Output = Result<T, String>>,
@@ -102,4 +118,68 @@ pub(crate) async fn safely<T>(
 /// `args` as text parameters for `query_typed` (a plan's `args`: the SQL casts them).
 pub(crate) fn text_params(args: &[String]) -> Vec<(&(dyn ToSql + Sync), Type)> {
     args.iter().map(|a| (a as _, Type::TEXT)).collect()
+}
+
+/// A statement about one object (a table's data query) that failed because of that
+/// object, not because of the check: the object was dropped after the audit read the
+/// catalog, or another session holds a lock on it longer than `lock_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ObjectFault {
+    /// Dropped (or renamed away) mid-audit: the object is skipped, not an error.
+    Vanished,
+    /// A lock was not granted in time: the object is unknown, with the reason.
+    Locked,
+}
+
+/// Whether `message` (as [`db_message`] writes it) is an [`ObjectFault`]: SQLSTATE
+/// 42P01 (undefined table), 42703 (undefined column), 3F000 (undefined schema), or
+/// the internal "cache lookup failed" / "could not open relation with OID" an object
+/// dropped under a running statement gives; 55P03 for a lock not granted.
+pub(crate) fn object_fault(message: &str) -> Option<ObjectFault> {
+    if message.contains("(55P03)") {
+        return Some(ObjectFault::Locked);
+    }
+    let vanished = ["(42P01)", "(42703)", "(3F000)"]
+        .iter()
+        .any(|c| message.contains(c))
+        || message.contains("cache lookup failed for")
+        || message.contains("could not open relation with OID");
+    vanished.then_some(ObjectFault::Vanished)
+}
+
+/// The evidence of an object whose table was locked past `lock_timeout`.
+pub(crate) fn locked_evidence(object: &str, message: &str) -> String {
+    let message = message
+        .strip_prefix(object)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(message);
+    format!(
+        "{object}: not read: another session held a lock on its table longer than lock_timeout ({message}), and the audit never waits: verify it, or audit again when the lock is released"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_faults_are_told_from_check_errors() {
+        assert_eq!(
+            object_fault("canceling statement due to lock timeout (55P03)"),
+            Some(ObjectFault::Locked)
+        );
+        assert_eq!(
+            object_fault("relation \"public.t\" does not exist (42P01)"),
+            Some(ObjectFault::Vanished)
+        );
+        assert_eq!(
+            object_fault("cache lookup failed for relation 16384 (XX000)"),
+            Some(ObjectFault::Vanished)
+        );
+        assert_eq!(object_fault("division by zero (22012)"), None);
+        assert_eq!(
+            object_fault("canceling statement due to statement timeout (57014)"),
+            None
+        );
+    }
 }

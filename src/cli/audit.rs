@@ -7,7 +7,7 @@ use crate::audit::scope;
 use crate::checks::catalog::Catalog;
 use crate::cli::args::{AuditArgs, ProbeMode};
 use crate::cli::exit::{write_stdout, Failure, EXIT_DATABASE, EXIT_GATE, EXIT_INPUT, EXIT_OK};
-use crate::cli::target::{env_var, load_catalog, open_target, Target};
+use crate::cli::target::{answering, env_var, load_catalog, open_target, Target};
 use crate::config::LoadedConfig;
 use crate::db::connection::ConnectOptions;
 use crate::model::Severity;
@@ -88,9 +88,13 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
         .map_err(|m| Failure::msg(EXIT_INPUT, m, "`pg-integrity checks list` shows every id"))?;
     let target = open_target(&args.target).await?;
     let mut opts = opts;
-    let (jobs, tenancy) = check_scope(&target, &catalog, &config, opts.jobs).await?;
+    let (jobs, tenancy) =
+        answering(&config, check_scope(&target, &catalog, &config, opts.jobs)).await?;
     opts.jobs = jobs;
-    let run = execute::audit(&target.options, &catalog, &config, &opts, selected).await?;
+    let run = answering(&config, async {
+        Ok(execute::audit(&target.options, &catalog, &config, &opts, selected).await?)
+    })
+    .await?;
     drop(target);
     let gate_opts = GateOptions {
         fail_on,

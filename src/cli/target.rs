@@ -7,12 +7,17 @@ use crate::cli::exit::{Failure, EXIT_DATABASE, EXIT_INPUT};
 use crate::config::LoadedConfig;
 use crate::db::connection::ConnectOptions;
 use crate::db::sandbox::Sandbox;
+use crate::db::watch;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub fn load_catalog(args: &CatalogArgs) -> Result<(Catalog, LoadedConfig), Failure> {
-    let catalog = Catalog::load(&args.checks_dirs).map_err(Failure::input)?;
+    let mut catalog = Catalog::load(&args.checks_dirs).map_err(Failure::input)?;
     let config = LoadedConfig::load(args.config.as_deref()).map_err(Failure::input)?;
     config.check_ids(&catalog.ids()).map_err(Failure::input)?;
+    // Titles and remediation in the configured names (tenant column, app role, ...).
+    crate::report::names::fill_catalog(&mut catalog, &config.config);
     Ok((catalog, config))
 }
 
@@ -82,4 +87,45 @@ pub fn migration_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
         .collect();
     files.sort();
     Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The client-side deadline: how long the command waits for a server that answers no
+/// statement at all before it ends with exit 3. `audit.statement_timeout_ms` (each
+/// statement's limit on the server's side) plus a margin, 10 s unless
+/// `PG_INTEGRITY_DEADLINE_MARGIN_MS` says otherwise.
+pub fn client_deadline(config: &LoadedConfig) -> Duration {
+    let margin = env_var("PG_INTEGRITY_DEADLINE_MARGIN_MS")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(watch::DEFAULT_MARGIN, Duration::from_millis);
+    Duration::from_millis(config.config.audit.statement_timeout_ms) + margin
+}
+
+/// Run `work` (statements on the target) under the client-side deadline: a server
+/// that stops answering, or a connection lost on the way (the server stopped,
+/// crashed, or ended our backend), is exit 3 with what happened, and no report.
+pub async fn answering<T>(
+    config: &LoadedConfig,
+    work: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let deadline = client_deadline(config);
+    watch::reset();
+    let done = watch::within(deadline, work).await;
+    if let Some(reason) = watch::lost_reason() {
+        return Err(Failure::msg(
+            EXIT_DATABASE,
+            format!("lost the server mid-audit: {reason}"),
+            "the connection ended before every check had run (the server stopped, crashed, or ended the session), so no report is given: run the audit again once the server is up",
+        ));
+    }
+    match done {
+        Ok(result) => result,
+        Err(stalled) => Err(Failure::msg(
+            EXIT_DATABASE,
+            format!(
+                "lost the server: no answer for {} s (statement_timeout plus a margin), so no report is given",
+                stalled.after.as_millis() as f64 / 1000.0
+            ),
+            "the server or the network stopped answering (frozen, overloaded, or a dead link): check that the server is up and reachable; audit.statement_timeout_ms and PG_INTEGRITY_DEADLINE_MARGIN_MS set how long to wait",
+        )),
+    }
 }

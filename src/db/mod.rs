@@ -1,8 +1,10 @@
 //! Reaching PostgreSQL: connection options (libpq keywords, URLs, environment,
-//! pgpass, TLS), throwaway servers (`sandbox`), and server errors as one line.
+//! pgpass, TLS), throwaway servers (`sandbox`), whether the server still answers
+//! (`watch`), and server errors as one line.
 
 pub mod connection;
 pub mod sandbox;
+pub mod watch;
 
 /// A server error as one line: message, then detail and hint when present.
 pub fn db_message(e: &tokio_postgres::Error) -> String {

@@ -22,6 +22,15 @@ pub const DEFAULT_PORT: u16 = 5432;
 /// Connect timeout used when neither `connect_timeout` nor `PGCONNECT_TIMEOUT` is set.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TCP keepalives unless the connection string sets them (libpq waits for the
+/// operating system's two hours): a peer that vanished without a word (a dead link,
+/// a host gone) is noticed after idle + interval x retries = 25 s, and data left
+/// unacknowledged for [`DEFAULT_TCP_USER_TIMEOUT`] closes the connection.
+pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_KEEPALIVES_RETRIES: u32 = 3;
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// libpq's `sslmode` (without `allow`, which tokio-postgres cannot do).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMode {
@@ -325,7 +334,19 @@ impl ConnectOptions {
             Some(v) => parse_connect_timeout(v)?,
         };
 
-        let extra = passthrough_config(&params)?;
+        let mut extra = passthrough_config(&params)?;
+        if !params.contains_key("keepalives_idle") {
+            extra.keepalives_idle(DEFAULT_KEEPALIVES_IDLE);
+        }
+        if !params.contains_key("keepalives_interval") {
+            extra.keepalives_interval(DEFAULT_KEEPALIVES_INTERVAL);
+        }
+        if !params.contains_key("keepalives_count") && !params.contains_key("keepalives_retries") {
+            extra.keepalives_retries(DEFAULT_KEEPALIVES_RETRIES);
+        }
+        if !params.contains_key("tcp_user_timeout") {
+            extra.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
+        }
 
         let passfile = get("passfile")
             .map(PathBuf::from)
