@@ -1,21 +1,25 @@
-//! Runs checks: one read-only snapshot shared by a small pool of connections
+//! Runs a [`Plan`]: one read-only snapshot shared by a small pool of connections
 //! (exported with `pg_export_snapshot`, adopted with `SET TRANSACTION SNAPSHOT`, as
-//! `pg_dump --jobs` does). A failing check becomes `error`; the others still run.
-//! The runner returns data and never prints results.
+//! `pg_dump --jobs` does), each taking work from one queue. A failing check becomes
+//! `error`; the others still run. Nothing here reads a parameter from the
+//! configuration (`plan` bound them) or prints results.
 
-use crate::audit::outcome::{from_rows, severity_of, AuditRun, CheckResult, Row3};
-use crate::audit::plan::Step;
+pub(crate) use crate::audit::plan::batchable;
+pub use crate::audit::plan::{select, server_info, AuditOptions, ServerInfo, APPLICATION_NAME};
+
+use crate::audit::outcome::{from_rows, AuditRun, CheckResult, Row3};
+use crate::audit::plan::{Batch, Bound, Plan, PlanError, Planned, ScanSettings, Step};
 use crate::audit::scan::{Outcomes, Unit};
 use crate::audit::session::{begin_read_only, safely, Locks};
 use crate::audit::{plan, probe, scan};
 use crate::checks::catalog::{Catalog, Check};
-use crate::checks::params::{self, ParamValue};
 use crate::config::LoadedConfig;
 use crate::db::connection::{connect, ConnectOptions, ConnectionError};
 use crate::db::db_message;
-use crate::model::{Kind, ObjectResult, Status};
+use crate::model::{Kind, ObjectResult};
 use std::collections::VecDeque;
 use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio_postgres::Client;
@@ -25,8 +29,8 @@ use tokio_postgres::Client;
 /// its own (`DeepPlan`, any connection), then their statements (`DeepUnit`: shared
 /// scans, own queries) are spread over the connections like any other work.
 enum Work {
-    One(usize, Arc<Check>),
-    Batch(Vec<(usize, Arc<Check>)>),
+    One(Planned),
+    Batch(Batch),
     DeepPlan(Arc<DeepPlanning>, usize),
     DeepUnit(Arc<DeepRun>, usize),
 }
@@ -37,7 +41,7 @@ type DataPlan = Result<(Vec<Step>, u64), CheckResult>;
 /// The data checks of an audit while they are planned: each plan's outcome in its
 /// slot; whoever plans the last one builds the run.
 struct DeepPlanning {
-    checks: Vec<(usize, Arc<Check>)>,
+    checks: Vec<Planned>,
     slots: Mutex<Vec<Option<DataPlan>>>,
     left: std::sync::atomic::AtomicUsize,
 }
@@ -139,164 +143,227 @@ impl Drop for Planning<'_> {
     }
 }
 
-pub const APPLICATION_NAME: &str = "pg-integrity";
-
-#[derive(Debug, Clone)]
-pub struct AuditOptions {
-    pub jobs: usize,
-    pub deep: bool,
-    pub probe: bool,
-    /// `--probe write`: the probes that write (always rolled back) run too.
-    pub probe_write: bool,
-    pub only: Vec<String>,
-    pub skip: Vec<String>,
-    pub progress: bool,
-    /// Run catalog and runtime checks together in one statement (see `run_batch`).
-    pub batch: bool,
-}
-
-impl Default for AuditOptions {
-    fn default() -> Self {
-        AuditOptions {
-            jobs: 4,
-            deep: false,
-            probe: false,
-            probe_write: false,
-            only: vec![],
-            skip: vec![],
-            progress: false,
-            batch: true,
-        }
-    }
-}
-
-/// What the server offers, read once before the checks run.
-#[derive(Debug, Clone)]
-pub struct ServerInfo {
-    pub database: String,
-    pub version: String,
-    pub version_num: i32,
-    pub extensions: Vec<String>,
-}
-
-/// Which checks an audit runs, in report order. Unknown ids in --only/--skip are input errors.
-pub fn select<'a>(
-    catalog: &'a Catalog,
-    config: &LoadedConfig,
-    opts: &AuditOptions,
-) -> Result<Vec<&'a Check>, String> {
-    let ids = catalog.ids();
-    for id in opts.only.iter().chain(&opts.skip) {
-        if !ids.contains(&id.as_str()) {
-            let hint = crate::diag::did_you_mean(id, ids.iter().copied()).unwrap_or_default();
-            return Err(format!("unknown check id `{id}` {hint}")
-                .trim_end()
-                .to_string());
-        }
-    }
-    // A probe that writes runs only when asked for by name: `--probe write`.
-    if let Some(c) = opts
-        .only
-        .iter()
-        .filter_map(|id| catalog.checks.get(id))
-        .find(|c| c.writes)
-    {
-        if !opts.probe_write {
-            return Err(format!(
-                "{} writes (inside transactions that are always rolled back): run it with --probe write",
-                c.id
-            ));
-        }
-    }
-    Ok(catalog
-        .ordered()
+/// Run a plan: the read-only session's connections take its work from one queue, and
+/// each check's result lands in its report position.
+pub async fn run(plan: Plan) -> Result<AuditRun, ConnectionError> {
+    let Plan {
+        target,
+        first,
+        server,
+        jobs,
+        selected,
+        done,
+        batches,
+        deep,
+        singles,
+        scan,
+        config,
+        progress,
+        started_at,
+        clock,
+        ..
+    } = plan;
+    let clients = open_session(first, &target, &config, jobs).await?;
+    let shared = Arc::new(Shared {
+        queue: WorkQueue::new(queue(batches, deep, singles)),
+        progress: Progress::new(progress && std::io::stderr().is_terminal(), selected),
+        config,
+        scan,
+        probe_target: target,
+    });
+    let handles: Vec<_> = clients
         .into_iter()
-        .filter(|c| !config.is_disabled(&c.id))
-        .filter(|c| opts.only.is_empty() || opts.only.contains(&c.id))
-        .filter(|c| !opts.skip.contains(&c.id))
-        .filter(|c| match c.kind {
-            Kind::Data => opts.deep || opts.only.contains(&c.id),
-            Kind::Probe if c.writes => opts.probe_write,
-            Kind::Probe => opts.probe || opts.only.contains(&c.id),
-            _ => true,
-        })
-        .collect())
-}
-
-pub async fn server_info(client: &Client) -> Result<ServerInfo, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "select current_database()::text, current_setting('server_version'), \
-             current_setting('server_version_num')::int, \
-             coalesce((select array_agg(extname::text) from pg_extension), '{}')",
-            &[],
-        )
-        .await?;
-    Ok(ServerInfo {
-        database: row.get(0),
-        version: row.get(1),
-        version_num: row.get(2),
-        extensions: row.get(3),
+        .map(|client| tokio::spawn(worker(client, shared.clone())))
+        .collect();
+    let mut results = done;
+    for h in handles {
+        if let Ok(mut r) = h.await {
+            results.append(&mut r);
+        }
+    }
+    shared.progress.finish();
+    results.sort_by_key(|(i, _)| *i);
+    Ok(AuditRun {
+        database: server.database.clone(),
+        server_version: server.version.clone(),
+        server_version_num: server.version_num,
+        started_at,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        results: results.into_iter().map(|(_, r)| r).collect(),
     })
 }
 
-/// Why `check` cannot run here, if it cannot.
-pub fn unmet_requirement(
-    check: &Check,
-    server: &ServerInfo,
+/// Plan and run in one call (the `demo` and the report tests; `audit` plans first to
+/// refuse a bad scope before anything runs).
+pub async fn audit(
+    target: &ConnectOptions,
+    catalog: &Catalog,
     config: &LoadedConfig,
-) -> Option<String> {
-    let r = &check.requires;
-    if let Some(v) = r.server_version {
-        if server.version_num < v {
-            return Some(format!(
-                "needs PostgreSQL server_version_num >= {v}; this server is {}",
-                server.version
-            ));
+    opts: &AuditOptions,
+    checks: Vec<&Check>,
+) -> Result<AuditRun, ConnectionError> {
+    let plan = match plan::build(target, catalog, config, opts, checks).await {
+        Ok(plan) => plan,
+        Err(PlanError::Connection(e)) => return Err(e),
+        Err(PlanError::Scope(message)) => {
+            return Err(ConnectionError::Other {
+                target: target.redacted(),
+                message,
+            })
         }
-    }
-    if let Some(ext) = &r.extension {
-        if !server.extensions.iter().any(|e| e == ext) {
-            return Some(format!(
-                "needs the {ext} extension, which is not installed in this database"
-            ));
-        }
-    }
-    for p in &r.config {
-        if params::value(&config.config, p).is_some_and(|v| v.is_empty()) {
-            let d = params::describe(p).unwrap_or_else(|| p.clone());
-            let key = d.split(':').next().unwrap_or(&d);
-            return Some(format!("needs `{key}` in the configuration"));
-        }
-    }
-    None
-}
-
-/// The result of a check that has no query to run (manual) or cannot run here.
-fn without_query(
-    check: &Arc<Check>,
-    config: &LoadedConfig,
-    server: &ServerInfo,
-) -> Option<CheckResult> {
-    let mut result = CheckResult {
-        check: check.clone(),
-        severity: severity_of(check, config),
-        status: Status::Manual,
-        reason: None,
-        objects: vec![],
-        duration_ms: 0,
     };
-    if check.kind == Kind::Manual {
-        return Some(result);
-    }
-    let reason = unmet_requirement(check, server, config)?;
-    result.status = Status::Skipped;
-    result.reason = Some(reason);
-    Some(result)
+    run(plan).await
 }
 
-/// Run one check inside the current transaction, under a savepoint so that an
-/// error leaves the transaction usable for the next check.
+/// The session: `first` and up to `jobs - 1` more connections, each in a read-only
+/// transaction on the snapshot `first` exports. A server that cannot export one (e.g.
+/// some poolers) still gets an audit, each connection with its own snapshot; a
+/// connection that cannot be opened leaves the audit with fewer.
+async fn open_session(
+    first: Client,
+    target: &ConnectOptions,
+    config: &LoadedConfig,
+    jobs: usize,
+) -> Result<Vec<Client>, ConnectionError> {
+    begin_read_only(&first, config, None)
+        .await
+        .map_err(|e| ConnectionError::Other {
+            target: target.redacted(),
+            message: db_message(&e),
+        })?;
+    let snapshot: Option<String> = first
+        .query_one("select pg_export_snapshot()", &[])
+        .await
+        .ok()
+        .map(|r| r.get(0))
+        .filter(|s: &String| s.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+    let mut clients = vec![first];
+    for _ in 1..jobs {
+        let Ok(c) = connect(target).await else { break };
+        if begin_read_only(&c, config, snapshot.as_deref())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        clients.push(c);
+    }
+    Ok(clients)
+}
+
+/// The order work is taken in: data checks' plans first (the scans they queue are the
+/// longest work of a deep audit), then the batches, then the single checks.
+fn queue(batches: Vec<Batch>, deep: Vec<Planned>, singles: Vec<Planned>) -> VecDeque<Work> {
+    let mut work: VecDeque<Work> = batches.into_iter().map(Work::Batch).collect();
+    work.extend(singles.into_iter().map(Work::One));
+    if !deep.is_empty() {
+        let planning = Arc::new(DeepPlanning {
+            slots: Mutex::new(deep.iter().map(|_| None).collect()),
+            left: deep.len().into(),
+            checks: deep,
+        });
+        for k in (0..planning.checks.len()).rev() {
+            work.push_front(Work::DeepPlan(planning.clone(), k));
+        }
+    }
+    work
+}
+
+/// What every connection of the session shares.
+struct Shared {
+    queue: WorkQueue,
+    progress: Progress,
+    config: Arc<LoadedConfig>,
+    scan: ScanSettings,
+    probe_target: ConnectOptions,
+}
+
+/// One connection's loop: take work until none is left, then end its transaction.
+async fn worker(client: Client, shared: Arc<Shared>) -> Vec<(usize, CheckResult)> {
+    let config = &shared.config;
+    let mut out = vec![];
+    let mut work_mem_raised = false;
+    while let Some(work) = shared.queue.next().await {
+        match work {
+            Work::One(p) => {
+                shared.progress.start(&p.check.id);
+                let result = run_planned(&client, &p, config, Some(&shared.probe_target)).await;
+                out.push((p.at, result));
+            }
+            Work::Batch(batch) => {
+                shared
+                    .progress
+                    .start(&format!("{} catalog checks", batch.checks.len()));
+                out.extend(run_batch(&client, &batch, config).await);
+            }
+            Work::DeepPlan(deep, k) => out.extend(plan_deep(&client, &shared, &deep, k).await),
+            Work::DeepUnit(run, k) => {
+                if !work_mem_raised {
+                    scan::raise_work_mem(&client, &shared.scan).await;
+                    work_mem_raised = true;
+                }
+                out.extend(run_deep_unit(&client, &shared, &run, k).await);
+            }
+        }
+    }
+    let _ = client.batch_execute("rollback").await;
+    out
+}
+
+/// Plan the `k`th data check; whoever plans the last one builds the run and queues
+/// its units (or, with none, renders the results at once).
+async fn plan_deep(
+    client: &Client,
+    shared: &Shared,
+    deep: &Arc<DeepPlanning>,
+    k: usize,
+) -> Vec<(usize, CheckResult)> {
+    let planning = Planning(Some(&shared.queue));
+    let planned = &deep.checks[k];
+    shared.progress.start(&planned.check.id);
+    let steps = plan_data_check(client, planned, &shared.config).await;
+    if let Ok(mut slots) = deep.slots.lock() {
+        slots[k] = Some(steps);
+    }
+    if deep.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+        planning.done(None);
+        return vec![];
+    }
+    let (mut done, run) = deep_run(deep, &shared.config);
+    planning.done(Some(&run));
+    if run.units.is_empty() {
+        done.extend(finish_deep(client, &run, &shared.config).await);
+    }
+    done
+}
+
+/// Run the `k`th unit of a deep audit (a shared scan or one step's query); whoever
+/// finishes the last renders the data checks' results.
+async fn run_deep_unit(
+    client: &Client,
+    shared: &Shared,
+    run: &DeepRun,
+    k: usize,
+) -> Vec<(usize, CheckResult)> {
+    let started = Instant::now();
+    let found = scan::run_unit(client, &run.plans, &run.units[k], &shared.scan).await;
+    if let Ok(mut o) = run.outcomes.lock() {
+        o.extend(found);
+    }
+    if let Ok(mut us) = run.check_us.lock() {
+        let took = started.elapsed().as_micros() as u64;
+        for c in run.units[k].checks() {
+            us[c] += took;
+        }
+    }
+    if run.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+        return finish_deep(client, run, &shared.config).await;
+    }
+    vec![]
+}
+
+/// Run one check on its own, inside the current transaction; `checks test` runs each
+/// check this way. A check that cannot run here gets its result without a query.
 pub async fn run_check(
     client: &Client,
     catalog: &Catalog,
@@ -305,28 +372,35 @@ pub async fn run_check(
     server: &ServerInfo,
     probe_target: Option<&ConnectOptions>,
 ) -> CheckResult {
-    if let Some(done) = without_query(check, config, server) {
-        return done;
+    match plan::single(catalog, check, config, server) {
+        Ok(planned) => run_planned(client, &planned, config, probe_target).await,
+        Err(done) => done,
     }
-    let started = Instant::now();
-    let rows = query_check(client, catalog, check, config, probe_target).await;
-    from_rows(check, config, rows, started.elapsed().as_millis() as u64)
 }
 
-/// Plan one data check: its steps and the time the plan took, or its result when it
-/// does not run (manual, unmet requirement, failed or skipped plan).
-async fn plan_data_check(
+/// Run a planned check's statement (under a savepoint, so that an error leaves the
+/// transaction usable for the next check), then its per-object queries if it has any.
+async fn run_planned(
     client: &Client,
-    catalog: &Catalog,
-    check: &Arc<Check>,
+    planned: &Planned,
     config: &LoadedConfig,
-    server: &ServerInfo,
-) -> DataPlan {
-    if let Some(r) = without_query(check, config, server) {
-        return Err(r);
-    }
+    probe_target: Option<&ConnectOptions>,
+) -> CheckResult {
     let started = Instant::now();
-    let steps = check_rows(client, catalog, check, config)
+    let rows = query_check(client, planned, config, probe_target).await;
+    from_rows(
+        &planned.check,
+        config,
+        rows,
+        started.elapsed().as_millis() as u64,
+    )
+}
+
+/// Plan one data check: its steps and the time the plan took, or its result when the
+/// plan fails or says the check cannot run here.
+async fn plan_data_check(client: &Client, planned: &Planned, config: &LoadedConfig) -> DataPlan {
+    let started = Instant::now();
+    let steps = check_rows(client, &planned.query)
         .await
         .map_err(Err)
         .and_then(|rows| plan::plan(&rows));
@@ -334,7 +408,7 @@ async fn plan_data_check(
     // a plan that says the check cannot run here is a skip, a broken one an error
     steps
         .map(|steps| (steps, ms))
-        .map_err(|no| from_rows(check, config, no.map(plan::skipped), ms))
+        .map_err(|no| from_rows(&planned.check, config, no.map(plan::skipped), ms))
 }
 
 /// Once every data check is planned: the results of those that do not run, and the
@@ -351,17 +425,17 @@ fn deep_run(
     let mut done = vec![];
     let mut planned = vec![];
     let mut plans = vec![];
-    for (k, (i, check)) in planning.checks.iter().enumerate() {
+    for (k, p) in planning.checks.iter().enumerate() {
         match slots.get_mut(k).and_then(Option::take) {
             Some(Ok((steps, ms))) => {
-                planned.push((*i, check.clone(), ms));
+                planned.push((p.at, p.check.clone(), ms));
                 plans.push(steps);
             }
-            Some(Err(result)) => done.push((*i, result)),
+            Some(Err(result)) => done.push((p.at, result)),
             None => done.push((
-                *i,
+                p.at,
                 from_rows(
-                    check,
+                    &p.check,
                     config,
                     Err::<Vec<Row3>, _>("was not planned".into()),
                     0,
@@ -406,62 +480,64 @@ async fn finish_deep(
     out
 }
 
-/// Whether `check` can join a batch: a plain query (catalog or runtime) that can run here.
-pub(crate) fn batchable(check: &Check, server: &ServerInfo, config: &LoadedConfig) -> bool {
-    matches!(check.kind, Kind::Catalog | Kind::Runtime)
-        && check.sql.is_some()
-        && unmet_requirement(check, server, config).is_none()
-}
-
-/// Run several catalog/runtime checks as one statement, so that the building blocks
-/// they share (tables, columns, indexes, policies in scope...) are read from the
-/// catalog once instead of once per check. Each check reports the statement's time.
-/// If the statement fails (one broken or timed-out check spoils it), every check is
-/// run again on its own, so the failure is pinned on the check that caused it.
-pub async fn run_batch(
+/// Run a batch: several catalog/runtime checks as one statement, so that the building
+/// blocks they share (tables, columns, indexes, policies in scope...) are read from
+/// the catalog once instead of once per check. Each check reports the statement's
+/// time. If the statement fails (one broken or timed-out check spoils it), every check
+/// runs again on its own, so the failure is pinned on the check that caused it.
+async fn run_batch(
     client: &Client,
-    catalog: &Catalog,
-    checks: &[Arc<Check>],
+    batch: &Batch,
     config: &LoadedConfig,
-    server: &ServerInfo,
-) -> Vec<CheckResult> {
-    if let Ok(results) = run_batch_strict(client, catalog, checks, config).await {
-        return results;
+) -> Vec<(usize, CheckResult)> {
+    if let Ok(results) = batch_results(client, batch, config).await {
+        return batch.checks.iter().map(|p| p.at).zip(results).collect();
     }
     let mut out = vec![];
-    for c in checks {
-        out.push(run_check(client, catalog, c, config, server, None).await);
+    for p in &batch.checks {
+        out.push((p.at, run_planned(client, p, config, None).await));
     }
     out
 }
 
-/// `run_batch` without the fallback: the batch statement's error, if it fails.
+/// A batch of the given checks without the fallback: the batch statement's error, if
+/// it fails (`checks test` runs each check this way too, to prove it batches).
 pub(crate) async fn run_batch_strict(
     client: &Client,
     catalog: &Catalog,
     checks: &[Arc<Check>],
     config: &LoadedConfig,
 ) -> Result<Vec<CheckResult>, String> {
-    let started = Instant::now();
-    let refs: Vec<&Check> = checks.iter().map(|c| c.as_ref()).collect();
-    let composed = catalog.compose_batch(&refs);
-    let values = bind_values(&composed.params, config);
-    let args: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    let grouped = batch_rows(client, &composed.sql, &args, checks.len()).await?;
-    let ms = started.elapsed().as_millis() as u64;
-    Ok(checks
+    let planned = checks
         .iter()
-        .zip(grouped)
-        .map(|(c, rows)| from_rows(c, config, Ok(rows), ms))
-        .collect())
+        .enumerate()
+        .map(|(at, c)| Planned {
+            at,
+            check: c.clone(),
+            query: plan::Bound {
+                sql: String::new(),
+                values: vec![],
+            },
+        })
+        .collect();
+    batch_results(client, &plan::batch_of(catalog, planned, config), config).await
 }
 
-/// The configured value of each named parameter (empty when unset), in `$n` order.
-fn bind_values(names: &[String], config: &LoadedConfig) -> Vec<ParamValue> {
-    names
+/// The results of a batch's statement, in the batch's order.
+async fn batch_results(
+    client: &Client,
+    batch: &Batch,
+    config: &LoadedConfig,
+) -> Result<Vec<CheckResult>, String> {
+    let started = Instant::now();
+    let grouped = batch_rows(client, &batch.query, batch.checks.len()).await?;
+    let ms = started.elapsed().as_millis() as u64;
+    Ok(batch
+        .checks
         .iter()
-        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
-        .collect()
+        .zip(grouped)
+        .map(|(p, rows)| from_rows(&p.check, config, Ok(rows), ms))
+        .collect())
 }
 
 /// Run a batch statement under a savepoint and sort its rows by check, as they
@@ -470,14 +546,14 @@ fn bind_values(names: &[String], config: &LoadedConfig) -> Vec<ParamValue> {
 /// batch.
 async fn batch_rows(
     client: &Client,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    query: &Bound,
     checks: usize,
 ) -> Result<Vec<Vec<ObjectResult>>, String> {
     use futures_util::TryStreamExt;
+    let args = query.args();
     let read = async {
         let stream = client
-            .query_raw(sql, params.iter().copied())
+            .query_raw(&query.sql, args.iter().copied())
             .await
             .map_err(|e| db_message(&e))?;
         futures_util::pin_mut!(stream);
@@ -507,32 +583,24 @@ async fn batch_rows(
 /// probe checks, the outcome of each query its planning SQL generated.
 async fn query_check(
     client: &Client,
-    catalog: &Catalog,
-    check: &Check,
+    planned: &Planned,
     config: &LoadedConfig,
     probe_target: Option<&ConnectOptions>,
 ) -> Result<Vec<ObjectResult>, String> {
-    let rows = check_rows(client, catalog, check, config).await?;
-    let outcomes = match check.kind {
-        Kind::Data => scan::run_data(client, &rows, config).await?,
+    let rows = check_rows(client, &planned.query).await?;
+    let outcomes = match planned.check.kind {
+        Kind::Data => scan::run_data(client, &rows, &ScanSettings::of(config)).await?,
         Kind::Probe => probe::run_probes(&rows, probe_target, config).await?,
         _ => return rows.iter().map(object_row).collect(),
     };
     Ok(outcomes.into_iter().map(Into::into).collect())
 }
 
-/// The rows of a check's own SQL (its result, or the plan of a data or probe check),
-/// with its parameters bound from the configuration.
-async fn check_rows(
-    client: &Client,
-    catalog: &Catalog,
-    check: &Check,
-    config: &LoadedConfig,
-) -> Result<Vec<tokio_postgres::Row>, String> {
-    let composed = catalog.compose(check);
-    let values = bind_values(&composed.params, config);
-    let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
-    let read = client.query(&composed.sql, &refs);
+/// The rows of a check's own statement (its result, or the plan of a data or probe
+/// check), under a savepoint.
+async fn check_rows(client: &Client, query: &Bound) -> Result<Vec<tokio_postgres::Row>, String> {
+    let args = query.args();
+    let read = client.query(&query.sql, &args);
     safely(client, Locks::Keep, async {
         read.await.map_err(|e| db_message(&e))
     })
@@ -567,205 +635,6 @@ fn object_row(r: &tokio_postgres::Row) -> Result<ObjectResult, String> {
             .map_err(|e| format!("column evidence: {e}"))?
             .unwrap_or_default(),
         related,
-    })
-}
-
-/// Audit the database `target` points at.
-pub async fn audit(
-    target: &ConnectOptions,
-    catalog: &Catalog,
-    config: &LoadedConfig,
-    opts: &AuditOptions,
-    checks: Vec<&Check>,
-) -> Result<AuditRun, ConnectionError> {
-    let started_at = chrono::Utc::now();
-    let clock = Instant::now();
-    let target = target.clone().with_application_name(APPLICATION_NAME);
-    let first = connect(&target).await?;
-    let server = server_info(&first)
-        .await
-        .map_err(|e| ConnectionError::Other {
-            target: target.redacted(),
-            message: db_message(&e),
-        })?;
-    let setup_err = |e: tokio_postgres::Error| ConnectionError::Other {
-        target: target.redacted(),
-        message: db_message(&e),
-    };
-    begin_read_only(&first, config, None)
-        .await
-        .map_err(setup_err)?;
-    // Share one snapshot; a server that cannot export one (e.g. some poolers) still
-    // gets an audit, each connection with its own snapshot.
-    let snapshot: Option<String> = first
-        .query_one("select pg_export_snapshot()", &[])
-        .await
-        .ok()
-        .map(|r| r.get(0))
-        .filter(|s: &String| s.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
-
-    let runnable: Vec<Arc<Check>> = checks.into_iter().map(|c| Arc::new(c.clone())).collect();
-    let automated = runnable.iter().filter(|c| c.kind != Kind::Manual).count();
-    let mut batch = vec![];
-    let mut deep = vec![];
-    let mut single = vec![];
-    for (i, c) in runnable.iter().cloned().enumerate() {
-        if opts.batch && batchable(&c, &server, config) {
-            batch.push((i, c));
-        } else if opts.batch && c.kind == Kind::Data {
-            deep.push((i, c));
-        } else {
-            single.push((i, c));
-        }
-    }
-    // No more connections than checks, except for data checks, whose statements (one
-    // or more per table) are spread over all of them.
-    let jobs = if deep.is_empty() {
-        opts.jobs.clamp(1, automated.max(1))
-    } else {
-        opts.jobs.max(1)
-    };
-    let mut clients = vec![first];
-    for _ in 1..jobs {
-        let Ok(c) = connect(&target).await else { break };
-        if begin_read_only(&c, config, snapshot.as_deref())
-            .await
-            .is_err()
-        {
-            break;
-        }
-        clients.push(c);
-    }
-
-    // Catalog and runtime checks go first, as one batched statement; the rest
-    // (data scans, probes) follow one by one on the other connections, costliest
-    // first (by `cost`), so that a long scan does not start last and run alone.
-    let mut work: VecDeque<Work> = VecDeque::new();
-    single.sort_by_key(|(i, c)| (std::cmp::Reverse(c.cost), *i));
-    work.extend(single.into_iter().map(|(i, c)| Work::One(i, c)));
-    for b in catalog.partition_batch(batch, jobs).into_iter().rev() {
-        work.push_front(Work::Batch(b));
-    }
-    // Planned first, costliest first: the scans they queue are the longest work of a
-    // deep audit.
-    if !deep.is_empty() {
-        deep.sort_by_key(|(i, c)| (std::cmp::Reverse(c.cost), *i));
-        let planning = Arc::new(DeepPlanning {
-            slots: Mutex::new(deep.iter().map(|_| None).collect()),
-            left: deep.len().into(),
-            checks: deep,
-        });
-        for k in (0..planning.checks.len()).rev() {
-            work.push_front(Work::DeepPlan(planning.clone(), k));
-        }
-    }
-    let queue = Arc::new(WorkQueue::new(work));
-    let progress = Progress::new(
-        opts.progress && std::io::stderr().is_terminal(),
-        runnable.len(),
-    );
-    let catalog = Arc::new(catalog.clone());
-    let config = Arc::new(config.clone());
-    let server = Arc::new(server);
-    let mut handles = vec![];
-    for client in clients {
-        let queue = queue.clone();
-        let catalog = catalog.clone();
-        let config = config.clone();
-        let server = server.clone();
-        let progress = progress.clone();
-        let probe_target = target.clone();
-        handles.push(tokio::spawn(async move {
-            let mut out = vec![];
-            let mut work_mem_raised = false;
-            loop {
-                match queue.next().await {
-                    None => break,
-                    Some(Work::One(i, check)) => {
-                        progress.start(&check.id);
-                        out.push((
-                            i,
-                            run_check(
-                                &client,
-                                &catalog,
-                                &check,
-                                &config,
-                                &server,
-                                Some(&probe_target),
-                            )
-                            .await,
-                        ));
-                    }
-                    Some(Work::DeepPlan(deep, k)) => {
-                        let planning = Planning(Some(&queue));
-                        let check = &deep.checks[k].1;
-                        progress.start(&check.id);
-                        let plan =
-                            plan_data_check(&client, &catalog, check, &config, &server).await;
-                        if let Ok(mut slots) = deep.slots.lock() {
-                            slots[k] = Some(plan);
-                        }
-                        let was = deep.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                        if was == 1 {
-                            let (done, run) = deep_run(&deep, &config);
-                            out.extend(done);
-                            planning.done(Some(&run));
-                            if run.units.is_empty() {
-                                out.extend(finish_deep(&client, &run, &config).await);
-                            }
-                        } else {
-                            planning.done(None);
-                        }
-                    }
-                    Some(Work::DeepUnit(run, k)) => {
-                        if !work_mem_raised {
-                            scan::raise_work_mem(&client, &config).await;
-                            work_mem_raised = true;
-                        }
-                        let started = Instant::now();
-                        let found =
-                            scan::run_unit(&client, &run.plans, &run.units[k], &config).await;
-                        if let Ok(mut o) = run.outcomes.lock() {
-                            o.extend(found);
-                        }
-                        if let Ok(mut us) = run.check_us.lock() {
-                            let took = started.elapsed().as_micros() as u64;
-                            for c in run.units[k].checks() {
-                                us[c] += took;
-                            }
-                        }
-                        let was = run.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                        if was == 1 {
-                            out.extend(finish_deep(&client, &run, &config).await);
-                        }
-                    }
-                    Some(Work::Batch(batch)) => {
-                        progress.start(&format!("{} catalog checks", batch.len()));
-                        let (at, checks): (Vec<usize>, Vec<Arc<Check>>) = batch.into_iter().unzip();
-                        let results = run_batch(&client, &catalog, &checks, &config, &server).await;
-                        out.extend(at.into_iter().zip(results));
-                    }
-                }
-            }
-            let _ = client.batch_execute("rollback").await;
-            out
-        }));
-    }
-    let mut results: Vec<(usize, CheckResult)> = vec![];
-    for h in handles {
-        if let Ok(mut r) = h.await {
-            results.append(&mut r);
-        }
-    }
-    progress.finish();
-    results.sort_by_key(|(i, _)| *i);
-    Ok(AuditRun {
-        database: server.database.clone(),
-        server_version: server.version.clone(),
-        server_version_num: server.version_num,
-        started_at,
-        duration_ms: clock.elapsed().as_millis() as u64,
-        results: results.into_iter().map(|(_, r)| r).collect(),
     })
 }
 

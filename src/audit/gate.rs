@@ -2,8 +2,10 @@
 //! (SPEC §1, §3, §4). Pure data in, data out: reports render what this decides.
 
 use crate::audit::outcome::{AuditRun, CheckResult};
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, Waiver};
+use crate::model::ObjectResult;
 use crate::model::{Severity, Status};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -174,119 +176,9 @@ pub fn assess(
     baseline: Option<&Baseline>,
     opts: &GateOptions,
 ) -> Assessment {
-    let base: BTreeSet<(&str, &str)> = baseline
-        .map(|b| {
-            b.findings
-                .iter()
-                .map(|e| (e.check.as_str(), e.object.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let waivers = &config.config.waiver;
-    let mut expired_waivers = vec![];
-    for w in waivers {
-        if let Some(d) = w.expiry() {
-            if d < opts.today {
-                expired_waivers.push(format!(
-                    "waiver for {} on {} expired on {d}: {}",
-                    w.check.get_ref(),
-                    w.object.get_ref(),
-                    w.reason
-                ));
-            }
-        }
-    }
-    // A finding is matched by its own name or by any of its related objects, so
-    // waivers and baselines written before a finding was folded still hold.
-    let active = |check: &str, names: &[&str]| {
-        waivers.iter().find(|w| {
-            w.check.get_ref() == check
-                && names
-                    .iter()
-                    .any(|n| crate::config::glob::matches(w.object.get_ref(), n))
-                && w.expiry().is_none_or(|d| d >= opts.today)
-        })
-    };
-    let checks: Vec<Assessed> = run
-        .results
-        .iter()
-        .map(|r| {
-            let mut findings: Vec<Finding> = r
-                .findings()
-                .map(|o| {
-                    let names: Vec<&str> = std::iter::once(o.object.as_str())
-                        .chain(o.related.iter().map(String::as_str))
-                        .collect();
-                    let w = active(&r.check.id, &names);
-                    Finding {
-                        object: o.object.clone(),
-                        evidence: o.evidence.clone(),
-                        related: o.related.clone(),
-                        waived: w.is_some(),
-                        baseline: names
-                            .iter()
-                            .any(|n| base.contains(&(r.check.id.as_str(), *n))),
-                        waiver_reason: w.map(|w| w.reason.clone()),
-                    }
-                })
-                .collect();
-            // New findings first (they are what fails the gate), then baseline, then
-            // waived ones; each group by object.
-            findings.sort_by_key(|f| (!f.counts(), f.waived, f.object.clone()));
-            let unknown = r
-                .unknowns()
-                .map(|o| Unknown {
-                    object: o.object.clone(),
-                    reason: o.evidence.clone(),
-                })
-                .collect();
-            Assessed {
-                result: r.clone(),
-                findings,
-                unknown,
-            }
-        })
-        .collect();
-    // Errors first, then failing checks from the most severe; each names the objects
-    // that failed it (new findings, the ones a baseline or waiver does not cover).
-    let mut failing: Vec<(Severity, String)> = vec![];
-    let mut reasons = vec![];
-    for c in &checks {
-        let r = &c.result;
-        if r.status == Status::Error {
-            reasons.push(format!(
-                "{} errored: {}",
-                r.check.id,
-                r.reason.as_deref().unwrap_or("")
-            ));
-        } else if r.status.is_failing() && opts.fail_on.includes(r.severity) {
-            let open: Vec<&str> = c
-                .findings
-                .iter()
-                .filter(|f| f.counts())
-                .map(|f| f.object.as_str())
-                .collect();
-            let n = open.len();
-            if n > 0 {
-                let mut named = open.iter().take(5).copied().collect::<Vec<_>>().join(", ");
-                if n > 5 {
-                    named.push_str(&format!(" and {} more", n - 5));
-                }
-                failing.push((
-                    r.severity,
-                    format!(
-                        "{} ({}) {}: {n} finding{}: {named}",
-                        r.check.id,
-                        r.severity,
-                        r.status,
-                        if n == 1 { "" } else { "s" }
-                    ),
-                ));
-            }
-        }
-    }
-    failing.sort_by_key(|(sev, _)| std::cmp::Reverse(*sev));
-    reasons.extend(failing.into_iter().map(|(_, r)| r));
+    let matcher = Matcher::new(config, baseline, opts.today);
+    let checks: Vec<Assessed> = run.results.iter().map(|r| matcher.assess(r)).collect();
+    let mut reasons = gate_reasons(&checks, opts.fail_on);
     let (_, _, pct) = score(&run.results);
     if let (Some(min), Some(pct)) = (opts.min_score, pct) {
         if pct + 1e-9 < min {
@@ -300,7 +192,7 @@ pub fn assess(
             reasons,
         },
         checks,
-        expired_waivers,
+        expired_waivers: expired_waivers(config, opts.today),
         service: config.service_name().map(str::to_string),
         artifact: None,
         findings_limit: Some(3),
@@ -308,6 +200,140 @@ pub fn assess(
         tenancy: None,
         run,
     }
+}
+
+/// The configured waivers that have expired, each said in one line.
+fn expired_waivers(config: &LoadedConfig, today: NaiveDate) -> Vec<String> {
+    config
+        .config
+        .waiver
+        .iter()
+        .filter_map(|w| {
+            let d = w.expiry().filter(|d| *d < today)?;
+            Some(format!(
+                "waiver for {} on {} expired on {d}: {}",
+                w.check.get_ref(),
+                w.object.get_ref(),
+                w.reason
+            ))
+        })
+        .collect()
+}
+
+/// Matches findings against the waivers in force and the baseline.
+struct Matcher<'a> {
+    waivers: &'a [Waiver],
+    base: BTreeSet<(&'a str, &'a str)>,
+    today: NaiveDate,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(config: &'a LoadedConfig, baseline: Option<&'a Baseline>, today: NaiveDate) -> Self {
+        let base = baseline
+            .map(|b| {
+                b.findings
+                    .iter()
+                    .map(|e| (e.check.as_str(), e.object.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Matcher {
+            waivers: &config.config.waiver,
+            base,
+            today,
+        }
+    }
+
+    /// The waiver in force for a finding of `check` named by any of `names`. A finding
+    /// is matched by its own name or by any of its related objects, so waivers and
+    /// baselines written before a finding was folded still hold.
+    fn waiver(&self, check: &str, names: &[&str]) -> Option<&'a Waiver> {
+        self.waivers.iter().find(|w| {
+            w.check.get_ref() == check
+                && names
+                    .iter()
+                    .any(|n| crate::config::glob::matches(w.object.get_ref(), n))
+                && w.expiry().is_none_or(|d| d >= self.today)
+        })
+    }
+
+    fn finding(&self, check: &str, o: &ObjectResult) -> Finding {
+        let names: Vec<&str> = std::iter::once(o.object.as_str())
+            .chain(o.related.iter().map(String::as_str))
+            .collect();
+        let w = self.waiver(check, &names);
+        Finding {
+            object: o.object.clone(),
+            evidence: o.evidence.clone(),
+            related: o.related.clone(),
+            waived: w.is_some(),
+            baseline: names.iter().any(|n| self.base.contains(&(check, *n))),
+            waiver_reason: w.map(|w| w.reason.clone()),
+        }
+    }
+
+    fn assess(&self, r: &CheckResult) -> Assessed {
+        let mut findings: Vec<Finding> =
+            r.findings().map(|o| self.finding(&r.check.id, o)).collect();
+        // New findings first (they are what fails the gate), then baseline, then
+        // waived ones; each group by object.
+        findings.sort_by_key(|f| (!f.counts(), f.waived, f.object.clone()));
+        let unknown = r
+            .unknowns()
+            .map(|o| Unknown {
+                object: o.object.clone(),
+                reason: o.evidence.clone(),
+            })
+            .collect();
+        Assessed {
+            result: r.clone(),
+            findings,
+            unknown,
+        }
+    }
+}
+
+/// Why the gate fails: errors first, then failing checks from the most severe; each
+/// names the objects that failed it (new findings, the ones a baseline or waiver does
+/// not cover).
+fn gate_reasons(checks: &[Assessed], fail_on: FailOn) -> Vec<String> {
+    let mut failing: Vec<(Severity, String)> = vec![];
+    let mut reasons = vec![];
+    for c in checks {
+        let r = &c.result;
+        if r.status == Status::Error {
+            reasons.push(format!(
+                "{} errored: {}",
+                r.check.id,
+                r.reason.as_deref().unwrap_or("")
+            ));
+        } else if r.status.is_failing() && fail_on.includes(r.severity) {
+            let open: Vec<&str> = c
+                .findings
+                .iter()
+                .filter(|f| f.counts())
+                .map(|f| f.object.as_str())
+                .collect();
+            let n = open.len();
+            if n > 0 {
+                let mut named = open.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+                if n > 5 {
+                    named.push_str(&format!(" and {} more", n - 5));
+                }
+                let s = if n == 1 { "" } else { "s" };
+                failing.push((
+                    r.severity,
+                    format!(
+                        "{} ({}) {}: {n} finding{s}: {named}",
+                        r.check.id, r.severity, r.status
+                    ),
+                ));
+            }
+        }
+    }
+    failing.sort_by_key(|(sev, _)| std::cmp::Reverse(*sev));
+    reasons.extend(failing.into_iter().map(|(_, r)| r));
+    reasons
 }
 
 #[cfg(test)]

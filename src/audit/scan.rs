@@ -17,12 +17,11 @@
 //! lowest (text), and the plan's `args` from `$5` (text).
 
 use crate::audit::outcome::Row3;
+use crate::audit::plan::ScanSettings;
 use crate::audit::plan::{bind, count_params, outcome, plan, skipped, Part, Step};
 use crate::audit::session::{
     locked_evidence, object_fault, safely, text_params, Locks, ObjectFault,
 };
-use crate::checks::params::{self, ParamValue};
-use crate::config::LoadedConfig;
 use crate::db::{db_message, is_statement_timeout};
 use std::collections::HashMap;
 use tokio_postgres::types::{ToSql, Type};
@@ -125,8 +124,8 @@ pub(crate) fn units(plans: &[Vec<Step>], cost: &[u32]) -> Vec<Unit> {
 /// Raise work_mem to `audit.work_mem_mb` for the rest of the transaction (never lower
 /// it): the data checks' sorts then stay in memory. Once per connection, before its
 /// first unit; best effort: the checks still run, slower, if it cannot be set.
-pub(crate) async fn raise_work_mem(client: &Client, config: &LoadedConfig) {
-    let mb = config.config.audit.work_mem_mb.to_string();
+pub(crate) async fn raise_work_mem(client: &Client, settings: &ScanSettings) {
+    let mb = &settings.work_mem_mb;
     let _ = safely(client, Locks::Keep, async {
         client
             .query(
@@ -146,17 +145,17 @@ pub(crate) async fn raise_work_mem(client: &Client, config: &LoadedConfig) {
 pub async fn run_data(
     client: &Client,
     rows: &[Row],
-    config: &LoadedConfig,
+    settings: &ScanSettings,
 ) -> Result<Vec<Row3>, String> {
     let steps = match plan(rows) {
         Ok(s) => s,
         Err(no) => return no.map(skipped),
     };
     let plans = [steps];
-    raise_work_mem(client, config).await;
+    raise_work_mem(client, settings).await;
     let mut outcomes = Outcomes::default();
     for unit in units(&plans, &[0]) {
-        outcomes.extend(run_unit(client, &plans, &unit, config).await);
+        outcomes.extend(run_unit(client, &plans, &unit, settings).await);
     }
     finish(client, 0, &plans[0], &outcomes).await
 }
@@ -166,7 +165,7 @@ pub(crate) async fn run_unit(
     client: &Client,
     plans: &[Vec<Step>],
     unit: &Unit,
-    config: &LoadedConfig,
+    settings: &ScanSettings,
 ) -> Vec<(StepId, Result<Outcome, String>)> {
     let object = |id: &StepId| &plans[id.0][id.1].object;
     match unit {
@@ -187,7 +186,7 @@ pub(crate) async fn run_unit(
         Unit::Scan { scan, key, parts } => {
             let of = |id: &StepId| plans[id.0][id.1].part.as_ref();
             let all: Vec<&Part> = parts.iter().filter_map(of).collect();
-            match scan_figures(client, scan, key, &all, config).await {
+            match scan_figures(client, scan, key, &all, settings).await {
                 Ok(figures) => parts
                     .iter()
                     .zip(figures)
@@ -203,7 +202,7 @@ pub(crate) async fn run_unit(
                 Err(_) => {
                     let mut out = vec![];
                     for (id, p) in parts.iter().zip(all) {
-                        let r = scan_figures(client, scan, key, &[p], config).await;
+                        let r = scan_figures(client, scan, key, &[p], settings).await;
                         out.push((
                             *id,
                             r.map(|mut f| Outcome::Figures(f.remove(0)))
@@ -270,14 +269,10 @@ async fn scan_figures(
     scan: &str,
     key: &str,
     parts: &[&Part],
-    config: &LoadedConfig,
+    settings: &ScanSettings,
 ) -> Result<Vec<Figures>, String> {
     let sql = scan_sql(scan, key, parts);
-    let percent = match params::value(&config.config, "sample_percent") {
-        Some(ParamValue::Text(p)) => p,
-        _ => String::new(),
-    };
-    let args = [percent];
+    let args = [settings.sample_percent.clone()];
     // The hit rows are few, but the planner cannot know it (a `<>` test is estimated
     // to keep most rows), and a plan that ships many rows from parallel workers looks
     // dear: without this, a 10M-row table is read by one process (1.8 s, not 0.9 s).

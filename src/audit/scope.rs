@@ -31,11 +31,7 @@ pub async fn query(
     sql: &str,
 ) -> Result<Vec<tokio_postgres::Row>, String> {
     let composed = catalog.compose_query(uses, sql);
-    let values: Vec<ParamValue> = composed
-        .params
-        .iter()
-        .map(|p| params::value(&config.config, p).unwrap_or(ParamValue::Text(String::new())))
-        .collect();
+    let values = params::bind(&config.config, &composed.params);
     let refs: Vec<_> = values.iter().map(ParamValue::as_sql).collect();
     client
         .query(&composed.sql, &refs)

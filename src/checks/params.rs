@@ -185,6 +185,15 @@ pub fn value(config: &Config, name: &str) -> Option<ParamValue> {
     })
 }
 
+/// The configured value of each named parameter (empty text when unset), in `$n`
+/// order: what a composed statement's `params` are bound to.
+pub fn bind(config: &Config, names: &[String]) -> Vec<ParamValue> {
+    names
+        .iter()
+        .map(|p| value(config, p).unwrap_or(ParamValue::Text(String::new())))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

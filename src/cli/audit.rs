@@ -1,13 +1,13 @@
 //! `pg-integrity audit`: select the checks, run them on the target, judge them
 //! against the gate, and render the reports.
 
-use crate::audit::execute::{self, AuditOptions};
+use crate::audit::execute;
 use crate::audit::gate::{assess, score, Assessment, Baseline, FailOn, GateOptions};
-use crate::audit::scope;
+use crate::audit::plan::{self, AuditOptions, Plan, PlanError};
 use crate::checks::catalog::Catalog;
 use crate::cli::args::{AuditArgs, ProbeMode};
 use crate::cli::exit::{write_stdout, Failure, EXIT_DATABASE, EXIT_GATE, EXIT_INPUT, EXIT_OK};
-use crate::cli::target::{answering, env_var, load_catalog, open_target, Target};
+use crate::cli::target::{answering, env_var, load_catalog, open_target};
 use crate::config::LoadedConfig;
 use crate::db::connection::ConnectOptions;
 use crate::model::Severity;
@@ -45,35 +45,13 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
         }
         config.config.audit.sample_percent = Some(pct);
     }
-    let fail_on = FailOn::parse(&args.fail_on).ok_or_else(|| {
-        Failure::msg(
-            EXIT_INPUT,
-            format!("unknown --fail-on `{}`", args.fail_on),
-            "use critical, high, medium, low or never",
-        )
-    })?;
+    let gate_opts = gate_options(&args)?;
     let outputs: Vec<(Format, PathBuf)> = args
         .output
         .iter()
         .map(|o| parse_output(o))
         .collect::<Result<_, _>>()?;
-    let baseline = match &args.baseline {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                Failure::msg(
-                    EXIT_INPUT,
-                    format!("cannot read baseline {}: {e}", p.display()),
-                    "create one with --write-baseline FILE",
-                )
-            })?;
-            Some(
-                Baseline::parse(&p.display().to_string(), &text).map_err(|m| {
-                    Failure::msg(EXIT_INPUT, m, "regenerate it with --write-baseline FILE")
-                })?,
-            )
-        }
-        None => None,
-    };
+    let baseline = read_baseline(args.baseline.as_deref())?;
     let opts = AuditOptions {
         jobs: args.jobs,
         deep: args.deep,
@@ -84,23 +62,19 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
         progress: true,
         batch: !args.no_batch,
     };
-    let selected = execute::select(&catalog, &config, &opts)
+    let selected = plan::select(&catalog, &config, &opts)
         .map_err(|m| Failure::msg(EXIT_INPUT, m, "`pg-integrity checks list` shows every id"))?;
     let target = open_target(&args.target).await?;
-    let mut opts = opts;
-    let (jobs, tenancy) =
-        answering(&config, check_scope(&target, &catalog, &config, opts.jobs)).await?;
-    opts.jobs = jobs;
-    let run = answering(&config, async {
-        Ok(execute::audit(&target.options, &catalog, &config, &opts, selected).await?)
+    let plan = answering(&config, async {
+        plan::build(&target.options, &catalog, &config, &opts, selected)
+            .await
+            .map_err(plan_failure)
     })
     .await?;
+    refuse_scope(&plan)?;
+    let tenancy = plan.tenancy.clone();
+    let run = answering(&config, async { Ok(execute::run(plan).await?) }).await?;
     drop(target);
-    let gate_opts = GateOptions {
-        fail_on,
-        min_score: args.min_score,
-        today: chrono::Utc::now().date_naive(),
-    };
     let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
     assessment.findings_limit = args.findings.0;
     assessment.tenancy = tenancy;
@@ -111,31 +85,80 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
         .map(|p| p.display().to_string())
         .or_else(|| config.source.as_ref().map(|s| s.name.clone()));
     if let Some(path) = &args.write_baseline {
-        let b = Baseline::from_assessment(&assessment);
-        let text = serde_json::to_string_pretty(&b).unwrap_or_default() + "\n";
-        std::fs::write(path, text).map_err(|e| {
-            Failure::msg(
-                EXIT_INPUT,
-                format!("cannot write baseline {}: {e}", path.display()),
-                "check the directory exists and is writable",
-            )
-        })?;
-        let checks = b
-            .findings
-            .iter()
-            .map(|f| f.check.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
-        eprintln!(
-            "wrote baseline {} ({} finding{} of {checks} check{}): later audits with --baseline {} fail only on new findings",
-            path.display(),
-            b.findings.len(),
-            plural(b.findings.len()),
-            plural(checks),
-            path.display()
-        );
+        write_baseline(path, &assessment)?;
     }
+    render(&args, &outputs, &assessment)?;
+    Ok(if assessment.gate.passed {
+        EXIT_OK
+    } else {
+        EXIT_GATE
+    })
+}
+
+fn gate_options(args: &AuditArgs) -> Result<GateOptions, Failure> {
+    let fail_on = FailOn::parse(&args.fail_on).ok_or_else(|| {
+        Failure::msg(
+            EXIT_INPUT,
+            format!("unknown --fail-on `{}`", args.fail_on),
+            "use critical, high, medium, low or never",
+        )
+    })?;
+    Ok(GateOptions {
+        fail_on,
+        min_score: args.min_score,
+        today: chrono::Utc::now().date_naive(),
+    })
+}
+
+fn read_baseline(path: Option<&std::path::Path>) -> Result<Option<Baseline>, Failure> {
+    let Some(p) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(p).map_err(|e| {
+        Failure::msg(
+            EXIT_INPUT,
+            format!("cannot read baseline {}: {e}", p.display()),
+            "create one with --write-baseline FILE",
+        )
+    })?;
+    Baseline::parse(&p.display().to_string(), &text)
+        .map(Some)
+        .map_err(|m| Failure::msg(EXIT_INPUT, m, "regenerate it with --write-baseline FILE"))
+}
+
+fn write_baseline(path: &std::path::Path, assessment: &Assessment) -> Result<(), Failure> {
+    let b = Baseline::from_assessment(assessment);
+    let text = serde_json::to_string_pretty(&b).unwrap_or_default() + "\n";
+    std::fs::write(path, text).map_err(|e| {
+        Failure::msg(
+            EXIT_INPUT,
+            format!("cannot write baseline {}: {e}", path.display()),
+            "check the directory exists and is writable",
+        )
+    })?;
+    let checks = b
+        .findings
+        .iter()
+        .map(|f| f.check.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    eprintln!(
+        "wrote baseline {} ({} finding{} of {checks} check{}): later audits with --baseline {} fail only on new findings",
+        path.display(),
+        b.findings.len(),
+        plural(b.findings.len()),
+        plural(checks),
+        path.display()
+    );
+    Ok(())
+}
+
+/// The report on stdout (a table on a terminal, JSON on a pipe, unless `--format`),
+/// each `--output` file, and GitHub annotations inside Actions.
+fn render(
+    args: &AuditArgs,
+    outputs: &[(Format, PathBuf)],
+    assessment: &Assessment,
+) -> Result<(), Failure> {
     let stdout_terminal = std::io::stdout().is_terminal();
     let format = args.format.unwrap_or(if stdout_terminal {
         Format::Table
@@ -143,8 +166,8 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
         Format::Json
     });
     let width = if stdout_terminal { None } else { Some(120) };
-    for (f, path) in &outputs {
-        let text = report::render(*f, &assessment, Some(120))
+    for (f, path) in outputs {
+        let text = report::render(*f, assessment, Some(120))
             .map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
         std::fs::write(path, text).map_err(|e| {
             Failure::msg(
@@ -155,20 +178,16 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
         })?;
     }
     let text =
-        report::render(format, &assessment, width).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+        report::render(format, assessment, width).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
     write_stdout(&text);
     if wants_annotations(format, args.no_annotations, &env_var) {
         // On stderr, which the Actions runner reads for workflow commands as it
         // reads stdout, so that `--format json > report.json` stays valid JSON.
         let mut err = std::io::stderr().lock();
-        let _ = err.write_all(report::github::render(&assessment).as_bytes());
+        let _ = err.write_all(report::github::render(assessment).as_bytes());
         let _ = err.flush();
     }
-    Ok(if assessment.gate.passed {
-        EXIT_OK
-    } else {
-        EXIT_GATE
-    })
+    Ok(())
 }
 
 /// Inside GitHub Actions (`GITHUB_ACTIONS=true`), findings are also emitted as
@@ -192,8 +211,11 @@ pub(crate) async fn quick_audit(
         ..AuditOptions::default()
     };
     let selected =
-        execute::select(catalog, config, &opts).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
-    let run = execute::audit(options, catalog, config, &opts, selected).await?;
+        plan::select(catalog, config, &opts).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
+    let plan = plan::build(options, catalog, config, &opts, selected)
+        .await
+        .map_err(plan_failure)?;
+    let run = execute::run(plan).await?;
     let gate = GateOptions {
         fail_on: FailOn::At(Severity::High),
         min_score: None,
@@ -214,18 +236,17 @@ pub(crate) fn score_line(before: &Assessment, after: &Assessment) -> String {
     }
 }
 
-/// Refuse a scope that would turn the checks off in silence (exit 2), and cap `--jobs`
-/// at the connections the server can spare (said on stderr).
-async fn check_scope(
-    target: &Target,
-    catalog: &Catalog,
-    config: &LoadedConfig,
-    jobs: usize,
-) -> Result<(usize, Option<(String, String)>), Failure> {
-    let client = crate::db::connection::connect(&target.options).await?;
-    let scope = scope::inspect(&client, catalog, config)
-        .await
-        .map_err(|m| Failure::msg(EXIT_DATABASE, m, ""))?;
+fn plan_failure(e: PlanError) -> Failure {
+    match e {
+        PlanError::Connection(e) => e.into(),
+        PlanError::Scope(m) => Failure::msg(EXIT_DATABASE, m, ""),
+    }
+}
+
+/// Refuse a scope that would turn the checks off in silence (exit 2), and say on
+/// stderr when `--jobs` was capped at the connections the server can spare.
+fn refuse_scope(plan: &Plan) -> Result<(), Failure> {
+    let scope = &plan.scope;
     if let Some((missing, near)) = scope.missing_schemas.first() {
         return Err(Failure::msg(
             EXIT_INPUT,
@@ -242,21 +263,13 @@ async fn check_scope(
             "check scope.schemas and scope.exclude_tables in pg-integrity.toml, and that this is the database you meant",
         ));
     }
-    let capped = scope::cap_jobs(jobs, scope.free_connections);
-    if capped < jobs {
+    if let Some(cap) = plan.jobs_cap {
         eprintln!(
-            "note: --jobs {jobs} capped at {capped}: the server has {} free connection slots, and the application keeps the rest",
-            scope.free_connections.max(0)
+            "note: --jobs {} capped at {}: the server has {} free connection slots, and the application keeps the rest",
+            cap.requested,
+            cap.capped,
+            cap.free_connections.max(0)
         );
     }
-    // The tenancy model the rls checks judge by, and why, for the report's header.
-    let tenancy = if catalog.fragments.contains_key("tenancy_model") {
-        scope::tenancy_model(&client, catalog, config)
-            .await
-            .ok()
-            .flatten()
-    } else {
-        None
-    };
-    Ok((capped, tenancy))
+    Ok(())
 }
