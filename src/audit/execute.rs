@@ -248,7 +248,30 @@ async fn open_session(
         }
         clients.push(c);
     }
+    register(&clients).await;
     Ok(clients)
+}
+
+/// Tell every connection of the session which backends are the audit's own
+/// (`pg_integrity.audit_pids`, transaction-local): the checks that read
+/// pg_stat_activity leave them out by pid (`checks/lib/audit_sessions.sql`), never by
+/// a name an application could share. Before any work starts.
+async fn register(clients: &[Client]) {
+    let mut pids = vec![];
+    for c in clients {
+        if let Ok(row) = c.query_one("select pg_backend_pid()", &[]).await {
+            pids.push(row.get::<_, i32>(0).to_string());
+        }
+    }
+    let pids = pids.join(",");
+    for c in clients {
+        let _ = c
+            .execute(
+                "select set_config('pg_integrity.audit_pids', $1, true)",
+                &[&pids],
+            )
+            .await;
+    }
 }
 
 /// The order work is taken in: data checks' plans first (the scans they queue are the
