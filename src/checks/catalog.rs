@@ -75,6 +75,59 @@ struct RawCheck {
     sql: Option<Spanned<String>>,
     #[serde(default, rename = "test")]
     tests: Vec<RawTest>,
+    /// How a finding is fixed (`pg-integrity fix`): see [`FixTemplate`].
+    #[serde(default)]
+    fix: Option<FixTemplate>,
+}
+
+/// `[fix]`: how `pg-integrity fix` turns a finding into migration statements (SPEC §3,
+/// §7; docs/fix.md). `{name}` placeholders are filled from the finding's extra columns
+/// `fix_<name>` (returned by the check's query, identifiers already quoted there with
+/// quote_ident/format('%I')); `{name:ident}` and `{name:literal}` quote the value
+/// when filling. `{object}` is the finding's object (for comments).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixTemplate {
+    /// Migration name stem, e.g. `fk_indexes` (letters, digits, underscores).
+    pub name: String,
+    /// One line said in each migration's header: what the fix does.
+    pub summary: String,
+    /// Run in this order; each step becomes its own migration(s), later than the
+    /// step before it for every finding.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<FixStep>,
+    /// A data question a person must answer first (NULL rows, orphans, duplicates).
+    #[serde(default)]
+    pub decision: Option<FixDecision>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixStep {
+    /// false: a no-transaction migration, statement by statement (CREATE INDEX
+    /// CONCURRENTLY, VALIDATE); its statements must be safe to re-run.
+    #[serde(default = "yes")]
+    pub transaction: bool,
+    /// Only for findings whose field `fix_<when>` is true.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// Once per element of the text[] field `fix_<each>` (`{<each>}` is the element).
+    #[serde(default)]
+    pub each: Option<String>,
+    pub sql: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixDecision {
+    /// A read-only query returning one number: the rows a person must decide about.
+    pub count: String,
+    /// What the person must decide, written as the migration's `-- TODO(pg-integrity):`.
+    pub todo: String,
 }
 
 /// What a check needs before it can run; a missing one makes it `skipped`.
@@ -165,6 +218,8 @@ pub struct Check {
     pub cost: u32,
     pub sql: Option<String>,
     pub tests: Vec<TestCase>,
+    /// `[fix]`: how `pg-integrity fix` fixes a finding, if it can.
+    pub fix: Option<FixTemplate>,
     pub file: SourceFile,
     /// Byte offset of the SQL text inside `file`, when it can be mapped exactly.
     pub sql_offset: Option<usize>,
@@ -921,6 +976,7 @@ fn parse_check(
         cost: raw.cost.unwrap_or(1),
         sql: raw.sql.map(Spanned::into_inner),
         tests,
+        fix: raw.fix,
         file: src,
         sql_offset,
     })

@@ -46,6 +46,13 @@ pub enum Command {
     /// Inspect and apply the remediation migrations (compiled in), safely on a live database
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Audit, then write migrations for every finding with a safe mechanical fix (the
+    /// checks' [fix] templates) and list the findings left to a person, with why
+    #[command(after_help = "Examples:\n  \
+        pg-integrity fix --database-url postgres://admin@db/app --out db/fixes\n  \
+        pg-integrity fix --schema schema.sql --only schema.foreign_key_indexes --naming sqlx\n  \
+        pg-integrity migrate apply --database-url postgres://admin@db/app --from db/fixes")]
+    Fix(Box<FixArgs>),
     /// Throwaway server with the ticket-service fixture: audit, migrate, audit again, compare
     Demo,
     /// Inspect a database and write a commented pg-integrity.toml: the tenant column and
@@ -112,6 +119,33 @@ pub enum MigrateCommand {
         #[command(flatten)]
         source: MigrationSource,
     },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FixArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Fix only the findings of these checks (comma-separated ids)
+    #[arg(long, value_delimiter = ',', value_name = "ID,..")]
+    pub only: Vec<String>,
+    /// Directory the migrations are written to (created if missing); they are numbered
+    /// after the migrations already there and in the database's history
+    #[arg(long, default_value = "pg-integrity-fixes", value_name = "DIR")]
+    pub out: PathBuf,
+    /// File names for the runner that applies them: refinery and flyway V<n>__name.sql
+    /// (what `migrate apply --from` reads), sqlx <n>_name.sql, plain NNNN_name.sql
+    #[arg(long, value_enum, default_value_t = FixNaming::Refinery)]
+    pub naming: FixNaming,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FixNaming {
+    Refinery,
+    Flyway,
+    Sqlx,
+    Plain,
 }
 
 /// Where migrations come from.

@@ -8,6 +8,7 @@ pub mod checks;
 pub mod completions;
 pub mod demo;
 pub mod exit;
+pub mod fix;
 pub mod init;
 pub mod migrate;
 pub mod target;
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Audit(args) => audit::run(*args).await,
         Command::Checks(cmd) => checks::run(cmd).await,
         Command::Migrate(cmd) => migrate::run(cmd).await,
+        Command::Fix(args) => fix::run(*args).await,
         Command::Demo => demo::run().await,
         Command::Init(args) => init::run(args).await,
         Command::Completions { shell } => completions::completions(shell),
