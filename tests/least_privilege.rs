@@ -160,3 +160,78 @@ async fn a_missing_select_privilege_is_named_with_the_grant() {
         .await
         .unwrap();
 }
+
+/// pg_stat_statements hides other roles' statement texts from a role without
+/// pg_read_all_stats: the checks reading tracked statements say so (unknown, naming
+/// the grant) where a superuser sees the application's lost update.
+#[test]
+fn hidden_tracked_statements_are_unknown_never_a_pass() {
+    let sb = pg_integrity::db::sandbox::Sandbox::start(&[
+        "shared_preload_libraries = 'pg_stat_statements'",
+    ])
+    .expect("a throwaway server with pg_stat_statements");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let admin = pg_integrity::db::connection::connect(&sb.options("postgres"))
+            .await
+            .unwrap();
+        admin.batch_execute("create database lp_stats").await.unwrap();
+        let c = pg_integrity::db::connection::connect(&sb.options("lp_stats"))
+            .await
+            .unwrap();
+        c.batch_execute(
+            "create extension pg_stat_statements;
+             create table products(id int primary key, stock int not null);
+             insert into products values (1, 10);
+             create role lp_select login;
+             grant connect on database lp_stats to lp_select;
+             grant usage on schema public to lp_select;
+             grant select on all tables in schema public to lp_select;
+             create role lp_stats login in role pg_read_all_stats;
+             grant connect on database lp_stats to lp_stats;
+             grant usage on schema public to lp_stats;
+             grant select on all tables in schema public to lp_stats;",
+        )
+        .await
+        .unwrap();
+        // the application's lost update: an absolute assignment, no row lock
+        for _ in 0..3 {
+            c.batch_execute("update products set stock = 9 where id = 1")
+                .await
+                .unwrap();
+        }
+    });
+    let audit = |user: &str| -> serde_json::Value {
+        let url = format!(
+            "host={} port=5432 user={user} dbname=lp_stats",
+            sb.socket_dir().display()
+        );
+        let out = cli()
+            .args(["audit", "--format", "json", "--fail-on", "never"])
+            .args(["--only", "locking.atomic_inventory_updates"])
+            .args(["--database-url", &url])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        json_report(&out)
+    };
+    let id = "locking.atomic_inventory_updates";
+    let superuser = audit("postgres");
+    assert_eq!(check_in(&superuser, id)["status"], "fail", "{superuser}");
+    // With pg_read_all_stats the role sees what the superuser sees.
+    let stats = audit("lp_stats");
+    assert_eq!(check_in(&stats, id)["status"], "fail", "{stats}");
+    // Without it: no pass, and the reason names the grant.
+    let doc = audit("lp_select");
+    let c = check_in(&doc, id);
+    assert_eq!(c["status"], "skipped", "{c}");
+    let reason = c["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("hidden from lp_select")
+            && reason.contains("GRANT pg_read_all_stats TO lp_select"),
+        "{reason}"
+    );
+}
