@@ -178,7 +178,10 @@ fn hidden_tracked_statements_are_unknown_never_a_pass() {
         let admin = pg_integrity::db::connection::connect(&sb.options("postgres"))
             .await
             .unwrap();
-        admin.batch_execute("create database lp_stats").await.unwrap();
+        admin
+            .batch_execute("create database lp_stats")
+            .await
+            .unwrap();
         let c = pg_integrity::db::connection::connect(&sb.options("lp_stats"))
             .await
             .unwrap();
