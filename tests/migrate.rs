@@ -566,3 +566,67 @@ fn deep_audit_finds_every_planted_problem_and_preflight_refuses_it() {
     );
     assert!(err.contains("available_quantity"), "{err}");
 }
+
+#[test]
+fn a_first_migration_that_fails_leaves_no_history_table() {
+    let db = sync(TestDb::new(BASE));
+    let dir = migrations(&[("V1__breaks.sql", "select 1/0;")]);
+    let out = migrate(&db, dir.path(), &["apply", "--no-audit"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        sync(count(
+            &db,
+            "select count(*) from pg_class where relname = 'refinery_schema_history'"
+        )),
+        0,
+        "nothing applied: the database is as it was, history table included"
+    );
+}
+
+#[test]
+fn all_preflights_run_before_the_first_migration() {
+    let db = sync(TestDb::new(&format!(
+        "{BASE} insert into children values (12, 99, null);"
+    )));
+    let dir = migrations(&[
+        ("V1__harmless.sql", "create table marker(id int);"),
+        (
+            "V2__fk.sql",
+            "alter table children add constraint children_parent_id_fkey foreign key (parent_id) references parents(id) not valid;",
+        ),
+    ]);
+    let out = migrate(&db, dir.path(), &["apply", "--no-audit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("V2__fk"), "{err}");
+    assert_eq!(
+        sync(count(
+            &db,
+            "select count(*) from pg_class where relname in ('marker', 'refinery_schema_history')"
+        )),
+        0,
+        "V1 was not applied: V2's preflight refused first"
+    );
+}
+
+#[test]
+fn the_built_in_migrations_refuse_another_schema_and_point_at_fix() {
+    let db = sync(TestDb::new(BASE));
+    let mut c = cli();
+    c.args(["migrate", "apply", "--no-audit", "--database-url", &db.url])
+        .timeout(Duration::from_secs(120));
+    let out = c.output().unwrap();
+    assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ticket-service") && err.contains("pg-integrity fix"),
+        "{err}"
+    );
+    assert_eq!(
+        sync(count(
+            &db,
+            "select count(*) from pg_class where relname = 'refinery_schema_history'"
+        )),
+        0
+    );
+}

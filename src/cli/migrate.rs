@@ -14,7 +14,7 @@ use std::time::Duration;
 impl From<MigrateError> for Failure {
     fn from(e: MigrateError) -> Self {
         let code = match e {
-            MigrateError::Invalid(..) => EXIT_INPUT,
+            MigrateError::Invalid(..) | MigrateError::NotTheFixture(_) => EXIT_INPUT,
             MigrateError::Database(_) => EXIT_DATABASE,
             _ => EXIT_GATE,
         };
@@ -148,6 +148,15 @@ async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
     let (catalog, config) = load_catalog(&args.catalog)?;
     let target = open_target(&args.target).await?;
     let from = args.source.from.as_deref();
+    if from.is_none() {
+        // The compiled-in migrations fit one schema: refuse any other before touching it.
+        let client = connect(&target.options).await?;
+        let applied = status::history(&client).await?;
+        let missing = apply::missing_fixture_tables(&client).await?;
+        if applied.is_empty() && !missing.is_empty() {
+            return Err(MigrateError::NotTheFixture(missing.join(", ")).into());
+        }
+    }
     if args.dry_run {
         return print_plan(&target, args.target_version, from).await;
     }

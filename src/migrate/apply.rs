@@ -82,9 +82,68 @@ async fn unlock(client: &Client) {
 pub async fn apply(client: &mut Client, opts: &ApplyOptions) -> Result<ApplyReport, MigrateError> {
     let files = load(opts.from.as_deref())?;
     lock(client, opts.lock_wait).await?;
+    let had_history = history_exists(client).await;
     let result = apply_locked(client, &files, opts).await;
+    // Nothing applied on a database that had no history: leave no history table
+    // behind (refinery creates it before the first migration runs).
+    if !had_history.unwrap_or(true) && result.as_ref().map_or(true, |r| r.applied.is_empty()) {
+        let _ = drop_empty_history(client).await;
+    }
     unlock(client).await;
     result
+}
+
+async fn history_exists(client: &Client) -> Result<bool, MigrateError> {
+    Ok(client
+        .query_one("select to_regclass($1) is not null", &[&HISTORY_TABLE])
+        .await?
+        .get(0))
+}
+
+/// Drop the history table when it holds no row (called under the advisory lock).
+async fn drop_empty_history(client: &Client) -> Result<(), MigrateError> {
+    if !history_exists(client).await? {
+        return Ok(());
+    }
+    let rows: i64 = client
+        .query_one(&format!("select count(*) from {HISTORY_TABLE}"), &[])
+        .await?
+        .get(0);
+    if rows == 0 {
+        client
+            .batch_execute(&format!("drop table if exists {HISTORY_TABLE}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The ticket-service fixture's tables, which the compiled-in migrations are written for.
+pub const FIXTURE_TABLES: &[&str] = &[
+    "tenants",
+    "users",
+    "venues",
+    "events",
+    "ticket_types",
+    "orders",
+    "order_items",
+    "tickets",
+    "ticket_transfers",
+    "payments",
+    "refunds",
+    "webhook_events",
+    "jobs",
+];
+
+/// The fixture tables this database lacks (empty: it is the ticket-service schema).
+pub async fn missing_fixture_tables(client: &Client) -> Result<Vec<String>, MigrateError> {
+    let names: Vec<String> = FIXTURE_TABLES.iter().map(|t| t.to_string()).collect();
+    let rows = client
+        .query(
+            "select t from unnest($1::text[]) t where to_regclass(format('%I', t)) is null",
+            &[&names],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 async fn apply_locked(
@@ -110,6 +169,10 @@ async fn apply_locked(
             opts.lock_timeout_ms
         ))
         .await?;
+    // Every preflight before the first migration: a refusal changes nothing.
+    for m in &pending {
+        preflight::check(client, m).await?;
+    }
     let mut report = ApplyReport::default();
     for m in pending {
         let started = Instant::now();
@@ -122,7 +185,6 @@ async fn apply_locked(
                 ""
             }
         ));
-        preflight::check(client, m).await?;
         if m.no_transaction {
             apply_no_transaction(client, m, opts).await?;
         } else {

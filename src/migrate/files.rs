@@ -60,6 +60,12 @@ pub enum MigrateError {
         help("the failed migration was rolled back; the database is as it was before it")
     )]
     Failed { migration: String, message: String },
+    #[error("the built-in migrations are the ticket-service fixture's, and this database is not that schema (no {0})")]
+    #[diagnostic(
+        code(pg_integrity::migrate::not_the_fixture),
+        help("write migrations for this database with `pg-integrity fix --out DIR`, then apply them with `pg-integrity migrate apply --from DIR`")
+    )]
+    NotTheFixture(String),
     #[error("database error: {0}")]
     #[diagnostic(code(pg_integrity::migrate::database))]
     Database(String),

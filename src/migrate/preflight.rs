@@ -72,6 +72,14 @@ fn balanced(s: &str, open: usize) -> Option<&str> {
     None
 }
 
+/// The `-- TODO(pg-integrity):` line `pg-integrity fix` writes into a migration that
+/// needs a person's decision; such a migration is refused until the line is deleted.
+pub fn todo(sql: &str) -> Option<&str> {
+    sql.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("-- TODO(pg-integrity):"))
+}
+
 /// Constraints a migration adds.
 pub fn rules(sql: &str) -> Vec<Rule> {
     let q = qualified();
@@ -157,6 +165,14 @@ pub fn rules(sql: &str) -> Vec<Rule> {
 
 /// Run every rule's data query; refuse the migration if any finds rows.
 pub async fn check(client: &Client, m: &MigrationFile) -> Result<(), MigrateError> {
+    if let Some(todo) = todo(&m.sql) {
+        return Err(MigrateError::Preflight {
+            migration: m.label(),
+            details: format!(
+                "  it waits for a person's decision: {todo}\n  decide, act (the file shows the rows concerned), then delete the TODO line"
+            ),
+        });
+    }
     let mut problems = vec![];
     for rule in rules(&m.sql) {
         let table = match &rule {
