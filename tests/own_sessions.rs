@@ -26,7 +26,7 @@ where a.datname = current_database()
 '''
 [[test]]
 name = "p"
-expect = "not_applicable"
+expect = "pass"
 [[test]]
 name = "f"
 expect = "fail"
