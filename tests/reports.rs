@@ -47,9 +47,11 @@ fn fixture() -> &'static Fixture {
             .build()
             .unwrap();
         rt.block_on(async {
-            let catalog = Catalog::load(&[] as &[PathBuf]).expect("the built-in catalog loads");
+            let mut catalog = Catalog::load(&[] as &[PathBuf]).expect("the built-in catalog loads");
             let config = LoadedConfig::load(Some(&Path::new(FIXTURE).join("pg-integrity.toml")))
                 .expect("the fixture config loads");
+            // as the CLI does: the checks' words in the configured names
+            report::names::fill_catalog(&mut catalog, &config.config);
             let opts = AuditOptions {
                 skip: catalog
                     .ordered()
@@ -826,4 +828,65 @@ fn checks_list_json_has_every_check_with_its_fields() {
     };
     assert_eq!(by_id("schema.foreign_keys")["severity"], "critical");
     assert_eq!(by_id("schema.duplicate_indexes")["disabled"], true);
+}
+
+#[test]
+fn titles_and_remediation_use_the_configured_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.sql");
+    std::fs::write(
+        &schema,
+        "create table organizations(id uuid primary key);\n\
+         create table invoices(id uuid primary key, organization_id uuid not null);\n\
+         create role lago_app_pgi_names;\n",
+    )
+    .unwrap();
+    let config = dir.path().join("pg-integrity.toml");
+    std::fs::write(
+        &config,
+        "[tenancy]\ncolumn = \"organization_id\"\ntenant_table = \"organizations\"\n\
+         setting = \"app.org\"\n[roles]\napp = [\"lago_app_pgi_names\"]\n",
+    )
+    .unwrap();
+    let out = cli()
+        .args(["audit", "--format", "json", "--only"])
+        .arg("tenancy.tenant_column,tenancy.tenant_foreign_key")
+        .arg("--config")
+        .arg(&config)
+        .arg("--schema")
+        .arg(&schema)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let check = |id: &str| support::check_in(&doc, id);
+    assert_eq!(
+        check("tenancy.tenant_column")["title"],
+        "organization_id on all tables"
+    );
+    let fk = check("tenancy.tenant_foreign_key");
+    assert_eq!(fk["title"], "organization_id references organizations");
+    assert_eq!(fk["status"], "fail", "{fk}");
+    let text = fk["remediation"].as_str().unwrap();
+    assert!(
+        text.contains("FOREIGN KEY (organization_id) REFERENCES organizations(id)"),
+        "{text}"
+    );
+    // No default name and no placeholder is left in what this audit says.
+    let all = doc.to_string();
+    for left in ["tenant_id", "{tenant_"] {
+        assert!(!all.contains(left), "`{left}` in {all}");
+    }
+    // `checks show` and `checks list` speak the same names.
+    let show = cli()
+        .args(["checks", "show", "tenancy.tenant_foreign_key", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.starts_with("tenancy.tenant_foreign_key — organization_id references organizations"),
+        "{show}"
+    );
 }

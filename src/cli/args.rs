@@ -200,13 +200,21 @@ pub struct TargetArgs {
     pub database_url: Option<String>,
 
     /// Start a throwaway PostgreSQL from the local server binaries, load these SQL
-    /// files with psql (in order), work there, then remove it. Repeatable
+    /// files with psql (in order), work there, then remove it. Repeatable. psql runs
+    /// them as you, as a superuser of a server started as you: load only files you
+    /// trust. A file that would run a program (\!, \e, \o |, \g |, \w |, \copy ...
+    /// program, a `backquoted` command, COPY ... PROGRAM) is refused unless --allow-shell
     #[arg(long, value_name = "FILE.sql", num_args = 1..)]
     pub schema: Vec<PathBuf>,
 
     /// With --schema: then apply the V<n>__name.sql files of this directory in version order
     #[arg(long, value_name = "DIR", requires = "schema")]
     pub migrations: Option<PathBuf>,
+
+    /// With --schema: let the files run programs on this machine through psql
+    /// meta-commands (\!, \o |, \copy ... program, ...) or COPY ... PROGRAM
+    #[arg(long, requires = "schema")]
+    pub allow_shell: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -41,9 +41,10 @@ pub async fn run() -> Result<u8, Failure> {
         migrations: None,
     })
     .await?;
-    let catalog = Catalog::load(&[] as &[&str]).map_err(Failure::input)?;
+    let mut catalog = Catalog::load(&[] as &[&str]).map_err(Failure::input)?;
     let config = LoadedConfig::parse("ticket-service/pg-integrity.toml", FIXTURE_CONFIG)
         .map_err(Failure::input)?;
+    crate::report::names::fill_catalog(&mut catalog, &config.config);
     let before = quick_audit(&target.options, &catalog, &config).await?;
     write_stdout(&crate::report::table::render(&before, None));
     eprintln!("\napplying the remediation migrations…");

@@ -5,6 +5,29 @@
 //! quoting and psql-free scripts well (sqlparser) or need a C toolchain and the
 //! PostgreSQL sources (pg_query). This only has to find top-level semicolons
 //! outside quotes, dollar quotes and comments.
+//!
+//! Parser decision (issue 16, spike of session 8; not yet acted on):
+//! - `pg_query` (libpg_query: the server's own grammar, so every statement PostgreSQL
+//!   accepts parses, and the tree names the relations and the AlterTableCmd subtypes a
+//!   lock table needs). Its build compiles the vendored C sources and runs bindgen,
+//!   which needs libclang: this machine has only libclang-cpp.so.14, so README's
+//!   prerequisites and `.ci/run` would have to `apt-get install libclang-dev clang`.
+//!   Not built here: the 2 shared cores had every debug build waiting minutes on the
+//!   target lock, and adding a C build to every clean CI run was not worth blocking
+//!   `fix` for.
+//! - squawk's crates (`squawk-syntax` over `squawk-parser`): pure Rust, no toolchain
+//!   beyond cargo, error-tolerant (a lossless rowan tree), and `squawk-linter` carries
+//!   the migration-safety rules (require-concurrent-index-creation, adding-not-nullable-
+//!   field, constraint-missing-not-valid, changing-column-type, …) that `--from`
+//!   flagging wants. Its grammar is a re-implementation, so a statement it does not
+//!   know yet is a parse error where PostgreSQL would accept it. Licence Apache-2.0 OR
+//!   MIT; recent releases are edition 2024 with rust-version 1.90+ (2.40) to 1.94
+//!   (2.53): pin one this toolchain builds (rustc 1.93 here).
+//! Choice: squawk's crates for lint rules and `plan` (no C toolchain for users
+//! or CI; the rules are reused rather than rewritten), with a statement it cannot parse
+//! reported as "lock unknown" rather than guessed; `pg_query` only if fidelity on
+//! function bodies (`checks validate`, body analysis) proves worth libclang in CI.
+//! Until then `migrate::locks` classifies statements by their leading keywords.
 
 pub fn split(sql: &str) -> Vec<String> {
     let b = sql.as_bytes();
