@@ -39,6 +39,7 @@ pub async fn run() -> Result<u8, Failure> {
         database_url: None,
         schema: vec![schema, data],
         migrations: None,
+        allow_shell: false,
     })
     .await?;
     let mut catalog = Catalog::load(&[] as &[&str]).map_err(Failure::input)?;
