@@ -850,7 +850,7 @@ fn titles_and_remediation_use_the_configured_names() {
     .unwrap();
     let out = cli()
         .args(["audit", "--format", "json", "--only"])
-        .arg("tenancy.tenant_column,tenancy.tenant_foreign_key")
+        .arg("tenancy.tenant_column,tenancy.tenant_foreign_key,pool.statement_timeout")
         .arg("--config")
         .arg(&config)
         .arg("--schema")
@@ -873,9 +873,14 @@ fn titles_and_remediation_use_the_configured_names() {
         text.contains("FOREIGN KEY (organization_id) REFERENCES organizations(id)"),
         "{text}"
     );
+    let timeout = check("pool.statement_timeout")["remediation"].to_string();
+    assert!(
+        timeout.contains("ALTER ROLE lago_app_pgi_names SET"),
+        "{timeout}"
+    );
     // No default name and no placeholder is left in what this audit says.
     let all = doc.to_string();
-    for left in ["tenant_id", "{tenant_"] {
+    for left in ["tenant_id", "ticket_app", "{tenant_", "{app_role}"] {
         assert!(!all.contains(left), "`{left}` in {all}");
     }
     // `checks show` and `checks list` speak the same names.
