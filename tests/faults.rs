@@ -321,3 +321,53 @@ async fn concurrent_ddl_during_20_audits_errors_no_check() {
     assert!(errors.is_empty(), "{errors:#?}");
     assert!(rounds > 20, "the DDL loop ran {rounds} rounds only");
 }
+
+/// `--schema` files are loaded by psql as the invoking user: one that would run a
+/// program (here through a file it includes) is refused before any server starts,
+/// unless `--allow-shell`.
+#[test]
+fn a_schema_file_that_runs_a_program_is_refused_without_allow_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    std::fs::write(
+        dir.path().join("schema.sql"),
+        "create table accounts(id int primary key);\n\\ir more.sql\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("more.sql"),
+        format!(
+            "create table notes(id int primary key);\n\\! touch '{}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let schema = dir.path().join("schema.sql");
+    let out = cli()
+        .args(["audit", "--format", "json", "--only", "schema.primary_keys"])
+        .arg("--schema")
+        .arg(&schema)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    support::assert_exit(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("more.sql")
+            && stderr.contains("runs a program")
+            && stderr.contains("--allow-shell"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the command ran");
+
+    let out = cli()
+        .args(["audit", "--format", "json", "--only", "schema.primary_keys"])
+        .arg("--schema")
+        .arg(&schema)
+        .arg("--allow-shell")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    support::assert_exit(&out, 0);
+    assert!(marker.exists(), "--allow-shell lets the file run it");
+}

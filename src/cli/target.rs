@@ -7,7 +7,7 @@ use crate::cli::exit::{Failure, EXIT_DATABASE, EXIT_INPUT};
 use crate::config::LoadedConfig;
 use crate::db::connection::ConnectOptions;
 use crate::db::sandbox::Sandbox;
-use crate::db::watch;
+use crate::db::{shell, watch};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +43,16 @@ pub async fn open_target(args: &TargetArgs) -> Result<Target, Failure> {
     }
     let files = args.schema.clone();
     let migrations = args.migrations.clone();
+    if !args.allow_shell {
+        let mut loaded = files.clone();
+        if let Some(dir) = &migrations {
+            loaded.extend(migration_files(dir)?);
+        }
+        let problems = shell::refuse(&loaded);
+        if !problems.is_empty() {
+            return Err(Failure::input(crate::diag::Problems::new(problems)));
+        }
+    }
     let sandbox = tokio::task::spawn_blocking(move || -> Result<Sandbox, Failure> {
         let sb = Sandbox::start(&[])?;
         sb.create_database(SANDBOX_DB)?;
