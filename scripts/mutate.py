@@ -88,6 +88,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ROOT / "checks"
 DOC = ROOT / "docs" / "test-strength.md"
 EQUIV = ROOT / "scripts" / "mutants-equivalent.toml"
+KILLS = ROOT / "target" / "mutate-case-kills.json"
 PGLAST_VERSION = "8.7"
 TARGET = 0.90
 
@@ -95,17 +96,34 @@ TARGET = 0.90
 # ---------------------------------------------------------------- catalog
 
 
+class Snap:
+    """A file as it was when the run started (others may edit the tree meanwhile):
+    what is measured and what its row's hash says are the same bytes."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.stem = self.path.stem
+        self.bytes = self.path.read_bytes()
+
+    def read_bytes(self):
+        return self.bytes
+
+    def read_text(self):
+        return self.bytes.decode()
+
+
 def load_checks():
     checks = {}
     for p in sorted(CHECKS.glob("*.toml")):
-        data = tomllib.loads(p.read_text())
-        data["_path"] = p
+        snap = Snap(p)
+        data = tomllib.loads(snap.read_text())
+        data["_path"] = snap
         checks[data["id"]] = data
     return checks
 
 
 def load_libs():
-    return {p.stem: p for p in sorted((CHECKS / "lib").glob("*.sql"))}
+    return {p.stem: Snap(p) for p in sorted((CHECKS / "lib").glob("*.sql"))}
 
 
 def automated(c):
@@ -371,7 +389,7 @@ def make_mutants(target, sql, kind, is_check):
         raise ValueError("pglast does not deparse it back to the same tree")
     header = "" if is_check else lib_header(sql)
     edits = site_edits(trees[0].stmt, kind, is_check)
-    mutants, seen = [], {}
+    mutants, seen, made_sql = [], {}, set()
     for op, path, edit in edits:
         root = pglast.parse_sql(sql)[0].stmt
         node = get(root, path) if path else root
@@ -390,8 +408,11 @@ def make_mutants(target, sql, kind, is_check):
         except Exception as e:  # a mutant the deparser cannot print is not made
             print(f"  ({target}: {op} not deparsable: {e})", file=sys.stderr)
             continue
-        if msql == base:
+        if msql == base or msql in made_sql:
+            # the same statement as the check's, or as a mutant made already (two edits
+            # that deparse alike): nothing new to run
             continue
+        made_sql.add(msql)
         key = f"{target}|{op}|{before}|{after}"
         n = seen[key] = seen.get(key, 0) + 1
         mid = f"{op}:{hashlib.sha1(key.encode()).hexdigest()[:8]}" + (f".{n}" if n > 1 else "")
@@ -490,6 +511,18 @@ class Runner:
         self.local = threading.local()
         self.workers = []
         self.lock = threading.Lock()
+        # which case killed how many mutants, per check, from earlier runs: those cases
+        # run first (a killed mutant stops at its first failing case)
+        try:
+            self.kills = json.loads(KILLS.read_text())
+        except (OSError, ValueError):
+            self.kills = {}
+        self.kills_before = json.dumps(self.kills, sort_keys=True)
+
+    def save_kills(self):
+        # counts add up over runs; only their order matters
+        if json.dumps(self.kills, sort_keys=True) != self.kills_before and KILLS.parent.is_dir():
+            KILLS.write_text(json.dumps(self.kills, indent=1, sort_keys=True))
 
     def worker(self):
         w = getattr(self.local, "w", None)
@@ -516,27 +549,56 @@ class Runner:
                     todo += [x.strip() for x in m.group(1).split(",") if x.strip()]
         return seen
 
-    def run_case_set(self, cid, check_sql=None, lib=None):
-        """Run check cid's cases with its SQL (or a block) replaced; (passed, first failure)."""
+    def ordered_cases(self, cid):
+        """The check's cases, those that killed most mutants last time first."""
+        tests = list(self.checks[cid].get("test", []))
+        kills = self.kills.get(cid, {})
+        return sorted(tests, key=lambda t: -kills.get(t.get("name", ""), 0))
+
+    def write_dir(self, d, cid, check_sql=None, lib=None):
         c = self.checks[cid]
+        (Path(d) / "lib").mkdir(parents=True)
+        # the blocks this check needs, from the work tree (not the binary's copy)
+        for name in self.closure(c.get("uses", [])):
+            (Path(d) / "lib" / f"{name}.sql").write_bytes(self.libs[name].read_bytes())
+        if lib:
+            (Path(d) / "lib" / f"{lib[0]}.sql").write_text(lib[1])
+        c = dict(c, test=self.ordered_cases(cid))
+        (Path(d) / f"{cid}.toml").write_text(toml_check(c, check_sql if check_sql is not None else c["sql"]))
+
+    def run_variants(self, cid, base, variants):
+        """Check cid's cases against each variant: base = (check_sql, lib) of the
+        unmutated (deparsed) check, variants = [(name, check_sql, lib)]. Each case is
+        set up once and every variant still alive judged in it (`checks test
+        --variants`); a variant stops at its first failing case. Returns
+        ({name: verdict dict}, None) or (None, why the unmutated check fails)."""
+        c = self.checks[cid]
+        out = {}
         with tempfile.TemporaryDirectory(prefix="pgi-mutant-") as d:
-            (Path(d) / "lib").mkdir()
-            # the blocks this check needs, from the work tree (not the binary's copy)
-            for name in self.closure(c.get("uses", [])):
-                shutil.copy(self.libs[name], Path(d) / "lib" / f"{name}.sql")
-            if lib:
-                (Path(d) / "lib" / f"{lib[0]}.sql").write_text(lib[1])
-            (Path(d) / f"{cid}.toml").write_text(toml_check(c, check_sql if check_sql is not None else c["sql"]))
+            self.write_dir(Path(d) / "base", cid, *base)
+            for name, check_sql, lib in variants:
+                self.write_dir(Path(d) / "variants" / name, cid, check_sql, lib)
             needs = [False] + ([True] if any(t.get("preloaded") for t in c.get("test", [])) else [])
             for pre in needs:
                 url = self.worker().get(pre).url
-                r = subprocess.run([self.binary, "checks", "test", d, "--only", cid, "--database-url", url, "-j", "2"],
+                r = subprocess.run([self.binary, "checks", "test", str(Path(d) / "base"), "--only", cid,
+                                    "--variants", str(Path(d) / "variants"), "--database-url", url],
                                    capture_output=True, text=True, stdin=subprocess.DEVNULL)
                 if r.returncode != 0:
-                    out = (r.stdout + r.stderr).strip()
-                    first = next((line for line in out.splitlines() if line.startswith("FAIL")), out[:300])
-                    return False, first
-        return True, None
+                    return None, (r.stdout + r.stderr).strip()[:2000]
+                for line in r.stdout.splitlines():
+                    v = json.loads(line)
+                    out[v["variant"]] = v
+                    if v["verdict"] == "killed":
+                        with self.lock:
+                            k = self.kills.setdefault(cid, {})
+                            k[v["case"]] = k.get(v["case"], 0) + 1
+                # the preloaded server runs again only the variants that survived
+                for name in [n for n, v in out.items() if v["verdict"] != "survived"]:
+                    shutil.rmtree(Path(d) / "variants" / name, ignore_errors=True)
+                if not any((Path(d) / "variants").iterdir()):
+                    break
+        return out, None
 
 
 DEADLINE = [None]
@@ -551,69 +613,78 @@ def within_budget():
         raise OutOfBudget()
 
 
-def measure_check(runner, cid, equivalent, verbose):
-    c = runner.checks[cid]
-    t0 = time.time()
-    row = {"target": cid, "made": 0, "killed": 0, "survived": [], "equivalent": 0, "error": None}
-    try:
-        base, mutants = make_mutants(cid, c["sql"], c.get("kind"), True)
-    except Exception as e:
-        row["error"] = f"not parsed: {e}"
-        return row
-    ok, why = runner.run_case_set(cid, base)
-    if not ok:
-        row["error"] = f"baseline (deparsed, unmutated) fails: {why}"
-        return row
-    for m in mutants:
-        if (cid, m["id"]) in equivalent:
-            row["equivalent"] += 1
-            continue
-        within_budget()
-        row["made"] += 1
-        passed, why = runner.run_case_set(cid, m["sql"])
-        if passed:
-            row["survived"].append(m)
-        else:
-            row["killed"] += 1
-            if verbose:
-                print(f"    {cid} {m['id']} killed: {why}", file=sys.stderr)
-    row["seconds"] = round(time.time() - t0, 1)
-    return row
+def target_mutants(runner, target, equivalent):
+    """(base SQL, [mutants not marked equivalent], number marked equivalent)."""
+    if target.startswith("lib:"):
+        base, mutants = make_mutants(target, runner.libs[target[4:]].read_text(), None, False)
+    else:
+        c = runner.checks[target]
+        base, mutants = make_mutants(target, c["sql"], c.get("kind"), True)
+    kept = [m for m in mutants if (target, m["id"]) not in equivalent]
+    return base, kept, len(mutants) - len(kept)
 
 
-def measure_lib(runner, name, equivalent, verbose):
-    users = [cid for cid in sorted(runner.checks)
-             if name in runner.checks[cid].get("uses", []) and automated(runner.checks[cid])]
-    t0 = time.time()
-    row = {"target": "lib:" + name, "made": 0, "killed": 0, "survived": [], "equivalent": 0, "error": None,
-           "users": users}
-    src = runner.libs[name].read_text()
-    try:
-        base, mutants = make_mutants("lib:" + name, src, None, False)
-    except Exception as e:
-        row["error"] = f"not parsed: {e}"
-        return row
-    for cid in users:
-        ok, why = runner.run_case_set(cid, lib=(name, base))
-        if not ok:
-            row["error"] = f"baseline (deparsed, unmutated) fails with {cid}: {why}"
-            return row
-    for m in mutants:
-        if ("lib:" + name, m["id"]) in equivalent:
-            row["equivalent"] += 1
-            continue
-        within_budget()
-        row["made"] += 1
+def lib_users(runner, name):
+    return [cid for cid in sorted(runner.checks)
+            if name in runner.checks[cid].get("uses", []) and automated(runner.checks[cid])]
+
+
+def run_chunk(runner, target, base, chunk, verbose):
+    """One share of a target's mutants: {mutant id: verdict dict}, or raises
+    BaselineFails. A block's mutants run against each check using it in turn, the
+    next check taking only those still alive."""
+    if target.startswith("lib:"):
+        name = target[4:]
+        users = lib_users(runner, name)
+        verdicts = {}
+        alive = list(chunk)
         for cid in users:
-            passed, why = runner.run_case_set(cid, lib=(name, m["sql"]))
-            if not passed:
-                row["killed"] += 1
-                if verbose:
-                    print(f"    lib:{name} {m['id']} killed by {cid}: {why}", file=sys.stderr)
+            got, err = runner.run_variants(cid, (None, (name, base)), [(m["id"], None, (name, m["sql"])) for m in alive])
+            if err:
+                raise BaselineFails(f"baseline (deparsed, unmutated) fails with {cid}: {err}")
+            for mid, v in got.items():
+                if v["verdict"] != "survived":
+                    verdicts[mid] = dict(v, check=cid)
+            alive = [m for m in alive if m["id"] not in verdicts]
+            if not alive:
                 break
+        for m in alive:
+            verdicts[m["id"]] = {"variant": m["id"], "verdict": "survived"}
+    else:
+        got, err = runner.run_variants(target, (base, None), [(m["id"], m["sql"], None) for m in chunk])
+        if err:
+            raise BaselineFails(f"baseline (deparsed, unmutated) fails: {err}")
+        verdicts = got
+    if verbose:
+        for mid, v in sorted(verdicts.items()):
+            if v["verdict"] != "survived":
+                why = (v.get("why") or "").splitlines()[0][:160]
+                print(f"    {target} {mid} {v['verdict']} by {v.get('check', target)} / {v['case']}: {why}",
+                      file=sys.stderr)
+    return verdicts
+
+
+class BaselineFails(Exception):
+    pass
+
+
+def make_row(target, kept, n_equivalent, verdicts, error, seconds, users=None):
+    row = {"target": target, "made": len(kept), "killed": 0, "survived": [], "undecided": [],
+           "equivalent": n_equivalent, "error": error, "seconds": round(seconds, 1)}
+    if users is not None:
+        row["users"] = users
+    if error:
+        row["made"] = 0
+        return row
+    for m in kept:
+        v = verdicts.get(m["id"], {"verdict": "survived"})
+        if v["verdict"] == "killed":
+            row["killed"] += 1
+        elif v["verdict"] == "undecided":
+            # neither killed nor survived; not counted as killed
+            row["undecided"].append(dict(m, why=v.get("why", "")))
         else:
             row["survived"].append(m)
-    row["seconds"] = round(time.time() - t0, 1)
     return row
 
 
@@ -625,10 +696,17 @@ def print_row(row):
     if row["error"]:
         print(f"{row['target']}: {row['error']}")
         return
+    undecided = row.get("undecided", [])
     print(f"{row['target']}: made {row['made']}, killed {row['killed']}, survived {len(row['survived'])}, "
-          f"equivalent {row['equivalent']}, rate {rate(row):.0%} ({row.get('seconds', 0)} s)")
+          + (f"undecided {len(undecided)}, " if undecided else "")
+          + f"equivalent {row['equivalent']}, rate {rate(row):.0%} ({row.get('seconds', 0)} s)")
     for m in row["survived"]:
         print(f"  survivor {m['id']}:")
+        for line in m["diff"].splitlines():
+            print("    " + line)
+    for m in undecided:
+        # the case failed the unmutated check too, even on a fresh database: a flaky case
+        print(f"  undecided {m['id']} (the unmutated check failed the case too: {m['why'][:200]}):")
         for line in m["diff"].splitlines():
             print("    " + line)
 
@@ -763,11 +841,73 @@ def changed_since(ref, checks):
     return ids, libs
 
 
+def run_targets(runner, targets, equivalent, a):
+    """Every target's mutants, in shares of at most --chunk run by --jobs workers
+    (each with its own clusters), the largest shares first; a row per target."""
+    plans, rows = {}, []
+    for t in targets:
+        try:
+            base, kept, n_eq = target_mutants(runner, t, equivalent)
+        except Exception as e:
+            rows.append(make_row(t, [], 0, {}, f"not parsed: {e}", 0))
+            print_row(rows[-1])
+            continue
+        n_cases = sum(len(runner.checks[c].get("test", [])) for c in
+                      (lib_users(runner, t[4:]) if t.startswith("lib:") else [t]))
+        chunks = [kept[i:i + a.chunk] for i in range(0, len(kept), a.chunk)] or [[]]
+        plans[t] = {"base": base, "kept": kept, "eq": n_eq, "chunks": chunks, "cases": n_cases,
+                    "verdicts": {}, "error": None, "left": len(chunks), "t0": None, "spent": 0.0}
+    lock = threading.Lock()
+
+    def run(t, chunk):
+        p = plans[t]
+        try:
+            within_budget()
+        except OutOfBudget:
+            with lock:
+                p["error"] = p["error"] or f"not run: --budget {a.budget:.0f} s spent"
+            return t
+        t1 = time.time()
+        try:
+            if chunk and not p["error"]:
+                got = run_chunk(runner, t, p["base"], chunk, a.verbose)
+                with lock:
+                    p["verdicts"].update(got)
+        except BaselineFails as e:
+            with lock:
+                p["error"] = str(e)
+        with lock:
+            p["spent"] += time.time() - t1
+        return t
+
+    tasks = [(t, ch) for t, p in plans.items() for ch in p["chunks"]]
+    tasks.sort(key=lambda tc: -len(tc[1]) * max(1, plans[tc[0]]["cases"]))
+    try:
+        with cf.ThreadPoolExecutor(max_workers=a.jobs) as ex:
+            for f in cf.as_completed([ex.submit(run, t, ch) for t, ch in tasks]):
+                t = f.result()
+                p = plans[t]
+                with lock:
+                    p["left"] -= 1
+                    done = p["left"] == 0
+                if done:
+                    users = lib_users(runner, t[4:]) if t.startswith("lib:") else None
+                    rows.append(make_row(t, p["kept"], p["eq"], p["verdicts"], p["error"], p["spent"], users))
+                    print_row(rows[-1])
+                    sys.stdout.flush()
+    finally:
+        runner.stop()
+        runner.save_kills()
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("targets", nargs="*", help="check ids, or lib:NAME for a building block")
     ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "pg-integrity"))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--chunk", type=int, default=40, metavar="N",
+                    help="a worker takes at most N mutants of a target at a time (default 40)")
     ap.add_argument("--libs", action="store_true", help="also the blocks the given checks use")
     ap.add_argument("--changed-since", metavar="REF")
     ap.add_argument("--write-doc", action="store_true")
@@ -835,29 +975,9 @@ def main():
     equivalent = load_equivalent()
     runner = Runner(a.bin, checks, libs, a.jobs)
     t0 = time.time()
-    rows = []
-    try:
-        with cf.ThreadPoolExecutor(max_workers=a.jobs) as ex:
-            futs = []
-            # costliest (blocks) first so the two workers finish together
-            def run(t):
-                try:
-                    within_budget()
-                    if t.startswith("lib:"):
-                        return measure_lib(runner, t[4:], equivalent, a.verbose)
-                    return measure_check(runner, t, equivalent, a.verbose)
-                except OutOfBudget:
-                    return {"target": t, "made": 0, "killed": 0, "survived": [], "equivalent": 0,
-                            "error": f"not run: --budget {a.budget:.0f} s spent"}
-            for t in sorted(targets, key=lambda t: not t.startswith("lib:")):
-                futs.append(ex.submit(run, t))
-            for f in cf.as_completed(futs):
-                row = f.result()
-                rows.append(row)
-                print_row(row)
-                sys.stdout.flush()
-    finally:
-        runner.stop()
+    if a.budget is not None:
+        DEADLINE[0] = t0 + a.budget
+    rows = run_targets(runner, targets, equivalent, a)
     total = time.time() - t0
     made = sum(r["made"] for r in rows)
     killed = sum(r["killed"] for r in rows)

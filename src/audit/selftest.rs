@@ -4,6 +4,11 @@
 //! Cases whose setup creates or alters roles (cluster-wide objects) run one at a
 //! time, and the roles they created are dropped after them; the others run
 //! concurrently.
+//!
+//! [`run_variants`] runs one check's cases against many variants of the check
+//! (mutants, scripts/mutate.py): a case's database and session are set up once and
+//! every variant still alive is judged there in turn, exactly as [`run_cases`]
+//! judges the check; a variant stops at the first case it fails.
 
 use crate::audit::execute::{batchable, run_batch_strict, run_check, server_info};
 use crate::audit::outcome::CheckResult;
@@ -16,6 +21,7 @@ use crate::model::Status;
 use futures_util::stream::{self, StreamExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio_postgres::Client;
 
 #[derive(Debug, Clone)]
 pub struct CaseOutcome {
@@ -110,6 +116,7 @@ async fn run_case(
     outcome
 }
 
+/// One case in a database of its own: Ok(None) passed, Ok(Some(why)) skipped.
 async fn run_case_inner(
     admin_opts: &ConnectOptions,
     catalog: &Catalog,
@@ -117,6 +124,18 @@ async fn run_case_inner(
     case: &TestCase,
 ) -> Result<Option<String>, String> {
     let admin = connect(admin_opts).await.map_err(|e| e.to_string())?;
+    if let Some(skip) = unmet(&admin, case).await? {
+        return Ok(Some(skip));
+    }
+    let config = case_config(case)?;
+    let db = CaseDb::create(&admin).await?;
+    let result = in_database(admin_opts, &db.name, catalog, check, case, &config).await;
+    db.drop(&admin).await;
+    result.map(|_| None)
+}
+
+/// Why the server cannot run `case` (its version or preloaded libraries), if so.
+async fn unmet(admin: &Client, case: &TestCase) -> Result<Option<String>, String> {
     let version: i32 = admin
         .query_one("select current_setting('server_version_num')::int", &[])
         .await
@@ -155,51 +174,80 @@ async fn run_case_inner(
     {
         return Ok(Some(format!("needs a server without {lib} preloaded")));
     }
-    let config = match &case.config {
-        Some(text) => LoadedConfig::parse("test config", text).map_err(|e| e.summary)?,
-        None => LoadedConfig::default(),
-    };
-    let db = format!(
-        "pgi_test_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst),
-        chrono::Utc::now().timestamp_subsec_nanos()
-    );
-    let roles_before: Vec<String> = admin
-        .query("select rolname::text from pg_roles", &[])
-        .await
-        .map_err(|e| db_message(&e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    admin
-        .batch_execute(&format!("create database \"{db}\""))
-        .await
-        .map_err(|e| db_message(&e))?;
-    let result = in_database(admin_opts, &db, catalog, check, case, &config).await;
-    let drop_sql = if version >= 130000 {
-        format!("drop database if exists \"{db}\" with (force)")
-    } else {
-        format!("drop database if exists \"{db}\"")
-    };
-    let _ = admin.batch_execute(&drop_sql).await;
-    let new_roles: Vec<String> = admin
-        .query(
-            "select rolname::text from pg_roles where not (rolname = any($1))",
-            &[&roles_before],
-        )
-        .await
-        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-        .unwrap_or_default();
-    for role in new_roles {
-        let _ = admin
-            .batch_execute(&format!(
-                "drop role if exists \"{}\"",
-                role.replace('"', "\"\"")
-            ))
-            .await;
+    Ok(None)
+}
+
+fn case_config(case: &TestCase) -> Result<LoadedConfig, String> {
+    match &case.config {
+        Some(text) => LoadedConfig::parse("test config", text).map_err(|e| e.summary),
+        None => Ok(LoadedConfig::default()),
     }
-    result.map(|_| None)
+}
+
+/// A case's throwaway database, and the roles that existed before it (the roles a
+/// case creates are dropped with its database).
+struct CaseDb {
+    name: String,
+    version: i32,
+    roles_before: Vec<String>,
+}
+
+impl CaseDb {
+    async fn create(admin: &Client) -> Result<Self, String> {
+        let name = format!(
+            "pgi_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            chrono::Utc::now().timestamp_subsec_nanos()
+        );
+        let version: i32 = admin
+            .query_one("select current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| db_message(&e))?
+            .get(0);
+        let roles_before: Vec<String> = admin
+            .query("select rolname::text from pg_roles", &[])
+            .await
+            .map_err(|e| db_message(&e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        admin
+            .batch_execute(&format!("create database \"{name}\""))
+            .await
+            .map_err(|e| db_message(&e))?;
+        Ok(CaseDb {
+            name,
+            version,
+            roles_before,
+        })
+    }
+
+    async fn drop(self, admin: &Client) {
+        let db = &self.name;
+        let drop_sql = if self.version >= 130000 {
+            format!("drop database if exists \"{db}\" with (force)")
+        } else {
+            format!("drop database if exists \"{db}\"")
+        };
+        let _ = admin.batch_execute(&drop_sql).await;
+        let new_roles: Vec<String> = admin
+            .query(
+                "select rolname::text from pg_roles where not (rolname = any($1))",
+                &[&self.roles_before],
+            )
+            .await
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default();
+        for role in new_roles {
+            let _ = admin
+                .batch_execute(&format!(
+                    "drop role if exists \"{}\"",
+                    role.replace('"', "\"\"")
+                ))
+                .await;
+        }
+    }
 }
 
 async fn in_database(
@@ -211,101 +259,134 @@ async fn in_database(
     config: &LoadedConfig,
 ) -> Result<(), String> {
     let opts = admin_opts.clone().with_dbname(db);
-    let client = connect(&opts).await.map_err(|e| e.to_string())?;
+    let client = set_up(&opts, case).await?;
+    check_case(&client, &opts, catalog, check, case, config).await
+}
+
+/// A session on the case's database with the case's setup run in it (the check
+/// runs in this session: a setup may `set role` or hold dblink connections).
+async fn set_up(opts: &ConnectOptions, case: &TestCase) -> Result<Client, String> {
+    let client = connect(opts).await.map_err(|e| e.to_string())?;
     if !case.setup.trim().is_empty() {
         client
             .batch_execute(&case.setup)
             .await
             .map_err(|e| format!("setup failed: {}", db_message(&e)))?;
     }
-    let server = server_info(&client).await.map_err(|e| db_message(&e))?;
+    Ok(client)
+}
+
+/// Run the check in `client`'s session as an audit would (on its own, then
+/// batched), inside a read-only transaction that is rolled back, and judge it.
+async fn check_case(
+    client: &Client,
+    opts: &ConnectOptions,
+    catalog: &Catalog,
+    check: &Arc<Check>,
+    case: &TestCase,
+    config: &LoadedConfig,
+) -> Result<(), String> {
+    let server = server_info(client).await.map_err(|e| db_message(&e))?;
     if check.sql.is_some() {
-        contract(&client, catalog, check).await?;
+        contract(client, catalog, check).await?;
     }
     // the audit's own session: read-only snapshot, timeouts, planner settings
-    begin_read_only(&client, config, None)
+    begin_read_only(client, config, None)
         .await
         .map_err(|e| db_message(&e))?;
-    let result = run_check(&client, catalog, check, config, &server, Some(&opts)).await;
+    let result = run_check(client, catalog, check, config, &server, Some(opts)).await;
     // An audit runs catalog and runtime checks batched: the case must hold there too.
     let batched = if batchable(check, &server, config) {
-        Some(run_batch_strict(&client, catalog, std::slice::from_ref(check), config).await)
+        Some(run_batch_strict(client, catalog, std::slice::from_ref(check), config).await)
     } else {
         None
     };
     let _ = client.batch_execute("rollback").await;
     match batched {
         Some(Err(e)) => return Err(format!("does not run batched: {e}")),
-        Some(Ok(b)) => {
-            // Verdicts, not evidence: the first run is itself tracked by
-            // pg_stat_statements, so evidence that counts tracked statements moves.
-            let rows = |r: &CheckResult| {
-                let mut v: Vec<_> = r
-                    .objects
-                    .iter()
-                    .map(|o| (o.object.clone(), o.ok, o.related.clone()))
-                    .collect();
-                v.sort();
-                (r.status, v)
-            };
-            let same = b.first().is_some_and(|b| rows(b) == rows(&result));
-            if !same {
-                return Err("batched, the check gives other verdicts than on its own".into());
-            }
-        }
+        Some(Ok(b)) => same_verdicts(&result, b.first())?,
         None => {}
     }
-    let findings: Vec<String> = result.findings().map(|o| o.object.clone()).collect();
-    let describe = || {
-        let mut s = format!("got {}", result.status);
-        if let Some(r) = &result.reason {
-            s.push_str(&format!(" ({r})"));
-        }
-        if !result.objects.is_empty() {
-            let rows: Vec<String> = result
-                .objects
-                .iter()
-                .map(|o| {
-                    let related = if o.related.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (related: {})", o.related.join(", "))
-                    };
-                    format!(
-                        "{} {}: {}{related}",
-                        match o.ok {
-                            Some(true) => "ok",
-                            Some(false) => "NOT OK",
-                            None => "UNKNOWN",
-                        },
-                        o.object,
-                        o.evidence
-                    )
-                })
-                .collect();
-            s.push_str(&format!("\n      {}", rows.join("\n      ")));
-        }
-        s
+    judge(&result, case)
+}
+
+/// Verdicts, not evidence: the first run is itself tracked by pg_stat_statements,
+/// so evidence that counts tracked statements moves.
+fn same_verdicts(single: &CheckResult, batched: Option<&CheckResult>) -> Result<(), String> {
+    let rows = |r: &CheckResult| {
+        let mut v: Vec<_> = r
+            .objects
+            .iter()
+            .map(|o| (o.object.clone(), o.ok, o.related.clone()))
+            .collect();
+        v.sort();
+        (r.status, v)
     };
-    if result.status != case.expect {
-        return Err(format!("expected {}, {}", case.expect, describe()));
+    if batched.is_some_and(|b| rows(b) == rows(single)) {
+        Ok(())
+    } else {
+        Err("batched, the check gives other verdicts than on its own".into())
     }
-    if let Some(expected) = &case.failing {
-        let mut want = expected.clone();
-        want.sort();
-        let mut got = findings.clone();
-        got.sort();
-        if want != got {
-            return Err(format!("expected failing {want:?}, {}", describe()));
+}
+
+fn describe(result: &CheckResult) -> String {
+    let mut s = format!("got {}", result.status);
+    if let Some(r) = &result.reason {
+        s.push_str(&format!(" ({r})"));
+    }
+    if !result.objects.is_empty() {
+        let rows: Vec<String> = result
+            .objects
+            .iter()
+            .map(|o| {
+                let related = if o.related.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (related: {})", o.related.join(", "))
+                };
+                let verdict = match o.ok {
+                    Some(true) => "ok",
+                    Some(false) => "NOT OK",
+                    None => "UNKNOWN",
+                };
+                format!("{verdict} {}: {}{related}", o.object, o.evidence)
+            })
+            .collect();
+        s.push_str(&format!("\n      {}", rows.join("\n      ")));
+    }
+    s
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+/// The case's expectations against the check's result.
+fn judge(result: &CheckResult, case: &TestCase) -> Result<(), String> {
+    if result.status != case.expect {
+        return Err(format!("expected {}, {}", case.expect, describe(result)));
+    }
+    let objects = |it: &mut dyn Iterator<Item = &crate::model::ObjectResult>| {
+        sorted(&it.map(|o| o.object.clone()).collect::<Vec<_>>())
+    };
+    if let Some(want) = &case.failing {
+        if sorted(want) != objects(&mut result.findings()) {
+            return Err(format!(
+                "expected failing {:?}, {}",
+                sorted(want),
+                describe(result)
+            ));
         }
     }
-    if let Some(expected) = &case.unknown {
-        let mut want = expected.clone();
-        want.sort();
-        let mut got: Vec<String> = result.unknowns().map(|o| o.object.clone()).collect();
-        got.sort();
-        if want != got {
-            return Err(format!("expected unknown {want:?}, {}", describe()));
+    if let Some(want) = &case.unknown {
+        if sorted(want) != objects(&mut result.unknowns()) {
+            return Err(format!(
+                "expected unknown {:?}, {}",
+                sorted(want),
+                describe(result)
+            ));
         }
     }
     for (object, want) in &case.related {
@@ -313,43 +394,250 @@ async fn in_database(
             .objects
             .iter()
             .find(|o| &o.object == object)
-            .map(|o| {
-                let mut r = o.related.clone();
-                r.sort();
-                r
-            });
-        let mut want = want.clone();
-        want.sort();
-        if got.as_ref() != Some(&want) {
+            .map(|o| sorted(&o.related));
+        if got.as_ref() != Some(&sorted(want)) {
             return Err(format!(
-                "expected {object} to stand for related {want:?}, {}",
-                describe()
+                "expected {object} to stand for related {:?}, {}",
+                sorted(want),
+                describe(result)
             ));
         }
     }
     for want in &case.evidence {
         // the evidence of any row, or the reason of a skipped check
-        if !result
+        let in_rows = result
             .objects
             .iter()
-            .any(|o| o.evidence.contains(want.as_str()))
-            && !result
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.contains(want.as_str()))
-        {
+            .any(|o| o.evidence.contains(want.as_str()));
+        let in_reason = result
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains(want.as_str()));
+        if !in_rows && !in_reason {
             return Err(format!(
                 "expected evidence containing {want:?}, {}",
-                describe()
+                describe(result)
             ));
         }
     }
     if result.status == Status::Error {
-        return Err(describe());
+        return Err(describe(result));
     }
     Ok(())
 }
 
+/// A variant of the check under test (a mutant, scripts/mutate.py): a catalog of
+/// its own in which the check (same id, same cases) or a building block it uses
+/// differs.
+pub struct Variant {
+    pub name: String,
+    pub catalog: Catalog,
+}
+
+/// What a check's cases say about one variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VariantVerdict {
+    /// Every case that ran passed.
+    Survived,
+    /// The variant failed this case where the unmutated check, in the same
+    /// database and session, passed it before and after.
+    Killed { case: String, why: String },
+    /// The variant failed this case and so did the unmutated check, even on a
+    /// fresh database: the case cannot tell them apart here.
+    Undecided { case: String, why: String },
+}
+
+/// How many variants are judged between two judgings of the unmutated check.
+const SEGMENT: usize = 8;
+
+/// A variant's statements are cancelled after this long (an audit's default limit is
+/// 30 s): a mutant still running after 5 s on a case's handful of tables, where the
+/// unmutated check takes milliseconds, fails the case as timed out (mutation tools
+/// count a timeout as killed) instead of holding the run for 30 s.
+const VARIANT_TIMEOUT_MS: u64 = 5_000;
+
+/// A catalog and the check in it that a case is run against.
+type Subject<'a> = (&'a Catalog, &'a Arc<Check>);
+
+/// Run check `id`'s cases (as `base` holds them) against every variant, case by
+/// case: each case's database and setup are made once, the unmutated check must
+/// pass there (else Err), and each variant not yet killed is judged in the same
+/// session, as `run_cases` judges a check (see `CaseRun::vary`); a variant stops at
+/// its first failing case. Cases are taken in the order of the check file.
+pub async fn run_variants(
+    admin_opts: &ConnectOptions,
+    base: &Catalog,
+    id: &str,
+    variants: &[Variant],
+) -> Result<Vec<VariantVerdict>, String> {
+    let check = Arc::new(base.checks.get(id).ok_or(format!("no check {id}"))?.clone());
+    let mutants: Vec<Arc<Check>> = variants
+        .iter()
+        .map(|v| match v.catalog.checks.get(id) {
+            Some(c) => Ok(Arc::new(c.clone())),
+            None => Err(format!("variant {} has no check {id}", v.name)),
+        })
+        .collect::<Result<_, String>>()?;
+    let subjects: Vec<Subject> = variants.iter().map(|v| &v.catalog).zip(&mutants).collect();
+    let admin = connect(admin_opts).await.map_err(|e| e.to_string())?;
+    let mut verdicts = vec![VariantVerdict::Survived; variants.len()];
+    for case in &check.tests {
+        let alive: Vec<usize> = (0..verdicts.len())
+            .filter(|&i| verdicts[i] == VariantVerdict::Survived)
+            .collect();
+        if alive.is_empty() {
+            break;
+        }
+        if unmet(&admin, case).await?.is_some() {
+            continue;
+        }
+        let config = case_config(case)?;
+        let mut variant_config = config.clone();
+        let limit = &mut variant_config.config.audit.statement_timeout_ms;
+        *limit = (*limit).min(VARIANT_TIMEOUT_MS);
+        let run = CaseRun {
+            admin_opts,
+            admin: &admin,
+            base: (base, &check),
+            case,
+            config,
+            variant_config,
+        };
+        for (i, v) in run.vary(&subjects, &alive).await? {
+            verdicts[i] = v;
+        }
+    }
+    Ok(verdicts)
+}
+
+/// One case, run against many variants.
+struct CaseRun<'a> {
+    admin_opts: &'a ConnectOptions,
+    admin: &'a Client,
+    base: Subject<'a>,
+    case: &'a TestCase,
+    config: LoadedConfig,
+    variant_config: LoadedConfig,
+}
+
+/// The case's database and the session its setup ran in.
+struct Shared {
+    db: CaseDb,
+    opts: ConnectOptions,
+    client: Client,
+}
+
+impl CaseRun<'_> {
+    async fn open(&self) -> Result<Shared, String> {
+        let db = CaseDb::create(self.admin).await?;
+        let opts = self.admin_opts.clone().with_dbname(&db.name);
+        match set_up(&opts, self.case).await {
+            Ok(client) => Ok(Shared { db, opts, client }),
+            Err(e) => {
+                db.drop(self.admin).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close(&self, shared: Shared) {
+        drop(shared.client);
+        shared.db.drop(self.admin).await;
+    }
+
+    /// Judge `subject` in the shared session; a variant (not the unmutated check)
+    /// under the shorter statement timeout.
+    async fn judge_in(&self, s: &Shared, subject: Subject<'_>) -> Result<(), String> {
+        let config = if std::ptr::eq(subject.1, self.base.1) {
+            &self.config
+        } else {
+            &self.variant_config
+        };
+        let (catalog, check) = subject;
+        check_case(&s.client, &s.opts, catalog, check, self.case, config).await
+    }
+
+    fn verdict(&self, killed: bool, why: String) -> VariantVerdict {
+        let case = self.case.name.clone();
+        if killed {
+            VariantVerdict::Killed { case, why }
+        } else {
+            VariantVerdict::Undecided { case, why }
+        }
+    }
+
+    /// The case set up, and the unmutated check passing there.
+    async fn open_checked(&self) -> Result<Shared, String> {
+        let baseline = |e: String| format!("the unmutated check fails {:?}: {e}", self.case.name);
+        let shared = self.open().await.map_err(baseline)?;
+        match self.judge_in(&shared, self.base).await {
+            Ok(()) => Ok(shared),
+            Err(e) => {
+                self.close(shared).await;
+                Err(baseline(e))
+            }
+        }
+    }
+
+    /// The variants `alive` (indexes into `subjects`) against this case: the
+    /// verdict of each one it kills or cannot decide (the others passed it).
+    ///
+    /// They are judged a few at a time in the one session the case was set up in,
+    /// and the unmutated check is judged there after each few: their verdicts count
+    /// only when it still passes, so a variant is killed only where the unmutated
+    /// check passed before and after it. When it fails, the state moved (time
+    /// passed, a setup left a transaction open): the case is set up again and those
+    /// variants judged again, fewer at a time, down to one on a database of its own.
+    async fn vary(
+        &self,
+        subjects: &[Subject<'_>],
+        alive: &[usize],
+    ) -> Result<Vec<(usize, VariantVerdict)>, String> {
+        let (mut out, mut todo, mut at_once) = (vec![], alive, SEGMENT);
+        let mut shared = self.open_checked().await?;
+        while !todo.is_empty() {
+            let n = at_once.min(todo.len());
+            let mut got = vec![];
+            for &i in &todo[..n] {
+                if let Err(why) = self.judge_in(&shared, subjects[i]).await {
+                    got.push((i, self.verdict(true, why)));
+                }
+            }
+            if self.judge_in(&shared, self.base).await.is_ok() {
+                out.extend(got);
+                todo = &todo[n..];
+                continue;
+            }
+            self.close(shared).await;
+            if n == 1 {
+                out.extend(self.fresh(subjects[todo[0]]).await.map(|v| (todo[0], v)));
+                todo = &todo[1..];
+            }
+            at_once = (n / 2).max(1);
+            shared = self.open_checked().await?;
+        }
+        self.close(shared).await;
+        Ok(out)
+    }
+
+    /// One variant on a database of its own, as `run_cases` runs a case; a failure
+    /// kills it only when the unmutated check then passes on a fresh database.
+    async fn fresh(&self, (catalog, check): Subject<'_>) -> Option<VariantVerdict> {
+        let why = run_case_inner(self.admin_opts, catalog, check, self.case)
+            .await
+            .err()?;
+        let (catalog, check) = self.base;
+        Some(
+            match run_case_inner(self.admin_opts, catalog, check, self.case).await {
+                Ok(_) => self.verdict(true, why),
+                Err(b) => self.verdict(
+                    false,
+                    format!("{why}; the unmutated check fails it too: {b}"),
+                ),
+            },
+        )
+    }
+}
 /// The output contract: columns object text, ok boolean, evidence text.
 async fn contract(
     client: &tokio_postgres::Client,

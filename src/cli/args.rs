@@ -349,6 +349,11 @@ pub enum ChecksCommand {
         /// case is proven not to depend on them (not with --database-url)
         #[arg(long, value_delimiter = ',', conflicts_with = "database_url")]
         preload: Vec<String>,
+        /// Mutation testing (scripts/mutate.py): each directory in DIR holds a variant of
+        /// the one check given by --only; its cases run against every variant, each
+        /// case set up once, and one JSON line per variant says which case killed it
+        #[arg(long, value_name = "DIR", requires = "only")]
+        variants: Option<PathBuf>,
     },
 }
 

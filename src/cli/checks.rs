@@ -95,6 +95,7 @@ pub async fn run(cmd: ChecksCommand) -> Result<u8, Failure> {
             database_url,
             jobs,
             preload,
+            variants,
         } => {
             let catalog = if dirs.is_empty() {
                 Catalog::load(&dirs)
@@ -122,6 +123,9 @@ pub async fn run(cmd: ChecksCommand) -> Result<u8, Failure> {
                     (sb.options("postgres"), Some(sb))
                 }
             };
+            if let Some(dir) = variants {
+                return test_variants(&admin, &catalog, &only, &dir).await;
+            }
             let outcomes = selftest::run_cases(&admin, &catalog, &only, jobs, false).await?;
             let (mut passed, mut failed, mut skipped) = (0, 0, 0);
             let mut text = String::new();
@@ -145,6 +149,61 @@ pub async fn run(cmd: ChecksCommand) -> Result<u8, Failure> {
             Ok(if failed == 0 { EXIT_OK } else { EXIT_GATE })
         }
     }
+}
+
+/// `checks test DIR --only ID --variants VDIR`: one JSON line per variant.
+async fn test_variants(
+    admin: &ConnectOptions,
+    catalog: &Catalog,
+    only: &[String],
+    dir: &std::path::Path,
+) -> Result<u8, Failure> {
+    let [id] = only else {
+        return Err(Failure::msg(
+            EXIT_INPUT,
+            "--variants needs exactly one --only id".into(),
+            "",
+        ));
+    };
+    let mut dirs: Vec<_> = std::fs::read_dir(dir)
+        .and_then(|d| {
+            d.map(|e| e.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| Failure::msg(EXIT_INPUT, format!("{}: {e}", dir.display()), ""))?;
+    dirs.retain(|d| d.is_dir());
+    dirs.sort();
+    let mut variants = vec![];
+    for d in dirs {
+        variants.push(selftest::Variant {
+            name: d
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            catalog: Catalog::load_only(&[&d]).map_err(Failure::input)?,
+        });
+    }
+    let verdicts = selftest::run_variants(admin, catalog, id, &variants)
+        .await
+        .map_err(|e| Failure::msg(EXIT_GATE, e, ""))?;
+    let mut text = String::new();
+    for (v, verdict) in variants.iter().zip(verdicts) {
+        let line = match verdict {
+            selftest::VariantVerdict::Survived => {
+                serde_json::json!({"variant": v.name, "verdict": "survived"})
+            }
+            selftest::VariantVerdict::Killed { case, why } => {
+                serde_json::json!({"variant": v.name, "verdict": "killed", "case": case, "why": why})
+            }
+            selftest::VariantVerdict::Undecided { case, why } => {
+                serde_json::json!({"variant": v.name, "verdict": "undecided", "case": case, "why": why})
+            }
+        };
+        text.push_str(&format!("{line}\n"));
+    }
+    write_stdout(&text);
+    Ok(EXIT_OK)
 }
 
 fn show_check(catalog: &Catalog, c: &Check) -> String {
