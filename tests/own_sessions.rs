@@ -1,5 +1,5 @@
 //! An audit never judges its own sessions (issue 19): every connection it opens is
-//! registered by backend pid (`pg_integrity.audit_pids`, `checks/lib/audit_sessions.sql`),
+//! (its pool and its probes' connection) registered by backend pid (`pg_integrity.audit_pids`, `checks/lib/audit_sessions.sql`),
 //! and the checks that read pg_stat_activity leave those out, while any other session,
 //! even one with the audit's role and application_name, is still judged.
 
@@ -32,6 +32,25 @@ name = "f"
 expect = "fail"
 "#;
 
+/// A probe that reads nothing: the audit opens the probes' connection before any
+/// check runs, so the runtime check above sees it.
+const PROBE: &str = r#"id = "custom.probe"
+section = "custom"
+title = "A probe"
+severity = "low"
+kind = "probe"
+description = "a probe that reads nothing"
+sql = '''
+select 'nothing' as object, 'select true as ok, ''read nothing'' as evidence' as query
+'''
+[[test]]
+name = "p"
+expect = "pass"
+[[test]]
+name = "f"
+expect = "fail"
+"#;
+
 async fn audit(db: &TestDb, dir: &std::path::Path, jobs: &str) -> serde_json::Value {
     let (url, dir, jobs) = (db.url.clone(), dir.to_path_buf(), jobs.to_string());
     let out = tokio::task::spawn_blocking(move || {
@@ -39,7 +58,10 @@ async fn audit(db: &TestDb, dir: &std::path::Path, jobs: &str) -> serde_json::Va
             .args(["audit", "--format", "json", "--checks"])
             .arg(&dir)
             // a batch of two runtime checks and one on its own: every kind of work
-            .args(["--only", "custom.other_sessions,pool.connection_headroom"])
+            .args([
+                "--only",
+                "custom.other_sessions,pool.connection_headroom,custom.probe",
+            ])
             .args(["--jobs", &jobs, "--database-url", &url])
             .timeout(Duration::from_secs(60))
             .output()
@@ -55,9 +77,11 @@ async fn the_audits_own_connections_are_never_judged_and_a_lookalike_is() {
     let db = TestDb::new("create table t(id int primary key);").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("custom.other_sessions.toml"), OTHERS).unwrap();
+    std::fs::write(dir.path().join("custom.probe.toml"), PROBE).unwrap();
 
     for jobs in ["1", "4"] {
         let doc = audit(&db, dir.path(), jobs).await;
+        assert_eq!(check_in(&doc, "custom.probe")["status"], "pass", "{doc}");
         let c = check_in(&doc, "custom.other_sessions");
         assert_eq!(
             c["status"], "not_applicable",

@@ -9,6 +9,7 @@ pub use crate::audit::plan::{select, server_info, AuditOptions, ServerInfo, APPL
 
 use crate::audit::outcome::{from_rows, AuditRun, CheckResult, Row3};
 use crate::audit::plan::{Batch, Bound, Plan, PlanError, Planned, ScanSettings, Step};
+use crate::audit::probe::ProbeConnection;
 use crate::audit::scan::{Outcomes, Unit};
 use crate::audit::session::{begin_read_only, safely, Locks};
 use crate::audit::{plan, probe, scan};
@@ -164,11 +165,18 @@ pub async fn run(plan: Plan) -> Result<AuditRun, ConnectionError> {
         ..
     } = plan;
     let clients = open_session(first, &target, &config, jobs).await?;
+    // Probes get their connection now, so that it is registered as the audit's own.
+    let probe = match singles.iter().any(|p| p.check.kind == Kind::Probe) {
+        true => probe_connection(&target).await,
+        false => None,
+    };
+    register(&clients, probe.as_ref()).await;
     let shared = Arc::new(Shared {
         queue: WorkQueue::new(queue(batches, deep, singles)),
         progress: Progress::new(progress && std::io::stderr().is_terminal(), selected),
         config,
         scan,
+        probe: probe.map(tokio::sync::Mutex::new),
         probe_target: target,
     });
     let handles: Vec<_> = clients
@@ -248,17 +256,25 @@ async fn open_session(
         }
         clients.push(c);
     }
-    register(&clients).await;
     Ok(clients)
+}
+
+/// The connection the audit's probes run on (each probe in its own transaction, always
+/// rolled back); without it, each probe check connects when it runs.
+async fn probe_connection(target: &ConnectOptions) -> Option<Client> {
+    let target = target
+        .clone()
+        .with_application_name(probe::PROBE_APPLICATION_NAME);
+    connect(&target).await.ok()
 }
 
 /// Tell every connection of the session which backends are the audit's own
 /// (`pg_integrity.audit_pids`, transaction-local): the checks that read
 /// pg_stat_activity leave them out by pid (`checks/lib/audit_sessions.sql`), never by
 /// a name an application could share. Before any work starts.
-async fn register(clients: &[Client]) {
+async fn register(clients: &[Client], probe: Option<&Client>) {
     let mut pids = vec![];
-    for c in clients {
+    for c in clients.iter().chain(probe) {
         if let Ok(row) = c.query_one("select pg_backend_pid()", &[]).await {
             pids.push(row.get::<_, i32>(0).to_string());
         }
@@ -298,7 +314,18 @@ struct Shared {
     progress: Progress,
     config: Arc<LoadedConfig>,
     scan: ScanSettings,
+    /// The probes' connection, opened with the session (see `register`).
+    probe: Option<tokio::sync::Mutex<Client>>,
     probe_target: ConnectOptions,
+}
+
+impl Shared {
+    fn probes(&self) -> ProbeConnection<'_> {
+        match &self.probe {
+            Some(client) => ProbeConnection::Open(client),
+            None => ProbeConnection::Connect(&self.probe_target),
+        }
+    }
 }
 
 /// One connection's loop: take work until none is left, then end its transaction.
@@ -310,7 +337,7 @@ async fn worker(client: Client, shared: Arc<Shared>) -> Vec<(usize, CheckResult)
         match work {
             Work::One(p) => {
                 shared.progress.start(&p.check.id);
-                let result = run_planned(&client, &p, config, Some(&shared.probe_target)).await;
+                let result = run_planned(&client, &p, config, Some(shared.probes())).await;
                 out.push((p.at, result));
             }
             Work::Batch(batch) => {
@@ -396,7 +423,10 @@ pub async fn run_check(
     probe_target: Option<&ConnectOptions>,
 ) -> CheckResult {
     match plan::single(catalog, check, config, server) {
-        Ok(planned) => run_planned(client, &planned, config, probe_target).await,
+        Ok(planned) => {
+            let probes = probe_target.map(ProbeConnection::Connect);
+            run_planned(client, &planned, config, probes).await
+        }
         Err(done) => done,
     }
 }
@@ -407,10 +437,10 @@ async fn run_planned(
     client: &Client,
     planned: &Planned,
     config: &LoadedConfig,
-    probe_target: Option<&ConnectOptions>,
+    probes: Option<ProbeConnection<'_>>,
 ) -> CheckResult {
     let started = Instant::now();
-    let rows = query_check(client, planned, config, probe_target).await;
+    let rows = query_check(client, planned, config, probes).await;
     from_rows(
         &planned.check,
         config,
@@ -608,12 +638,12 @@ async fn query_check(
     client: &Client,
     planned: &Planned,
     config: &LoadedConfig,
-    probe_target: Option<&ConnectOptions>,
+    probes: Option<ProbeConnection<'_>>,
 ) -> Result<Vec<ObjectResult>, String> {
     let rows = check_rows(client, &planned.query).await?;
     let outcomes = match planned.check.kind {
         Kind::Data => scan::run_data(client, &rows, &ScanSettings::of(config)).await?,
-        Kind::Probe => probe::run_probes(&rows, probe_target, config).await?,
+        Kind::Probe => probe::run_probes(&rows, probes, config).await?,
         _ => return rows.iter().map(object_row).collect(),
     };
     Ok(outcomes.into_iter().map(Into::into).collect())

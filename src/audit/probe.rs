@@ -9,10 +9,22 @@ use crate::db::connection::{connect, ConnectOptions};
 use crate::db::{db_message, watch};
 use tokio_postgres::{Client, Row};
 
+/// The application_name of the connection probes run on.
+pub const PROBE_APPLICATION_NAME: &str = "pg-integrity probe";
+
+/// Where probes run: the connection an audit opened for them before any check ran
+/// (so that it is registered as one of the audit's own, see `execute::register`), or
+/// a target to connect to (`checks test`, one check at a time).
+#[derive(Clone, Copy)]
+pub enum ProbeConnection<'a> {
+    Open(&'a tokio::sync::Mutex<Client>),
+    Connect(&'a ConnectOptions),
+}
+
 /// Each probe on its own connection, in a transaction that is always rolled back.
 pub async fn run_probes(
     rows: &[Row],
-    target: Option<&ConnectOptions>,
+    conn: Option<ProbeConnection<'_>>,
     config: &LoadedConfig,
 ) -> Result<Vec<Row3>, String> {
     let steps = match plan(rows) {
@@ -22,10 +34,23 @@ pub async fn run_probes(
     if steps.is_empty() {
         return Ok(vec![]);
     }
-    let target = target.ok_or("probes need a connection of their own")?;
-    let client = connect(&target.clone().with_application_name("pg-integrity probe"))
-        .await
-        .map_err(|e| e.to_string())?;
+    match conn.ok_or("probes need a connection of their own")? {
+        ProbeConnection::Open(client) => run_steps(&*client.lock().await, steps, config).await,
+        ProbeConnection::Connect(target) => {
+            let client = connect(&target.clone().with_application_name(PROBE_APPLICATION_NAME))
+                .await
+                .map_err(|e| e.to_string())?;
+            run_steps(&client, steps, config).await
+        }
+    }
+}
+
+/// Run a probe check's steps on `client`, each in a transaction rolled back.
+async fn run_steps(
+    client: &Client,
+    steps: Vec<Step>,
+    config: &LoadedConfig,
+) -> Result<Vec<Row3>, String> {
     let audit = &config.config.audit;
     let mut out = vec![];
     for step in steps {
@@ -36,14 +61,14 @@ pub async fn run_probes(
             ))
             .await
             .map_err(|e| db_message(&e))?;
-        let result = probe_one(&client, &step).await;
-        watch::note(&client, &result);
+        let result = probe_one(client, &step).await;
+        watch::note(client, &result);
         // Whatever happened, nothing a probe did survives.
         let rolled_back = client
             .batch_execute("rollback")
             .await
             .map_err(|e| db_message(&e));
-        watch::note(&client, &rolled_back);
+        watch::note(client, &rolled_back);
         rolled_back?;
         // A table dropped mid-audit is skipped; one locked past lock_timeout is unknown.
         match result {
