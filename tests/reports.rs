@@ -895,3 +895,50 @@ fn titles_and_remediation_use_the_configured_names() {
         "{show}"
     );
 }
+
+#[test]
+fn demo_prints_the_before_and_after_summary_and_what_changed_wrapped_on_a_pipe() {
+    let out = cli()
+        .arg("demo")
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    support::assert_exit(&out, 0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for part in [
+        "Applied 9 migration(s):",
+        "Before: score ",
+        "After:  score ",
+        "What changed (",
+        "Still to do (",
+    ] {
+        assert!(text.contains(part), "no `{part}` in:\n{text}");
+    }
+    let score = text
+        .lines()
+        .find(|l| l.starts_with("Score:  "))
+        .expect("a score line");
+    assert!(
+        score.contains(" → ") && score.ends_with(" points"),
+        "{score}"
+    );
+    // A fixed check shows its before and after; a summary, not two full reports.
+    assert!(
+        text.lines().any(|l| l.contains("rls.enabled")) && text.contains("partial: 9 findings"),
+        "{text}"
+    );
+    assert!(
+        text.lines().count() < 120,
+        "{} lines:\n{text}",
+        text.lines().count()
+    );
+    let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(
+        widest <= 120,
+        "a line of {widest} characters on a pipe:\n{text}"
+    );
+    // Progress is on stderr, never in the summary.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("applying the remediation migrations"), "{err}");
+    assert!(!text.contains("applying"), "{text}");
+}

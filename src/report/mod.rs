@@ -2,6 +2,7 @@
 //! decides where it goes (stdout or `--output FORMAT:PATH`).
 
 pub mod catalog;
+pub mod compare;
 pub mod github;
 pub mod html;
 pub mod json;
