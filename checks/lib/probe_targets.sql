@@ -58,8 +58,10 @@ pt_values as materialized (
                   '&lt;', '<'), '&gt;', '>'), '&#x0d;', E'\r'), '&amp;', '&') as tenant_b
     from pt_tables t
     cross join lateral (
+        -- marked as a probe statement: with pg_stat_statements.track = all this nested
+        -- read is tracked, and must not pass for the application's (a read without a lock)
         select query_to_xml(format(
-            'select s.a::text as a, (select %1$s from %2$I.%3$I c2 where %1$s > s.a order by 1 limit 1)::text as b'
+            '/* pg-integrity probe */ select s.a::text as a, (select %1$s from %2$I.%3$I c2 where %1$s > s.a order by 1 limit 1)::text as b'
             || ' from (select %4$s as a from %2$I.%3$I c1 where c1.%5$I is not null order by 1 limit 1) s',
             case when t.ordered then format('c2.%I', t.tenant_column) else format('c2.%I::text', t.tenant_column) end,
             t.schema_name, t.table_name,
