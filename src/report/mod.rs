@@ -95,11 +95,46 @@ pub fn short(evidence: &str) -> std::borrow::Cow<'_, str> {
         return evidence.into();
     }
     let cut: String = evidence.chars().take(EVIDENCE_CHARS - 1).collect();
-    let at = cut
-        .rfind([' ', ',', ';'])
-        .filter(|&i| i > EVIDENCE_CHARS / 2)
-        .unwrap_or(cut.len());
+    // At the last separator; failing one in the second half, at the last space
+    // anywhere; a word is cut only when the text has no space at all.
+    let whole_word = evidence[cut.len()..].starts_with([' ', ',', ';']);
+    let at = if whole_word {
+        cut.len()
+    } else {
+        cut.rfind([' ', ',', ';'])
+            .filter(|&i| i > EVIDENCE_CHARS / 2)
+            .or_else(|| cut.rfind(' '))
+            .unwrap_or(cut.len())
+    };
     format!("{}…", cut[..at].trim_end_matches([' ', ',', ';'])).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortened_evidence_ends_at_a_whole_word() {
+        let long = format!("{} {}", "a".repeat(200), "word ".repeat(60));
+        for text in [
+            long.clone(),
+            format!("{}{}", "x".repeat(100), " ".to_string() + &"y".repeat(400)),
+            "word, ".repeat(80),
+        ] {
+            let s = short(&text);
+            assert!(s.chars().count() <= EVIDENCE_CHARS, "{s}");
+            let kept = s.trim_end_matches('…');
+            assert!(text.starts_with(kept), "{s}");
+            let next = text[kept.len()..].chars().next();
+            assert!(
+                matches!(next, Some(' ' | ',' | ';')),
+                "cut mid-word: {s:?} then {next:?}"
+            );
+        }
+        // No space at all: cut where it must be.
+        assert_eq!(short(&"z".repeat(400)).chars().count(), EVIDENCE_CHARS);
+        assert_eq!(short("short one"), "short one");
+    }
 }
 
 /// The objects of a check nobody could judge, in one clause: "2 unknown (e.g. x:
