@@ -630,3 +630,46 @@ fn the_built_in_migrations_refuse_another_schema_and_point_at_fix() {
         0
     );
 }
+
+#[test]
+fn plan_json_names_each_statements_lock_and_the_preflight_verdict() {
+    let db = sync(TestDb::new(&format!(
+        "{BASE} insert into children values (12, 99, null);"
+    )));
+    let dir = migrations(&[
+        (
+            "V1__index.sql",
+            "-- pg-integrity: no-transaction\ncreate index concurrently if not exists children_parent_id_idx on public.children (parent_id);",
+        ),
+        (
+            "V2__fk.sql",
+            "alter table children add constraint children_parent_id_fkey foreign key (parent_id) references parents(id) not valid;",
+        ),
+    ]);
+    let out = migrate(&db, dir.path(), &["plan", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "a preflight would refuse V2");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["refused"], true);
+    let m = doc["migrations"].as_array().unwrap();
+    assert_eq!(m[0]["transaction"], false);
+    let s = &m[0]["statements"][0];
+    assert_eq!(s["kind"], "create_index_concurrently");
+    assert_eq!(s["table"], "public.children");
+    assert_eq!(s["lock"], "SHARE UPDATE EXCLUSIVE");
+    assert_eq!(s["blocks"], "neither reads nor writes");
+    assert!(s["table_bytes"].as_i64().unwrap() > 0);
+    assert!(m[0]["preflight_refusal"].is_null());
+    let fk = &m[1]["statements"][0];
+    assert_eq!(fk["kind"], "add_foreign_key_not_valid");
+    assert_eq!(fk["also_locks"]["table"], "parents");
+    assert_eq!(fk["scans"], false);
+    assert!(
+        m[1]["preflight_refusal"]
+            .as_str()
+            .unwrap()
+            .contains("1 violating row"),
+        "{doc}"
+    );
+    assert_eq!(sync(history(&db)), vec![], "plan changes nothing");
+}

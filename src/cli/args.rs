@@ -97,10 +97,15 @@ pub enum MigrateCommand {
         #[command(flatten)]
         source: MigrationSource,
     },
-    /// Pending migrations with their SQL. Changes nothing
+    /// Pending migrations with their SQL, each statement's lock, scan or rewrite and table
+    /// size, and every preflight's verdict (exit 1 when one would refuse). Changes nothing
     Plan {
         #[command(flatten)]
         target: TargetArgs,
+        /// Output format: table (the SQL with a comment per statement) or json (a stable
+        /// contract: docs/plan-format.md)
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
         /// Stop at this version
         #[arg(long, value_name = "VERSION")]
         target_version: Option<u32>,

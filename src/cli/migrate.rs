@@ -7,6 +7,7 @@ use crate::cli::target::{load_catalog, open_target, Target};
 use crate::db::connection::connect;
 use crate::migrate::apply::{self, ApplyOptions};
 use crate::migrate::files::{self, MigrateError, MigrationFile};
+use crate::migrate::plan as migrate_plan;
 use crate::migrate::status::{self, State, StatusRow};
 use std::path::Path;
 use std::time::Duration;
@@ -34,9 +35,10 @@ pub async fn run(cmd: MigrateCommand) -> Result<u8, Failure> {
         } => status(&target, &format, source.from.as_deref()).await,
         MigrateCommand::Plan {
             target,
+            format,
             target_version,
             source,
-        } => plan(&target, target_version, source.from.as_deref()).await,
+        } => plan(&target, &format, target_version, source.from.as_deref()).await,
         MigrateCommand::Apply(args) => apply(*args).await,
         MigrateCommand::Verify { target, source } => verify(&target, source.from.as_deref()).await,
     }
@@ -82,36 +84,12 @@ async fn status(args: &TargetArgs, format: &str, from: Option<&Path>) -> Result<
     Ok(EXIT_OK)
 }
 
-fn pending_sql(files: &[MigrationFile], rows: &[StatusRow], upto: Option<u32>) -> String {
-    let mut out = String::new();
-    let mut n = 0;
-    for f in files {
-        let pending = rows
-            .iter()
-            .any(|r| r.version == f.version && r.state == State::Pending);
-        if pending && upto.is_none_or(|t| f.version <= t) {
-            n += 1;
-            out.push_str(&format!(
-                "-- ===== {}{} =====\n{}\n",
-                f.label(),
-                if f.no_transaction {
-                    " (outside a transaction, statement by statement)"
-                } else {
-                    " (one transaction)"
-                },
-                f.sql.trim_end()
-            ));
-        }
-    }
-    if n == 0 {
-        out.push_str("-- nothing to apply: the database is up to date\n");
-    }
-    out
-}
-
-/// `plan` and `apply --dry-run`: the pending migrations with their SQL; writes nothing.
+/// `plan` and `apply --dry-run`: the pending migrations, statement by statement, with
+/// their locks and every preflight's verdict; writes nothing. Exit 1 when a preflight
+/// would refuse.
 async fn print_plan(
     target: &Target,
+    format: &str,
     upto: Option<u32>,
     from: Option<&Path>,
 ) -> Result<u8, Failure> {
@@ -119,13 +97,63 @@ async fn print_plan(
     if let Some(msg) = status::disagreement(&rows) {
         return Err(MigrateError::Divergent(msg).into());
     }
-    write_stdout(&pending_sql(&files, &rows, upto));
-    Ok(EXIT_OK)
+    let pending: Vec<&MigrationFile> = files
+        .iter()
+        .filter(|f| {
+            rows.iter()
+                .any(|r| r.version == f.version && r.state == State::Pending)
+        })
+        .filter(|f| upto.is_none_or(|t| f.version <= t))
+        .collect();
+    let client = connect(&target.options).await?;
+    let doc = migrate_plan::plan(&client, &pending).await?;
+    if format == "json" {
+        write_stdout(&(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"));
+    } else {
+        let mut out = String::new();
+        for m in &doc.migrations {
+            out.push_str(&format!(
+                "-- ===== {}{} =====\n",
+                m.label,
+                if m.transaction {
+                    " (one transaction)"
+                } else {
+                    " (outside a transaction, statement by statement)"
+                }
+            ));
+            if let Some(r) = &m.preflight_refusal {
+                out.push_str(&format!("-- PREFLIGHT WOULD REFUSE:\n{}\n", comment(r)));
+            }
+            for s in &m.statements {
+                out.push_str(&migrate_plan::describe(s));
+                out.push('\n');
+                out.push_str(s.sql.trim_end().trim_end_matches(';'));
+                out.push_str(";\n");
+            }
+        }
+        if doc.migrations.is_empty() {
+            out.push_str("-- nothing to apply: the database is up to date\n");
+        }
+        write_stdout(&out);
+    }
+    Ok(if doc.refused { EXIT_GATE } else { EXIT_OK })
 }
 
-async fn plan(args: &TargetArgs, upto: Option<u32>, from: Option<&Path>) -> Result<u8, Failure> {
+fn comment(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("--   {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn plan(
+    args: &TargetArgs,
+    format: &str,
+    upto: Option<u32>,
+    from: Option<&Path>,
+) -> Result<u8, Failure> {
     let target = open_target(args).await?;
-    print_plan(&target, upto, from).await
+    print_plan(&target, format, upto, from).await
 }
 
 async fn verify(args: &TargetArgs, from: Option<&Path>) -> Result<u8, Failure> {
@@ -158,7 +186,7 @@ async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
         }
     }
     if args.dry_run {
-        return print_plan(&target, args.target_version, from).await;
+        return print_plan(&target, "table", args.target_version, from).await;
     }
     let before = if args.no_audit {
         None

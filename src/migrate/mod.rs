@@ -6,6 +6,8 @@
 
 pub mod apply;
 pub mod files;
+pub mod locks;
+pub mod plan;
 pub mod preflight;
 pub mod sqlsplit;
 pub mod status;

@@ -23,6 +23,7 @@
 //!   know yet is a parse error where PostgreSQL would accept it. Licence Apache-2.0 OR
 //!   MIT; recent releases are edition 2024 with rust-version 1.90+ (2.40) to 1.94
 //!   (2.53), above this crate's rust-version 1.85: adopting it raises the MSRV.
+//!
 //! Choice: squawk's crates for lint rules and `plan` (no C toolchain for users
 //! or CI; the rules are reused rather than rewritten), with a statement it cannot parse
 //! reported as "lock unknown" rather than guessed; `pg_query` only if fidelity on

@@ -1,0 +1,151 @@
+//! `plan` and `apply --dry-run`: the pending migrations, statement by statement, with
+//! the lock each takes and on which table, whether it scans or rewrites it, the table's
+//! size and estimated rows, and every migration's preflight verdict. Changes nothing.
+//! The JSON form is a stable contract (docs/plan-format.md).
+
+use crate::migrate::files::{MigrateError, MigrationFile};
+use crate::migrate::locks::{blocks, classify};
+use crate::migrate::{preflight, sqlsplit};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub format_version: u32,
+    /// Some preflight would refuse: `apply` would change nothing and fail.
+    pub refused: bool,
+    pub migrations: Vec<PlannedMigration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedMigration {
+    pub version: u32,
+    pub name: String,
+    /// `V{version}__{name}`.
+    pub label: String,
+    /// false: run statement by statement outside a transaction.
+    pub transaction: bool,
+    /// Why preflight would refuse it (null: it would not).
+    pub preflight_refusal: Option<String>,
+    pub statements: Vec<PlannedStatement>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStatement {
+    pub sql: String,
+    /// e.g. `create_index_concurrently`; `unknown` when not recognised.
+    pub kind: String,
+    pub table: Option<String>,
+    /// The lock mode taken on `table`, e.g. `SHARE UPDATE EXCLUSIVE`.
+    pub lock: Option<String>,
+    /// What that lock keeps waiting: `reads and writes`, `writes`, `neither reads nor writes`.
+    pub blocks: Option<String>,
+    /// A second table locked (a foreign key's parent), with its mode.
+    pub also_locks: Option<AlsoLocks>,
+    pub scans: bool,
+    pub rewrites: bool,
+    /// `pg_total_relation_size` of `table`, when it exists now.
+    pub table_bytes: Option<i64>,
+    /// `pg_class.reltuples` of `table` (-1 or 0: never analyzed), when it exists now.
+    pub estimated_rows: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlsoLocks {
+    pub table: String,
+    pub lock: String,
+}
+
+async fn size(client: &Client, table: &str) -> (Option<i64>, Option<i64>) {
+    let row = client
+        .query_opt(
+            "select pg_total_relation_size(c.oid), c.reltuples::bigint
+             from pg_class c where c.oid = to_regclass($1)",
+            &[&table],
+        )
+        .await;
+    match row {
+        Ok(Some(r)) => (r.get(0), r.get(1)),
+        _ => (None, None),
+    }
+}
+
+/// The plan of `pending` (in order), every preflight run first.
+pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, MigrateError> {
+    let mut migrations = vec![];
+    for m in pending {
+        let preflight_refusal = match preflight::check(client, m).await {
+            Ok(()) => None,
+            Err(MigrateError::Preflight { details, .. }) => Some(details.trim().to_string()),
+            Err(e) => Some(format!("preflight could not run: {e}")),
+        };
+        let mut statements = vec![];
+        for sql in sqlsplit::split(&m.sql) {
+            let c = classify(&sql);
+            let (table_bytes, estimated_rows) = match &c.table {
+                Some(t) => size(client, t).await,
+                None => (None, None),
+            };
+            statements.push(PlannedStatement {
+                kind: c.kind.to_string(),
+                table: c.table.clone(),
+                lock: c.lock.map(str::to_string),
+                blocks: c.lock.map(|l| blocks(l).to_string()),
+                also_locks: c.also.map(|(table, lock)| AlsoLocks {
+                    table,
+                    lock: lock.to_string(),
+                }),
+                scans: c.scans,
+                rewrites: c.rewrites,
+                table_bytes,
+                estimated_rows,
+                sql,
+            });
+        }
+        migrations.push(PlannedMigration {
+            version: m.version,
+            name: m.name.clone(),
+            label: m.label(),
+            transaction: !m.no_transaction,
+            preflight_refusal,
+            statements,
+        });
+    }
+    Ok(Plan {
+        format_version: FORMAT_VERSION,
+        refused: migrations.iter().any(|m| m.preflight_refusal.is_some()),
+        migrations,
+    })
+}
+
+/// One comment line saying what a statement locks and does.
+pub fn describe(s: &PlannedStatement) -> String {
+    let Some(lock) = &s.lock else {
+        return match s.kind.as_str() {
+            "unknown" => "-- lock: unknown (statement not recognised)".into(),
+            _ => format!("-- {}: locks no existing table", s.kind),
+        };
+    };
+    let mut out = format!(
+        "-- {}: {lock} on {} (blocks {})",
+        s.kind,
+        s.table.as_deref().unwrap_or("?"),
+        s.blocks.as_deref().unwrap_or("?")
+    );
+    if let Some(a) = &s.also_locks {
+        out.push_str(&format!(", {} on {}", a.lock, a.table));
+    }
+    out.push_str(if s.rewrites {
+        "; rewrites the table"
+    } else if s.scans {
+        "; scans the table"
+    } else {
+        "; no scan"
+    });
+    if let (Some(b), Some(r)) = (s.table_bytes, s.estimated_rows) {
+        out.push_str(&format!("; {} bytes, ~{} rows", b, r.max(0)));
+    }
+    out
+}
