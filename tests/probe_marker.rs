@@ -68,9 +68,9 @@ fn a_marked_probe_statement_is_not_taken_for_the_applications_claim() {
     assert_ne!(status_after(&marked, "probe_claims"), "pass");
 }
 
-/// Audit → `--probe write` → audit: the second audit gives the same verdicts as the
-/// first (the probes' statements are marked and left out of every check reading
-/// tracked statements; their writes are rolled back).
+/// Audit → `--probe write --deep` → audit: the second audit gives the same verdicts
+/// as the first (the probes' and the data scans' statements are marked and left out of
+/// every check reading tracked statements; the probes' writes are rolled back).
 #[test]
 fn a_probe_run_changes_nothing_a_later_audit_sees() {
     let sb = pg_integrity::db::sandbox::Sandbox::start(&[
@@ -192,7 +192,7 @@ fn a_probe_run_changes_nothing_a_later_audit_sees() {
         })
     };
     let before = verdicts(&audit(&[]));
-    let probed = audit(&["--probe", "write"]);
+    let probed = audit(&["--probe", "write", "--deep"]);
     let write = probed["checks"]
         .as_array()
         .unwrap()

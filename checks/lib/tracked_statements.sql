@@ -8,7 +8,8 @@
 -- queryid and visible = false. Left out: statements that read pg_stat_statements
 -- (monitoring, this tool's own queries) and DDL (CREATE, ALTER, DROP, COMMENT,
 -- GRANT, REVOKE), whose text is a definition, not a statement the application runs,
--- and statements marked /* pg-integrity probe */: what the isolation probes ran.
+-- and statements marked /* pg-integrity probe */ or /* pg-integrity audit */: what
+-- the isolation probes and a deep audit's table reads ran.
 -- Columns: queryid (bigint), query (text, '' when hidden), visible, calls, n_rows.
 -- requires: tracked_statements_state
 select nullif(m[1], '')::bigint as queryid,
@@ -29,7 +30,7 @@ cross join lateral regexp_matches(
         where dbid = (select oid from pg_database where datname = current_database())
           and (query is null
                or strpos(query, 'pg_stat_statements') = 0
-                  and strpos(query, '/* pg-integrity probe */') = 0
+                  and strpos(query, '/* pg-integrity ') = 0
                   and query !~* '^\s*(create|alter|drop|comment|grant|revoke)\M')
         group by queryid
         $pgi$, s.schema_name), false, true, '')::text else '' end,

@@ -20,7 +20,7 @@ use crate::audit::outcome::Row3;
 use crate::audit::plan::ScanSettings;
 use crate::audit::plan::{bind, count_params, outcome, plan, skipped, Part, Step};
 use crate::audit::session::{
-    locked_evidence, object_fault, safely, text_params, Locks, ObjectFault,
+    audit_marked, locked_evidence, object_fault, safely, text_params, Locks, ObjectFault,
 };
 use crate::db::{db_message, is_statement_timeout};
 use std::collections::HashMap;
@@ -173,7 +173,8 @@ pub(crate) async fn run_unit(
             let step = &plans[*c][*s];
             let n = count_params(&step.query).min(step.args.len());
             let args = text_params(&step.args[..n]);
-            let read = client.query_typed(&step.query, &args);
+            let sql = audit_marked(&step.query);
+            let read = client.query_typed(&sql, &args);
             let r = safely(client, Locks::Drop { setup: "" }, async {
                 read.await.map_err(|e| db_message(&e))
             })
@@ -228,7 +229,9 @@ fn scan_sql(scan: &str, key: &str, parts: &[&Part]) -> String {
             joins.push(j);
         }
     }
-    let mut sql = format!("with m as materialized (\n    select ({key})::text as k");
+    let mut sql = audit_marked(&format!(
+        "with m as materialized (\n    select ({key})::text as k"
+    ));
     for (i, p) in parts.iter().enumerate() {
         sql.push_str(&format!(
             ",\n           ({}) as h{i}, ({})::text as d{i}, ({}) as l{i}",

@@ -115,6 +115,18 @@ async fn safely_inner<T>(
     }
 }
 
+/// Leads every statement a deep audit sends about a table's rows: pg_stat_statements
+/// keeps it in the stored text, and the checks reading tracked statements leave out
+/// statements marked `/* pg-integrity …` (`checks/lib/tracked_statements.sql`), so
+/// the audit's own reads are never taken for the application's (a read without a
+/// lock of a queue table, say).
+pub(crate) const AUDIT_MARKER: &str = "/* pg-integrity audit */";
+
+/// `sql` behind [`AUDIT_MARKER`].
+pub(crate) fn audit_marked(sql: &str) -> String {
+    format!("{AUDIT_MARKER} {sql}")
+}
+
 /// `args` as text parameters for `query_typed` (a plan's `args`: the SQL casts them).
 pub(crate) fn text_params(args: &[String]) -> Vec<(&(dyn ToSql + Sync), Type)> {
     args.iter().map(|a| (a as _, Type::TEXT)).collect()
