@@ -38,7 +38,17 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         pg-integrity audit --database-url postgres://app@db/prod\n  \
         pg-integrity audit --schema schema.sql --format json --fail-on medium\n  \
-        pg-integrity audit --deep --sample 5 --probe --jobs 4")]
+        pg-integrity audit --deep --sample 5 --probe --jobs 4\n\n\
+        What it does to the database:\n  \
+        read     the catalog, statistics views, pg_stat_statements; --deep: every row of the\n           \
+        tables in scope; --probe: rows as each app role would see them\n  \
+        written  nothing, except --probe write: rows updated as an app role, always rolled back\n  \
+        locked   catalog checks take no table lock; --deep holds a table's ACCESS SHARE lock\n           \
+        for one read (only DDL conflicts); --probe write takes row locks with SKIP LOCKED;\n           \
+        never waits longer than lock_timeout (1 s), no statement runs past statement_timeout\n  \
+        fired    --probe write fires row triggers: their effects outside the transaction, and\n           \
+        the sequences they advance, survive the rollback\n\
+        A server that stops answering ends the audit with exit 3 after statement_timeout + 10 s.")]
     Audit(Box<AuditArgs>),
     /// List, show, validate and test check definitions
     #[command(subcommand)]
@@ -250,7 +260,8 @@ pub struct AuditArgs {
     #[arg(long, value_delimiter = ',', value_name = "ID,..")]
     pub skip: Vec<String>,
 
-    /// Also run the data checks (orphans, NULLs, duplicates...): reads table data
+    /// Also run the data checks (orphans, NULLs, duplicates...): reads every row of the
+    /// tables in scope, each table under its ACCESS SHARE lock for the length of one read
     #[arg(long)]
     pub deep: bool,
 
