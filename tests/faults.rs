@@ -371,3 +371,29 @@ fn a_schema_file_that_runs_a_program_is_refused_without_allow_shell() {
     support::assert_exit(&out, 0);
     assert!(marker.exists(), "--allow-shell lets the file run it");
 }
+
+/// A partition another session holds an ACCESS EXCLUSIVE lock on (DDL mid-way): no
+/// catalog check waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_partition_blocks_no_catalog_check() {
+    let db = TestDb::new(
+        "create table tenants(id int primary key);
+         create table events(id int not null, tenant_id int not null references tenants(id),
+                             primary key (id, tenant_id)) partition by list (tenant_id);
+         create table events_1 partition of events for values in (1);
+         create table events_2 partition of events for values in (2);
+         alter table events enable row level security;",
+    )
+    .await;
+    let holder = db.client().await;
+    holder
+        .batch_execute("begin; lock table events_2 in access exclusive mode;")
+        .await
+        .unwrap();
+    let url = db.url.clone();
+    let doc = tokio::task::spawn_blocking(move || audit_json(&url, &[]))
+        .await
+        .unwrap();
+    assert_eq!(errored(&doc), Vec::<String>::new(), "{doc}");
+    holder.batch_execute("rollback").await.unwrap();
+}
