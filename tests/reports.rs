@@ -942,3 +942,95 @@ fn demo_prints_the_before_and_after_summary_and_what_changed_wrapped_on_a_pipe()
     assert!(err.contains("applying the remediation migrations"), "{err}");
     assert!(!text.contains("applying"), "{text}");
 }
+
+// The --schema target: what a user sees while it starts and loads, and load errors.
+
+const WITH_MISSING_EXTENSION: &str = "create table t(id int primary key);\n\
+     create extension if not exists pgi_missing_extension;\n\
+     create table u(x int);\n";
+
+#[test]
+fn schema_errors_continue_loads_past_a_failing_statement_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("structure.sql");
+    std::fs::write(&schema, WITH_MISSING_EXTENSION).unwrap();
+    let run = |extra: &[&str]| {
+        cli()
+            .args(["audit", "--only", "schema.primary_keys", "--format", "json"])
+            .args(extra)
+            .arg("--schema")
+            .arg("structure.sql")
+            .current_dir(dir.path())
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap()
+    };
+    // By default the first failing statement stops the command (exit 2).
+    let stopped = run(&[]);
+    support::assert_exit(&stopped, 2);
+    assert!(stopped.stdout.is_empty());
+    // With continue: a warning naming the file, line and error, and an audit of the rest.
+    let kept = run(&["--schema-errors", "continue"]);
+    support::assert_exit(&kept, 1);
+    let err = String::from_utf8_lossy(&kept.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].starts_with("warning: structure.sql:2: extension \"pgi_missing_extension\""),
+        "{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&kept.stdout).unwrap();
+    let pk = support::check_in(&doc, "schema.primary_keys");
+    assert_eq!(pk["objects_checked"], 2, "both tables loaded: {pk}");
+    assert_eq!(pk["findings"][0]["object"], "public.u");
+    // The flag needs --schema.
+    let alone = cli()
+        .args([
+            "audit",
+            "--schema-errors",
+            "continue",
+            "--database-url",
+            "host=/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    support::assert_exit(&alone, 2);
+}
+
+#[test]
+fn schema_target_shows_progress_on_a_terminal_and_none_on_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("schema.sql"), NO_KEY).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("pg-integrity");
+    let command = format!(
+        "{} audit --only schema.primary_keys --format json --schema schema.sql > report.json",
+        bin.display()
+    );
+    // `script` gives the command a terminal for stderr (util-linux; skipped without).
+    let Ok(out) = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+    else {
+        eprintln!("NOTICE: no `script` command: the terminal half of this test did not run");
+        return;
+    };
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for step in [
+        "starting a throwaway PostgreSQL…",
+        "loading schema.sql (1/1)…",
+        "throwaway server ready (",
+    ] {
+        assert!(shown.contains(step), "no `{step}` in:\n{shown}");
+    }
+    let report = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    assert!(serde_json::from_str::<serde_json::Value>(&report).is_ok());
+    // On a pipe: no progress.
+    let piped = audit_no_key(dir.path(), &["--format", "json"], &[]);
+    assert!(
+        !piped.stderr.contains("starting a throwaway"),
+        "{}",
+        piped.stderr
+    );
+}

@@ -226,10 +226,25 @@ pub struct TargetArgs {
     #[arg(long, value_name = "DIR", requires = "schema")]
     pub migrations: Option<PathBuf>,
 
+    /// With --schema: what a statement that fails to load does. `stop` (the default):
+    /// exit 2 naming the file and line. `continue`: it is a warning (e.g. CREATE EXTENSION
+    /// of an extension this machine lacks) and the rest of the files load
+    #[arg(long, value_enum, value_name = "stop|continue", requires = "schema")]
+    pub schema_errors: Option<SchemaErrors>,
+
     /// With --schema: let the files run programs on this machine through psql
     /// meta-commands (\!, \o |, \copy ... program, ...) or COPY ... PROGRAM
     #[arg(long, requires = "schema")]
     pub allow_shell: bool,
+}
+
+/// `--schema-errors stop|continue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaErrors {
+    /// A statement that fails to load ends the command (exit 2).
+    Stop,
+    /// A statement that fails to load is a warning; the rest loads.
+    Continue,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -36,12 +36,11 @@ pub async fn run() -> Result<u8, Failure> {
                 "cannot write the fixture to a temporary directory",
             )
         })?;
-    eprintln!("starting a throwaway PostgreSQL with the ticket-service fixture…");
+    eprintln!("pg-integrity demo: the ticket-service fixture");
     let target = open_target(&TargetArgs {
         database_url: None,
         schema: vec![schema, data],
-        migrations: None,
-        allow_shell: false,
+        ..TargetArgs::default()
     })
     .await?;
     let mut catalog = Catalog::load(&[] as &[&str]).map_err(Failure::input)?;

@@ -2,13 +2,14 @@
 //! (`--database-url`, or a throwaway server loaded with `--schema` files).
 
 use crate::checks::catalog::Catalog;
-use crate::cli::args::{CatalogArgs, TargetArgs};
+use crate::cli::args::{CatalogArgs, SchemaErrors, TargetArgs};
 use crate::cli::exit::{Failure, EXIT_DATABASE, EXIT_INPUT};
 use crate::config::LoadedConfig;
 use crate::db::connection::ConnectOptions;
 use crate::db::sandbox::Sandbox;
 use crate::db::{shell, watch};
 use std::future::Future;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub fn load_catalog(args: &CatalogArgs) -> Result<(Catalog, LoadedConfig), Failu
 pub struct Target {
     pub options: ConnectOptions,
     pub sandbox: Option<Sandbox>,
+    /// With `--schema-errors continue`: each statement of the files the server
+    /// rejected, `file:line: message` (also said on stderr).
+    pub warnings: Vec<String>,
 }
 
 pub const SANDBOX_DB: &str = "pg_integrity";
@@ -34,11 +38,20 @@ pub fn env_var(name: &str) -> Option<String> {
 }
 
 pub async fn open_target(args: &TargetArgs) -> Result<Target, Failure> {
+    if args.schema.is_empty() && (args.migrations.is_some() || args.schema_errors.is_some()) {
+        // clap's `requires = "schema"` does not hold across the flattened groups
+        return Err(Failure::msg(
+            EXIT_INPUT,
+            "--migrations and --schema-errors work on a throwaway server".into(),
+            "give the schema with --schema FILE.sql (without it the target is --database-url)",
+        ));
+    }
     if args.schema.is_empty() {
         let options = ConnectOptions::resolve(args.database_url.as_deref(), &env_var)?;
         return Ok(Target {
             options,
             sandbox: None,
+            warnings: vec![],
         });
     }
     let files = args.schema.clone();
@@ -53,14 +66,43 @@ pub async fn open_target(args: &TargetArgs) -> Result<Target, Failure> {
             return Err(Failure::input(crate::diag::Problems::new(problems)));
         }
     }
-    let sandbox = tokio::task::spawn_blocking(move || -> Result<Sandbox, Failure> {
+    let keep_going = args.schema_errors == Some(SchemaErrors::Continue);
+    let (sandbox, warnings) = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
+        // Progress on stderr when it is a terminal: starting a server and loading a
+        // large schema take seconds.
+        let started = std::time::Instant::now();
+        let say = |what: &str| {
+            if std::io::stderr().is_terminal() {
+                eprintln!("{what}");
+            }
+        };
+        say("starting a throwaway PostgreSQL…");
         let sb = Sandbox::start(&[])?;
         sb.create_database(SANDBOX_DB)?;
-        sb.load_files(SANDBOX_DB, &files)?;
+        let mut loaded = files;
         if let Some(dir) = migrations {
-            sb.load_files(SANDBOX_DB, &migration_files(&dir)?)?;
+            loaded.extend(migration_files(&dir)?);
         }
-        Ok(sb)
+        let mut warnings = vec![];
+        for (i, file) in loaded.iter().enumerate() {
+            say(&format!(
+                "loading {} ({}/{})…",
+                file.display(),
+                i + 1,
+                loaded.len()
+            ));
+            let one = std::slice::from_ref(file);
+            if keep_going {
+                warnings.extend(sb.load_files_continuing(SANDBOX_DB, one)?);
+            } else {
+                sb.load_files(SANDBOX_DB, one)?;
+            }
+        }
+        say(&format!(
+            "throwaway server ready ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok((sb, warnings))
     })
     .await
     .map_err(|e| {
@@ -70,9 +112,13 @@ pub async fn open_target(args: &TargetArgs) -> Result<Target, Failure> {
             "the throwaway server task failed",
         )
     })??;
+    for w in &warnings {
+        eprintln!("warning: {w} (--schema-errors continue: the rest was loaded)");
+    }
     Ok(Target {
         options: sandbox.options(SANDBOX_DB),
         sandbox: Some(sandbox),
+        warnings,
     })
 }
 

@@ -375,6 +375,50 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Load `files` as [`Sandbox::load_files`] does, but past errors (`--schema-errors
+    /// continue`): psql runs each file to its end, and every statement the server
+    /// rejected comes back as one line, `file:line: message`.
+    pub fn load_files_continuing(
+        &self,
+        dbname: &str,
+        files: &[PathBuf],
+    ) -> Result<Vec<String>, SandboxError> {
+        let mut rejected = vec![];
+        for file in files {
+            let abs = std::fs::canonicalize(file).map_err(|e| SandboxError::Load {
+                file: file.display().to_string(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+                context: vec![],
+            })?;
+            let mut cmd = self.psql(dbname);
+            cmd.args(["-v", "ON_ERROR_STOP=0", "-f"]).arg(&abs);
+            if let Some(parent) = abs.parent() {
+                cmd.current_dir(parent);
+            }
+            let out = cmd.output().map_err(|e| SandboxError::Server {
+                step: "running psql".into(),
+                message: e.to_string(),
+            })?;
+            let abs_s = abs.display().to_string();
+            for line in String::from_utf8_lossy(&out.stderr).lines() {
+                let Some(rest) = line.strip_prefix("psql:") else {
+                    continue;
+                };
+                let Some(idx) = rest.find(": ERROR:").or_else(|| rest.find(": FATAL:")) else {
+                    continue;
+                };
+                let loc = rest[..idx].replacen(&abs_s, &file.display().to_string(), 1);
+                let message = rest[idx + 2..]
+                    .split_once(':')
+                    .map_or("", |(_, m)| m)
+                    .trim();
+                rejected.push(format!("{loc}: {message}"));
+            }
+        }
+        Ok(rejected)
+    }
+
     /// Stop the server (fast) and remove its directory.
     pub fn stop(&mut self) {
         if self.running {

@@ -109,34 +109,6 @@ pub fn short(evidence: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…", cut[..at].trim_end_matches([' ', ',', ';'])).into()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shortened_evidence_ends_at_a_whole_word() {
-        let long = format!("{} {}", "a".repeat(200), "word ".repeat(60));
-        for text in [
-            long.clone(),
-            format!("{}{}", "x".repeat(100), " ".to_string() + &"y".repeat(400)),
-            "word, ".repeat(80),
-        ] {
-            let s = short(&text);
-            assert!(s.chars().count() <= EVIDENCE_CHARS, "{s}");
-            let kept = s.trim_end_matches('…');
-            assert!(text.starts_with(kept), "{s}");
-            let next = text[kept.len()..].chars().next();
-            assert!(
-                matches!(next, Some(' ' | ',' | ';')),
-                "cut mid-word: {s:?} then {next:?}"
-            );
-        }
-        // No space at all: cut where it must be.
-        assert_eq!(short(&"z".repeat(400)).chars().count(), EVIDENCE_CHARS);
-        assert_eq!(short("short one"), "short one");
-    }
-}
-
 /// The objects of a check nobody could judge, in one clause: "2 unknown (e.g. x:
 /// why)"; `None` when there are none.
 pub fn unknown_note(c: &Assessed) -> Option<String> {
@@ -206,5 +178,33 @@ pub fn summary_evidence(c: &Assessed, max_items: usize) -> String {
                 None => format!("{} ({ok}/{known} ok)", parts.join("; ")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortened_evidence_ends_at_a_whole_word() {
+        let long = format!("{} {}", "a".repeat(200), "word ".repeat(60));
+        for text in [
+            long.clone(),
+            format!("{}{}", "x".repeat(100), " ".to_string() + &"y".repeat(400)),
+            "word, ".repeat(80),
+        ] {
+            let s = short(&text);
+            assert!(s.chars().count() <= EVIDENCE_CHARS, "{s}");
+            let kept = s.trim_end_matches('…');
+            assert!(text.starts_with(kept), "{s}");
+            let next = text[kept.len()..].chars().next();
+            assert!(
+                matches!(next, Some(' ' | ',' | ';')),
+                "cut mid-word: {s:?} then {next:?}"
+            );
+        }
+        // No space at all: cut where it must be.
+        assert_eq!(short(&"z".repeat(400)).chars().count(), EVIDENCE_CHARS);
+        assert_eq!(short("short one"), "short one");
     }
 }
