@@ -35,6 +35,8 @@ mutated. Operators:
   negate_ok      `not (...)` around a check's `ok` (a data/probe check: around the ok
                  its query returns)
   const_evidence a check's `evidence` replaced by a constant (data/probe: in its query)
+Nothing is mutated inside a `fix_*` output column (the input of `pg-integrity fix`,
+judged by tests/fix.rs; a check's cases cannot see it).
 Building-block mutants (flip_cmp, drop_conjunct, swap_case, flip_order on checks/lib/X.sql,
 "drop a uses block's filter") are made once per block and run against the cases of each
 check that names the block in `uses`, in turn, until one kills it; they are counted in the
@@ -343,7 +345,20 @@ def site_edits(root, kind, is_check):
                                          typeName=ast.TypeName(names=(ast.String(sval="text"),)))
                     m.name = name
                 edits.append(("const_evidence", path, const))
-    return edits
+    # Nothing inside a fix_* column: those are the input of `pg-integrity fix`, which
+    # its own tests judge (tests/fix.rs); a check's cases judge the verdicts, evidence
+    # and related objects, and cannot see them.
+    return [e for e in edits if not in_fix_column(root, e[1])]
+
+
+def in_fix_column(root, path):
+    from pglast import ast
+
+    for k in range(len(path) + 1):
+        n = get(root, path[:k])
+        if isinstance(n, ast.ResTarget) and (n.name or "").startswith("fix_"):
+            return True
+    return False
 
 
 def wrap_query(m, before, after):
@@ -882,20 +897,23 @@ def run_targets(runner, targets, equivalent, a):
 
     tasks = [(t, ch) for t, p in plans.items() for ch in p["chunks"]]
     tasks.sort(key=lambda tc: -len(tc[1]) * max(1, plans[tc[0]]["cases"]))
+    ex = cf.ThreadPoolExecutor(max_workers=a.jobs)
     try:
-        with cf.ThreadPoolExecutor(max_workers=a.jobs) as ex:
-            for f in cf.as_completed([ex.submit(run, t, ch) for t, ch in tasks]):
-                t = f.result()
-                p = plans[t]
-                with lock:
-                    p["left"] -= 1
-                    done = p["left"] == 0
-                if done:
-                    users = lib_users(runner, t[4:]) if t.startswith("lib:") else None
-                    rows.append(make_row(t, p["kept"], p["eq"], p["verdicts"], p["error"], p["spent"], users))
-                    print_row(rows[-1])
-                    sys.stdout.flush()
+        for f in cf.as_completed([ex.submit(run, t, ch) for t, ch in tasks]):
+            t = f.result()
+            p = plans[t]
+            with lock:
+                p["left"] -= 1
+                done = p["left"] == 0
+            if done:
+                users = lib_users(runner, t[4:]) if t.startswith("lib:") else None
+                rows.append(make_row(t, p["kept"], p["eq"], p["verdicts"], p["error"], p["spent"], users))
+                print_row(rows[-1])
+                sys.stdout.flush()
     finally:
+        # on an interrupt: start nothing more; the shares running finish, then the
+        # clusters stop
+        ex.shutdown(wait=True, cancel_futures=True)
         runner.stop()
         runner.save_kills()
     return rows

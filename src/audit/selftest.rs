@@ -260,7 +260,17 @@ async fn in_database(
 ) -> Result<(), String> {
     let opts = admin_opts.clone().with_dbname(db);
     let client = set_up(&opts, case).await?;
-    check_case(&client, &opts, catalog, check, case, config).await
+    let fresh = reconnect(&opts, case).await?;
+    let session = fresh.as_ref().unwrap_or(&client);
+    check_case(session, &opts, catalog, check, case, config).await
+}
+
+/// With `reconnect`, the new session the check runs in (the setup's stays open).
+async fn reconnect(opts: &ConnectOptions, case: &TestCase) -> Result<Option<Client>, String> {
+    if !case.reconnect {
+        return Ok(None);
+    }
+    connect(opts).await.map(Some).map_err(|e| e.to_string())
 }
 
 /// A session on the case's database with the case's setup run in it (the check
@@ -276,8 +286,9 @@ async fn set_up(opts: &ConnectOptions, case: &TestCase) -> Result<Client, String
     Ok(client)
 }
 
-/// Run the check in `client`'s session as an audit would (on its own, then
-/// batched), inside a read-only transaction that is rolled back, and judge it.
+/// Run the check in `client`'s session as an audit would, inside a read-only
+/// transaction that is rolled back, and judge it: on its own first, then (when it
+/// passes) batched, which must give the same verdicts.
 async fn check_case(
     client: &Client,
     opts: &ConnectOptions,
@@ -295,6 +306,10 @@ async fn check_case(
         .await
         .map_err(|e| db_message(&e))?;
     let result = run_check(client, catalog, check, config, &server, Some(opts)).await;
+    if let Err(e) = judge(&result, case) {
+        let _ = client.batch_execute("rollback").await;
+        return Err(e);
+    }
     // An audit runs catalog and runtime checks batched: the case must hold there too.
     let batched = if batchable(check, &server, config) {
         Some(run_batch_strict(client, catalog, std::slice::from_ref(check), config).await)
@@ -303,11 +318,10 @@ async fn check_case(
     };
     let _ = client.batch_execute("rollback").await;
     match batched {
-        Some(Err(e)) => return Err(format!("does not run batched: {e}")),
-        Some(Ok(b)) => same_verdicts(&result, b.first())?,
-        None => {}
+        Some(Err(e)) => Err(format!("does not run batched: {e}")),
+        Some(Ok(b)) => same_verdicts(&result, b.first()),
+        None => Ok(()),
     }
-    judge(&result, case)
 }
 
 /// Verdicts, not evidence: the first run is itself tracked by pg_stat_statements,
@@ -403,22 +417,22 @@ fn judge(result: &CheckResult, case: &TestCase) -> Result<(), String> {
             ));
         }
     }
-    for want in &case.evidence {
-        // the evidence of any row, or the reason of a skipped check
-        let in_rows = result
-            .objects
-            .iter()
-            .any(|o| o.evidence.contains(want.as_str()));
-        let in_reason = result
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.contains(want.as_str()));
-        if !in_rows && !in_reason {
-            return Err(format!(
-                "expected evidence containing {want:?}, {}",
-                describe(result)
-            ));
-        }
+    // the evidence of any row, or the reason of a skipped check
+    let said = |want: &str| {
+        result.objects.iter().any(|o| o.evidence.contains(want))
+            || result.reason.as_deref().is_some_and(|r| r.contains(want))
+    };
+    if let Some(want) = case.evidence.iter().find(|w| !said(w)) {
+        return Err(format!(
+            "expected evidence containing {want:?}, {}",
+            describe(result)
+        ));
+    }
+    if let Some(not) = case.evidence_absent.iter().find(|w| said(w)) {
+        return Err(format!(
+            "expected no evidence containing {not:?}, {}",
+            describe(result)
+        ));
     }
     if result.status == Status::Error {
         return Err(describe(result));
@@ -448,7 +462,7 @@ pub enum VariantVerdict {
 }
 
 /// How many variants are judged between two judgings of the unmutated check.
-const SEGMENT: usize = 8;
+const SEGMENT: usize = 16;
 
 /// A variant's statements are cancelled after this long (an audit's default limit is
 /// 30 s): a mutant still running after 5 s on a case's handful of tables, where the
@@ -525,14 +539,25 @@ struct Shared {
     db: CaseDb,
     opts: ConnectOptions,
     client: Client,
+    /// With `reconnect`, the session the check runs in.
+    fresh: Option<Client>,
 }
 
 impl CaseRun<'_> {
     async fn open(&self) -> Result<Shared, String> {
         let db = CaseDb::create(self.admin).await?;
         let opts = self.admin_opts.clone().with_dbname(&db.name);
-        match set_up(&opts, self.case).await {
-            Ok(client) => Ok(Shared { db, opts, client }),
+        let session = match set_up(&opts, self.case).await {
+            Ok(client) => reconnect(&opts, self.case).await.map(|c| (client, c)),
+            Err(e) => Err(e),
+        };
+        match session {
+            Ok((client, fresh)) => Ok(Shared {
+                db,
+                opts,
+                client,
+                fresh,
+            }),
             Err(e) => {
                 db.drop(self.admin).await;
                 Err(e)
@@ -541,6 +566,7 @@ impl CaseRun<'_> {
     }
 
     async fn close(&self, shared: Shared) {
+        drop(shared.fresh);
         drop(shared.client);
         shared.db.drop(self.admin).await;
     }
@@ -554,7 +580,8 @@ impl CaseRun<'_> {
             &self.variant_config
         };
         let (catalog, check) = subject;
-        check_case(&s.client, &s.opts, catalog, check, self.case, config).await
+        let session = s.fresh.as_ref().unwrap_or(&s.client);
+        check_case(session, &s.opts, catalog, check, self.case, config).await
     }
 
     fn verdict(&self, killed: bool, why: String) -> VariantVerdict {

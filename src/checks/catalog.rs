@@ -168,6 +168,10 @@ struct RawTest {
     preloaded: Vec<String>,
     #[serde(default)]
     not_preloaded: Vec<String>,
+    #[serde(default)]
+    evidence_absent: Vec<String>,
+    #[serde(default)]
+    reconnect: bool,
 }
 
 /// One `[[test]]` case of a check.
@@ -193,6 +197,11 @@ pub struct TestCase {
     pub preloaded: Vec<String>,
     /// Libraries that must not be preloaded (for "installed but not loaded" cases).
     pub not_preloaded: Vec<String>,
+    /// None of these may appear in any row's evidence (nor a skipped check's reason).
+    pub evidence_absent: Vec<String>,
+    /// The check runs on a new connection opened after the setup (whose session
+    /// stays open), so that login-time settings the setup made apply to it.
+    pub reconnect: bool,
 }
 
 /// A check, validated.
@@ -938,6 +947,8 @@ fn parse_check(
             max_server_version: t.max_server_version,
             preloaded: t.preloaded,
             not_preloaded: t.not_preloaded,
+            evidence_absent: t.evidence_absent,
+            reconnect: t.reconnect,
         });
     }
     if !manual && kind.is_some() {
