@@ -242,3 +242,96 @@ fn file_text(
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::catalog::Catalog;
+
+    fn finding(object: &str, table: &str, todo: bool) -> Fixable {
+        let fields: Fields = [
+            ("table", table),
+            ("column", "\"status\""),
+            ("check", "t_status_not_null"),
+            ("add_check", "true"),
+            ("set_not_null", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Fixable {
+            object: object.into(),
+            fields,
+            todo: todo.then(|| Todo {
+                what: "decide".into(),
+                query: "select count(*)\nfrom t".into(),
+                found: "2 found".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn steps_are_ordered_split_by_table_and_a_decision_is_a_todo() {
+        let catalog = Catalog::load(&[] as &[&std::path::Path]).unwrap();
+        let check = &catalog.checks["schema.not_null"];
+        let mut manual = vec![];
+        let planned = plan(
+            &[(
+                check,
+                vec![
+                    finding("public.a.status", "public.a", false),
+                    finding("public.b.status", "public.b", false),
+                    finding("public.c.status", "public.c", true),
+                ],
+            )],
+            &mut manual,
+        );
+        assert!(manual.is_empty(), "{manual:?}");
+        let names: Vec<&str> = planned.iter().map(|m| m.name.as_str()).collect();
+        // step 1 (in a transaction): one migration per table; then the no-transaction
+        // steps gathered, except the finding waiting for a decision, which has its own
+        assert_eq!(
+            names,
+            [
+                "not_null_a_status",
+                "not_null_b_status",
+                "not_null_c_status",
+                "not_null_c_status",
+                "not_null_2",
+                "not_null_c_status",
+                "not_null_3",
+                "not_null_c_status",
+                "not_null_4"
+            ]
+        );
+        assert!(planned[0].sql.contains(
+            "add constraint t_status_not_null check (\"status\" is not null) not valid;"
+        ));
+        assert!(!planned[0].no_transaction && planned[4].no_transaction);
+        assert!(planned[4].sql.starts_with(NO_TRANSACTION_MARK));
+        assert_eq!(planned[4].objects, ["public.a.status", "public.b.status"]);
+        assert!(planned[2].todo && planned[2].sql.contains(TODO_MARK));
+        assert!(planned[2].sql.contains("--   select count(*)\n--   from t"));
+        assert!(
+            !planned[3].todo,
+            "the TODO is written once, in the first migration"
+        );
+    }
+
+    #[test]
+    fn a_field_missing_leaves_the_whole_finding_to_a_person() {
+        let catalog = Catalog::load(&[] as &[&std::path::Path]).unwrap();
+        let check = &catalog.checks["schema.not_null"];
+        let mut f = finding("public.a.status", "public.a", false);
+        f.fields.remove("column");
+        let mut manual = vec![];
+        let planned = plan(&[(check, vec![f])], &mut manual);
+        assert!(planned.is_empty());
+        assert!(manual[0].why.contains("fix_column"), "{manual:?}");
+    }
+
+    #[test]
+    fn labels_are_file_name_safe() {
+        assert_eq!(label("public.Order Items.\"x\""), "order_items_x");
+    }
+}

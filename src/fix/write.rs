@@ -80,3 +80,42 @@ pub fn write(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(no_transaction: bool) -> Planned {
+        Planned {
+            name: "fk_indexes_1".into(),
+            check: "schema.foreign_key_indexes".into(),
+            no_transaction,
+            objects: vec![],
+            sql: "-- pg-integrity: no-transaction\nselect 1;\n".into(),
+            todo: false,
+        }
+    }
+
+    #[test]
+    fn each_naming_and_numbering_after_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("V7__old.sql"), "").unwrap();
+        assert_eq!(highest_version(dir.path()), 7);
+        let p = write(dir.path(), &[planned(true)], Naming::Refinery, 7).unwrap();
+        assert!(p[0].ends_with("V8__fk_indexes_1.sql"));
+        let p = write(dir.path(), &[planned(true)], Naming::Flyway, 8).unwrap();
+        assert!(p[0].ends_with("V9__fk_indexes_1.sql"));
+        assert!(dir.path().join("V9__fk_indexes_1.sql.conf").exists());
+        let p = write(dir.path(), &[planned(true)], Naming::Sqlx, 9).unwrap();
+        assert!(p[0].ends_with("10_fk_indexes_1.sql"));
+        let text = std::fs::read_to_string(&p[0]).unwrap();
+        assert!(text.starts_with("-- no-transaction\n"));
+        let p = write(dir.path(), &[planned(false)], Naming::Plain, 10).unwrap();
+        assert!(p[0].ends_with("0011_fk_indexes_1.sql"));
+        assert_eq!(highest_version(dir.path()), 11);
+        assert!(
+            write(dir.path(), &[planned(false)], Naming::Plain, 10).is_err(),
+            "never overwrites"
+        );
+    }
+}
