@@ -454,3 +454,31 @@ fn only_invalid_conninfo_is_an_input_error() {
         assert!(miette::Diagnostic::help(&e).is_some());
     }
 }
+
+#[test]
+fn keepalives_default_on_and_short_unless_given() {
+    let o = resolve(Some("host=db.example.com"), &[]).unwrap();
+    assert_eq!(o.extra.get_keepalives_idle(), DEFAULT_KEEPALIVES_IDLE);
+    assert_eq!(
+        o.extra.get_keepalives_interval(),
+        Some(DEFAULT_KEEPALIVES_INTERVAL)
+    );
+    assert_eq!(
+        o.extra.get_keepalives_retries(),
+        Some(DEFAULT_KEEPALIVES_RETRIES)
+    );
+    assert_eq!(
+        o.extra.get_tcp_user_timeout(),
+        Some(&DEFAULT_TCP_USER_TIMEOUT)
+    );
+    let o = resolve(
+        Some("host=db.example.com keepalives_idle=120 tcp_user_timeout=5"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(o.extra.get_keepalives_idle(), Duration::from_secs(120));
+    assert_eq!(
+        o.extra.get_tcp_user_timeout(),
+        Some(&Duration::from_secs(5))
+    );
+}
