@@ -796,9 +796,9 @@ def write_doc(checks, libs, rows, snapshot):
         if snapshot:
             doc[SECTIONS[2]][t] = doc_line(row, f"at {commit}")
         elif t.startswith("lib:"):
-            doc[SECTIONS[1]][t] = doc_line(row, lib_hash(checks, libs, t[4:]))
+            doc[SECTIONS[1]][t] = doc_line(row, row.get("hash") or lib_hash(checks, libs, t[4:]))
         else:
-            doc[SECTIONS[0]][t] = doc_line(row, check_hash(checks, t))
+            doc[SECTIONS[0]][t] = doc_line(row, row.get("hash") or check_hash(checks, t))
     out = DOC_HEAD
     for sec, last in zip(SECTIONS, ("hash", "hash", "measured")):
         out += f"\n## {sec}\n\n" + TABLE_HEAD.format(last) + "\n".join(doc[sec][k] for k in sorted(doc[sec])) + "\n"
@@ -908,6 +908,9 @@ def run_targets(runner, targets, equivalent, a):
             if done:
                 users = lib_users(runner, t[4:]) if t.startswith("lib:") else None
                 rows.append(make_row(t, p["kept"], p["eq"], p["verdicts"], p["error"], p["spent"], users))
+                # what was measured (the files as the run read them), for the doc's row
+                rows[-1]["hash"] = (lib_hash(runner.checks, runner.libs, t[4:]) if t.startswith("lib:")
+                                    else check_hash(runner.checks, t))
                 print_row(rows[-1])
                 sys.stdout.flush()
     finally:
