@@ -47,7 +47,7 @@ fn main() -> ExitCode {
             outcome = cli::run(cli) => match outcome {
                 Ok(code) => code,
                 Err(failure) => {
-                    eprintln!("{:?}", failure.report);
+                    eprintln!("{}", Shown(failure.report.as_ref(), stderr_color));
                     failure.code
                 }
             },
@@ -59,4 +59,79 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::from(code)
+}
+
+/// An error as the user reads it: once, and without the diagnostic's code
+/// (`pg_integrity::sandbox::load` names our error type, not the problem). A summary
+/// whose one related problem says the same thing is shown as that problem alone.
+/// `fancy`: colour and Unicode (stderr is a terminal, or --color always).
+struct Shown<'a>(&'a dyn miette::Diagnostic, bool);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0;
+        if shown.labels().is_none() {
+            let related: Vec<&dyn miette::Diagnostic> =
+                shown.related().map(|r| r.collect()).unwrap_or_default();
+            if let [one] = related.as_slice() {
+                if shown.to_string().contains(&one.to_string()) {
+                    shown = *one;
+                }
+            }
+        }
+        let theme = if self.1 {
+            miette::GraphicalTheme::unicode()
+        } else {
+            miette::GraphicalTheme {
+                characters: miette::ThemeCharacters::ascii(),
+                styles: miette::ThemeStyles::none(),
+            }
+        };
+        miette::GraphicalReportHandler::new_themed(theme)
+            // In logs and pipes, one line per message: easier to grep.
+            .with_wrap_lines(std::io::stderr().is_terminal())
+            .render_report(f, &Uncoded(shown))
+    }
+}
+
+/// A diagnostic with everything but its code.
+struct Uncoded<'a>(&'a dyn miette::Diagnostic);
+
+impl std::fmt::Debug for Uncoded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl std::fmt::Display for Uncoded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.0, f)
+    }
+}
+
+impl std::error::Error for Uncoded<'_> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl miette::Diagnostic for Uncoded<'_> {
+    fn severity(&self) -> Option<miette::Severity> {
+        self.0.severity()
+    }
+    fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
+        self.0.help()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.0.source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.0.labels()
+    }
+    fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
+        self.0.related()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn miette::Diagnostic> {
+        self.0.diagnostic_source()
+    }
 }

@@ -1034,3 +1034,75 @@ fn schema_target_shows_progress_on_a_terminal_and_none_on_a_pipe() {
         piped.stderr
     );
 }
+
+#[test]
+fn errors_are_printed_once_and_without_the_internal_code() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.sql"),
+        "create table a(id int primary key);\ncreate tabel b(id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pg-integrity.toml"),
+        "[checks]\ndisable = [\"schema.primary_key\"]\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = cli()
+            .args(args)
+            .current_dir(dir.path())
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cases = [
+        // a --schema file the server rejects: the message, then the statement in its file
+        (
+            vec!["audit", "--schema", "broken.sql", "--config", "/dev/null"],
+            2,
+            "syntax error at or near",
+        ),
+        // a configuration naming an unknown check: one problem, shown once
+        (
+            vec!["audit", "--schema", "broken.sql"],
+            2,
+            "unknown check id `schema.primary_key`",
+        ),
+        (
+            vec![
+                "audit",
+                "--config",
+                "/dev/null",
+                "--database-url",
+                "host=/nonexistent-pgi dbname=x",
+            ],
+            3,
+            "refused: ",
+        ),
+    ];
+    for (args, code, message) in &cases {
+        let (got, err) = run(args);
+        assert_eq!(got, Some(*code), "{args:?}: {err}");
+        assert_eq!(
+            err.matches(message).count(),
+            1,
+            "{args:?}, said once:\n{err}"
+        );
+        assert!(
+            !err.contains("pg_integrity::"),
+            "{args:?}, no code line:\n{err}"
+        );
+        assert!(!err.contains("Error:"), "{args:?}, no second error:\n{err}");
+        assert!(err.contains("help:"), "{args:?}: {err}");
+    }
+    let (_, err) = run(&cases[0].0);
+    assert!(
+        err.contains("broken.sql:2") && err.contains("create tabel b"),
+        "{err}"
+    );
+}

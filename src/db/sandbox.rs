@@ -11,7 +11,6 @@
 //! as root), listens on TCP, and has no way to load files through psql.
 
 use crate::db::connection::ConnectOptions;
-use crate::diag::SourceFile;
 use miette::Diagnostic;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -42,14 +41,18 @@ pub enum SandboxError {
     #[error("{file}:{line}: {message}")]
     #[diagnostic(
         code(pg_integrity::sandbox::load),
-        help("fix the SQL at that line; the file is loaded with psql -v ON_ERROR_STOP=1")
+        help("fix the SQL at that line (the files are loaded with psql -v ON_ERROR_STOP=1), or load past it with --schema-errors continue")
     )]
     Load {
         file: String,
         line: usize,
         message: String,
-        #[related]
-        context: Vec<crate::diag::Problem>,
+        /// The file, when it can be read: the statement is shown in it (once, under
+        /// the message, not as a second error).
+        #[source_code]
+        src: Option<std::sync::Arc<miette::NamedSource<std::sync::Arc<str>>>>,
+        #[label("this statement")]
+        span: Option<miette::SourceSpan>,
     },
 }
 
@@ -353,7 +356,8 @@ impl Sandbox {
                 file: file.display().to_string(),
                 line: 0,
                 message: format!("cannot read: {e}"),
-                context: vec![],
+                src: None,
+                span: None,
             })?;
             let mut cmd = self.psql(dbname);
             cmd.args(["-v", "ON_ERROR_STOP=1", "-f"]).arg(&abs);
@@ -389,7 +393,8 @@ impl Sandbox {
                 file: file.display().to_string(),
                 line: 0,
                 message: format!("cannot read: {e}"),
-                context: vec![],
+                src: None,
+                span: None,
             })?;
             let mut cmd = self.psql(dbname);
             cmd.args(["-v", "ON_ERROR_STOP=0", "-f"]).arg(&abs);
@@ -471,32 +476,33 @@ fn load_error(shown: &Path, abs: &Path, stderr: &str) -> SandboxError {
         } else {
             file.clone()
         };
-        let context = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|text| {
+        // The statement in its file, when the file can be read and psql named a line.
+        let (src, span) = match std::fs::read_to_string(&file) {
+            Ok(text) if lineno > 0 => {
                 let start = text
                     .split_inclusive('\n')
-                    .take(lineno.saturating_sub(1))
+                    .take(lineno - 1)
                     .map(str::len)
-                    .sum::<usize>();
-                let len = text[start.min(text.len())..].find('\n').unwrap_or(0);
-                let src = SourceFile::new(display.clone(), text.clone());
-                (lineno > 0).then(|| {
-                    src.problem(
-                        message.clone(),
-                        Some(start..start + len),
-                        "this statement",
-                        None,
-                    )
-                })
-            })
-            .into_iter()
-            .collect();
+                    .sum::<usize>()
+                    .min(text.len());
+                let len = text[start..].find('\n').unwrap_or(text.len() - start);
+                let text: std::sync::Arc<str> = text.into();
+                (
+                    Some(std::sync::Arc::new(miette::NamedSource::new(
+                        display.clone(),
+                        text,
+                    ))),
+                    Some(miette::SourceSpan::from(start..start + len)),
+                )
+            }
+            _ => (None, None),
+        };
         return SandboxError::Load {
             file: display,
             line: lineno,
             message,
-            context,
+            src,
+            span,
         };
     }
     SandboxError::Load {
@@ -508,6 +514,7 @@ fn load_error(shown: &Path, abs: &Path, stderr: &str) -> SandboxError {
             .last()
             .unwrap_or("psql failed")
             .to_string(),
-        context: vec![],
+        src: None,
+        span: None,
     }
 }
