@@ -326,8 +326,12 @@ fn a_held_table_lock_is_retried_until_released() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("a lock was not granted within 200 ms; retry 1/8"),
-        "{err}"
+        err.contains("a lock was not granted within 200 ms (locks held on public.children by pid ")
+            && err.contains(
+                "(idle in transaction: `begin; lock table children in access share mode;`)"
+            )
+            && err.contains("; retry 1/8"),
+        "the retry names the table, the holder's pid and its query: {err}"
     );
     assert_eq!(sync(history(&db)).len(), 2);
     drop(rt.block_on(release));

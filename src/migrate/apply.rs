@@ -3,6 +3,7 @@
 //! migrations that must run outside a transaction.
 
 use crate::migrate::files::{load, MigrateError, MigrationFile, HISTORY_TABLE};
+use crate::migrate::locks::classify;
 use crate::migrate::preflight;
 use crate::migrate::sqlsplit;
 use crate::migrate::status::{disagreement, history, status, State};
@@ -211,8 +212,65 @@ fn is_lock_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn backoff(attempt: u32) -> Duration {
-    // 0.5 s, 1 s, then 2 s between attempts: short enough to catch a quiet moment.
-    Duration::from_millis(250u64 << attempt.min(3))
+    // 0.5 s, 1 s, then 2 s between attempts: short enough to catch a quiet moment,
+    // plus up to half again of jitter, so that two appliers do not retry in step.
+    let base = 250u64 << attempt.min(3);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    Duration::from_millis(base + nanos % (base / 2 + 1))
+}
+
+/// Who holds locks on the tables `m` locks: "public.t by pid 42 (idle in transaction:
+/// `update t …`)", for the retry message (the blocked statement was already cancelled,
+/// so `pg_blocking_pids` of this session is empty by now: the holders are read instead).
+async fn lock_holders(client: &Client, m: &MigrationFile) -> String {
+    let tables: std::collections::BTreeSet<String> = sqlsplit::split(&m.sql)
+        .iter()
+        .flat_map(|s| {
+            let c = classify(s);
+            c.table.into_iter().chain(c.also.map(|(t, _)| t))
+        })
+        .collect();
+    if tables.is_empty() {
+        return String::new();
+    }
+    let tables: Vec<String> = tables.into_iter().collect();
+    let rows = client
+        .query(
+            "select distinct (select format('%I.%I', n.nspname, c.relname) from pg_class c
+                             join pg_namespace n on n.oid = c.relnamespace where c.oid = l.relation),
+                    a.pid, coalesce(a.state, ''),
+                    left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80)
+             from unnest($1::text[]) t(name)
+             join pg_locks l on l.relation = to_regclass(t.name) and l.granted
+             join pg_stat_activity a on a.pid = l.pid
+             where l.pid <> pg_backend_pid()
+             order by 1, 2
+             limit 3",
+            &[&tables],
+        )
+        .await;
+    let Ok(rows) = rows else {
+        return String::new();
+    };
+    let held: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} by pid {} ({}: `{}`)",
+                r.get::<_, String>(0),
+                r.get::<_, i32>(1),
+                r.get::<_, String>(2),
+                r.get::<_, String>(3)
+            )
+        })
+        .collect();
+    if held.is_empty() {
+        String::new()
+    } else {
+        format!(" (locks held on {})", held.join("; "))
+    }
 }
 
 /// When `e` is a lock not granted in time and retries remain: report, back off,
@@ -222,6 +280,7 @@ async fn retry_after_lock_timeout(
     attempt: &mut u32,
     m: &MigrationFile,
     opts: &ApplyOptions,
+    client: &Client,
 ) -> bool {
     if !is_lock_timeout(e) || *attempt >= opts.retries {
         return false;
@@ -229,9 +288,10 @@ async fn retry_after_lock_timeout(
     *attempt += 1;
     let wait = backoff(*attempt);
     say(&format!(
-        "  {}: a lock was not granted within {} ms; retry {}/{} in {} ms",
+        "  {}: a lock was not granted within {} ms{}; retry {}/{} in {} ms",
         m.label(),
         opts.lock_timeout_ms,
+        lock_holders(client, m).await,
         attempt,
         opts.retries,
         wait.as_millis()
@@ -258,7 +318,7 @@ async fn apply_in_transaction(
             .set_abort_missing(true);
         match runner.run_async(client).await {
             Ok(_) => return Ok(()),
-            Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts).await => continue,
+            Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts, client).await => continue,
             Err(e) => {
                 let mut message = e.to_string();
                 let mut src = std::error::Error::source(&e);
@@ -297,7 +357,7 @@ async fn apply_no_transaction(
         loop {
             match client.batch_execute(&stmt).await {
                 Ok(()) => break,
-                Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts).await => continue,
+                Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts, client).await => continue,
                 Err(e) => {
                     return Err(MigrateError::Failed {
                         migration: m.label(),
