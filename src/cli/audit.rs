@@ -212,10 +212,15 @@ pub(crate) async fn quick_audit(
     };
     let selected =
         plan::select(catalog, config, &opts).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
-    let plan = plan::build(options, catalog, config, &opts, selected)
-        .await
-        .map_err(plan_failure)?;
-    let run = execute::run(plan).await?;
+    // Under the same client-side deadline as `audit`: a server that stops answering
+    // ends `demo` and `fix` with exit 3 too.
+    let run = answering(config, async {
+        let plan = plan::build(options, catalog, config, &opts, selected)
+            .await
+            .map_err(plan_failure)?;
+        Ok(execute::run(plan).await?)
+    })
+    .await?;
     let gate = GateOptions {
         fail_on: FailOn::At(Severity::High),
         min_score: None,
