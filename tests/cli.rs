@@ -560,7 +560,7 @@ fn demo_audits_migrates_and_shows_the_score_change() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_exit(&out, 0);
     assert!(stdout.contains("→ 100%"), "{stdout}");
-    assert!(stdout.contains("After 9 migration(s)"), "{stdout}");
+    assert!(stdout.contains("Applied 9 migration(s)"), "{stdout}");
 }
 
 #[test]
