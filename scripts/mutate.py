@@ -78,6 +78,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -944,6 +945,8 @@ def main():
                     help="take the results of earlier runs (--json) instead of running, e.g. to --write-doc")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
+    # `timeout` (CI) sends SIGTERM: stop as on ^C, so that the clusters are stopped
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     checks, libs = load_checks(), load_libs()
     if a.check_doc:
@@ -1025,4 +1028,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit("mutate.py: interrupted (the shares running finished; clusters stopped)")
