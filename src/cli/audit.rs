@@ -200,6 +200,25 @@ pub fn wants_annotations(
     format != Format::Github && !no_annotations && env("GITHUB_ACTIONS").as_deref() == Some("true")
 }
 
+/// Plan and run an audit under the same client-side deadline as `audit` (a server that
+/// stops answering ends the command with exit 3), with no scope refusal or report: the
+/// audits inside `demo`, `migrate` and `fix`.
+pub(crate) async fn plan_and_run(
+    options: &ConnectOptions,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+    opts: &AuditOptions,
+    selected: Vec<&crate::checks::catalog::Check>,
+) -> Result<crate::audit::outcome::AuditRun, Failure> {
+    answering(config, async {
+        let plan = plan::build(options, catalog, config, opts, selected)
+            .await
+            .map_err(plan_failure)?;
+        Ok(execute::run(plan).await?)
+    })
+    .await
+}
+
 /// A catalog audit for before/after comparisons (no deep, no probes).
 pub(crate) async fn quick_audit(
     options: &ConnectOptions,
@@ -212,15 +231,7 @@ pub(crate) async fn quick_audit(
     };
     let selected =
         plan::select(catalog, config, &opts).map_err(|m| Failure::msg(EXIT_INPUT, m, ""))?;
-    // Under the same client-side deadline as `audit`: a server that stops answering
-    // ends `demo` and `fix` with exit 3 too.
-    let run = answering(config, async {
-        let plan = plan::build(options, catalog, config, &opts, selected)
-            .await
-            .map_err(plan_failure)?;
-        Ok(execute::run(plan).await?)
-    })
-    .await?;
+    let run = plan_and_run(options, catalog, config, &opts, selected).await?;
     let gate = GateOptions {
         fail_on: FailOn::At(Severity::High),
         min_score: None,

@@ -1,9 +1,10 @@
 //! `pg-integrity fix`: audit (the audit's own entry point), then write migrations for
 //! the findings whose checks carry a `[fix]` template, and list the rest, with why.
 
-use crate::audit::execute::{self, AuditOptions};
+use crate::audit::plan::{select, AuditOptions};
 use crate::checks::catalog::Check;
 use crate::cli::args::{FixArgs, FixNaming};
+use crate::cli::audit::plan_and_run;
 use crate::cli::exit::{write_stdout, Failure, EXIT_DATABASE, EXIT_INPUT, EXIT_OK};
 use crate::cli::target::{load_catalog, open_target};
 use crate::db::connection::connect;
@@ -21,10 +22,10 @@ pub async fn run(args: FixArgs) -> Result<u8, Failure> {
         progress: true,
         ..AuditOptions::default()
     };
-    let selected = execute::select(&catalog, &config, &opts)
+    let selected = select(&catalog, &config, &opts)
         .map_err(|m| Failure::msg(EXIT_INPUT, m, "`pg-integrity checks list` shows every id"))?;
     let target = open_target(&args.target).await?;
-    let run = execute::audit(&target.options, &catalog, &config, &opts, selected).await?;
+    let run = plan_and_run(&target.options, &catalog, &config, &opts, selected).await?;
     let client = connect(&target.options).await?;
     let db_err = |e: String| Failure::msg(EXIT_DATABASE, e, "");
 
