@@ -629,6 +629,26 @@ fn html_report_is_one_self_contained_page_whose_filters_work_in_chromium() {
             }
         }
     }
+    // A check with a fix template names the command that writes its migration.
+    let catalog = Catalog::load(&[] as &[PathBuf]).unwrap();
+    let mut with_fix = 0;
+    for c in checks
+        .iter()
+        .filter(|c| c["status"] == "fail" || c["status"] == "partial")
+    {
+        let id = c["id"].as_str().unwrap();
+        if catalog.checks[id].fix.is_some() {
+            with_fix += 1;
+            assert!(
+                html.contains(&format!("pg-integrity fix --only {id}</code>")),
+                "{id}"
+            );
+        }
+    }
+    assert!(
+        with_fix > 0,
+        "the fixture fails some check with a fix template"
+    );
     assert!(html.contains("Gate FAIL"));
     assert!(html.contains(&format!(
         "Pass rate: {} of {} applicable checks pass",

@@ -343,6 +343,16 @@ fn fix(out: &mut String, c: &Assessed) {
             names.join(", ")
         );
     }
+    if let Some(t) = &check.fix {
+        // `pg-integrity fix` writes this finding's migration from the check's template.
+        let _ = write!(
+            out,
+            "<div class=\"fixed\" title=\"{}\">Migration for this database: \
+             <code>pg-integrity fix --only {}</code></div>",
+            esc(&t.summary),
+            esc(&check.id)
+        );
+    }
     let text = check.remediation.trim();
     if text.is_empty() {
         return;
