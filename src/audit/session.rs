@@ -144,16 +144,17 @@ pub(crate) enum ObjectFault {
 }
 
 /// Whether `message` (as [`db_message`] writes it) is an [`ObjectFault`]: SQLSTATE
-/// 42P01 (undefined table), 42703 (undefined column), 3F000 (undefined schema), or
+/// 42P01 (undefined table), 3F000 (undefined schema), or
 /// the internal "cache lookup failed" / "could not open relation with OID" an object
 /// dropped under a running statement gives; 55P03 for a lock not granted.
 pub(crate) fn object_fault(message: &str) -> Option<ObjectFault> {
     if message.contains("(55P03)") {
         return Some(ObjectFault::Locked);
     }
-    let vanished = ["(42P01)", "(42703)", "(3F000)"]
-        .iter()
-        .any(|c| message.contains(c))
+    // Not 42703 (undefined column): a check whose row test names a column that does not
+    // exist is broken, and must error rather than pass in silence; a column dropped
+    // mid-audit errors too, loudly, which is the safe side.
+    let vanished = ["(42P01)", "(3F000)"].iter().any(|c| message.contains(c))
         || message.contains("cache lookup failed for")
         || message.contains("could not open relation with OID");
     vanished.then_some(ObjectFault::Vanished)
@@ -189,6 +190,10 @@ mod tests {
             Some(ObjectFault::Vanished)
         );
         assert_eq!(object_fault("division by zero (22012)"), None);
+        assert_eq!(
+            object_fault("public.jobs.nope: column c.nope does not exist (42703)"),
+            None
+        );
         assert_eq!(
             object_fault("canceling statement due to statement timeout (57014)"),
             None

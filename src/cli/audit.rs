@@ -27,7 +27,7 @@ fn parse_output(spec: &str) -> Result<(Format, PathBuf), Failure> {
         Failure::msg(
             EXIT_INPUT,
             format!("unknown format `{f}` in --output"),
-            "formats: table, markdown, json, sarif, junit, github",
+            "formats: table, markdown, json, sarif, junit, github, html",
         )
     })?;
     Ok((format, PathBuf::from(p)))
