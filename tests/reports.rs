@@ -1003,6 +1003,46 @@ fn schema_errors_continue_loads_past_a_failing_statement_with_a_warning() {
     let pk = support::check_in(&doc, "schema.primary_keys");
     assert_eq!(pk["objects_checked"], 2, "both tables loaded: {pk}");
     assert_eq!(pk["findings"][0]["object"], "public.u");
+    // The report keeps the warning, and says what the audit did to the database.
+    let w = doc["target"]["load_warnings"].as_array().unwrap();
+    assert_eq!(w.len(), 1, "{doc}");
+    assert!(w[0].as_str().unwrap().contains("structure.sql:2"), "{doc}");
+    let activity: Vec<&str> = doc["target"]["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert_eq!(activity.len(), 4, "{doc}");
+    assert!(activity[0].starts_with("read: the catalog"), "{doc}");
+    assert_eq!(activity[1], "written: nothing", "{doc}");
+    assert!(activity[2].starts_with("locked: no table lock"), "{doc}");
+    assert_eq!(activity[3], "fired: nothing", "{doc}");
+    let md = cli()
+        .args([
+            "audit",
+            "--only",
+            "schema.primary_keys",
+            "--format",
+            "markdown",
+            "--deep",
+        ])
+        .args(["--schema-errors", "continue", "--schema", "structure.sql"])
+        .current_dir(dir.path())
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(
+        md.contains("**What the audit did:** read: the catalog")
+            && md.contains("every row of the tables in scope (--deep)")
+            && md.contains("ACCESS SHARE lock for its one read (--deep)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Schema file warning:** structure.sql:2"),
+        "{md}"
+    );
     // The flag needs --schema.
     let alone = cli()
         .args([

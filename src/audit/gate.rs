@@ -97,6 +97,41 @@ pub struct Assessment {
     pub config_file: Option<String>,
     /// The tenancy model the checks judged by, and why (SPEC §4).
     pub tenancy: Option<(String, String)>,
+    /// What the audit did to the database: what it read, wrote, locked and fired, one
+    /// line each (`activity`). Empty: not said (a library caller).
+    pub activity: Vec<String>,
+    /// Statements of the `--schema` files the server refused (`--schema-errors continue`).
+    pub load_warnings: Vec<String>,
+}
+
+/// What an audit in these modes does to the database (SPEC §2), as the reports say it.
+pub fn activity(deep: bool, probe: bool, probe_write: bool) -> Vec<String> {
+    let mut read = "read: the catalog, statistics views and tracked statements".to_string();
+    if deep {
+        read.push_str("; every row of the tables in scope (--deep)");
+    }
+    if probe {
+        read.push_str("; rows as each app role sees them (--probe)");
+    }
+    let written = if probe_write {
+        "written: rows updated as an app role, always rolled back (--probe write)"
+    } else {
+        "written: nothing"
+    };
+    let mut locked = "locked: no table lock for the catalog checks".to_string();
+    if deep {
+        locked.push_str("; each table's ACCESS SHARE lock for its one read (--deep)");
+    }
+    if probe_write {
+        locked.push_str("; row locks, SKIP LOCKED (--probe write)");
+    }
+    locked.push_str("; never waiting past lock_timeout");
+    let fired = if probe_write {
+        "fired: row triggers (--probe write): their effects outside the transaction, and the sequences they advance, survive the rollback"
+    } else {
+        "fired: nothing"
+    };
+    vec![read, written.into(), locked, fired.into()]
 }
 
 impl Assessment {
@@ -198,6 +233,8 @@ pub fn assess(
         findings_limit: Some(3),
         config_file: config.file_name().map(str::to_string),
         tenancy: None,
+        activity: vec![],
+        load_warnings: vec![],
         run,
     }
 }

@@ -2,7 +2,7 @@
 //! against the gate, and render the reports.
 
 use crate::audit::execute;
-use crate::audit::gate::{assess, score, Assessment, Baseline, FailOn, GateOptions};
+use crate::audit::gate::{activity, assess, score, Assessment, Baseline, FailOn, GateOptions};
 use crate::audit::plan::{self, AuditOptions, Plan, PlanError};
 use crate::checks::catalog::Catalog;
 use crate::cli::args::{AuditArgs, ProbeMode};
@@ -74,10 +74,13 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
     refuse_scope(&plan)?;
     let tenancy = plan.tenancy.clone();
     let run = answering(&config, async { Ok(execute::run(plan).await?) }).await?;
+    let load_warnings = target.warnings.clone();
     drop(target);
     let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
     assessment.findings_limit = args.findings.0;
     assessment.tenancy = tenancy;
+    assessment.activity = activity(opts.deep, opts.probe, opts.probe_write);
+    assessment.load_warnings = load_warnings;
     assessment.artifact = args
         .target
         .schema

@@ -70,6 +70,9 @@ fn header(out: &mut String, a: &Assessment, service: &str) {
         ));
     }
     let _ = writeln!(out, "<p class=\"meta\">{}</p>", meta.join(" · "));
+    for line in a.activity.iter().chain(&a.load_warnings) {
+        let _ = writeln!(out, "<p class=\"meta\">{}</p>", esc(line));
+    }
     out.push_str("<div class=\"cards\">\n");
     let _ = writeln!(
         out,

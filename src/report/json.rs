@@ -100,6 +100,8 @@ pub fn render(a: &Assessment) -> String {
             "server_version": run.server_version,
             "config": a.config_file,
             "tenancy": a.tenancy.as_ref().map(|(model, reason)| json!({"model": model, "reason": reason})),
+            "activity": a.activity,
+            "load_warnings": a.load_warnings,
         }),
         tool: json!({"name": "pg-integrity", "version": env!("CARGO_PKG_VERSION")}),
     };

@@ -35,6 +35,16 @@ pub fn render(a: &Assessment) -> String {
     if let Some((model, reason)) = &a.tenancy {
         let _ = writeln!(out, "**Tenancy model:** {model} ({})  ", inline(reason));
     }
+    if !a.activity.is_empty() {
+        let _ = writeln!(
+            out,
+            "**What the audit did:** {}  ",
+            inline(&a.activity.join("; "))
+        );
+    }
+    for w in &a.load_warnings {
+        let _ = writeln!(out, "**Schema file warning:** {}  ", inline(w));
+    }
     let _ = writeln!(
         out,
         "**Pass Rate:** {} ({passed}/{applicable} applicable checks)  ",

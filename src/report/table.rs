@@ -32,6 +32,12 @@ pub fn render(a: &Assessment, width: Option<u16>) -> String {
     if let Some((model, reason)) = &a.tenancy {
         out.push_str(&format!("tenancy model: {model} ({reason})\n"));
     }
+    for line in &a.activity {
+        out.push_str(&format!("{line}\n"));
+    }
+    for w in &a.load_warnings {
+        out.push_str(&format!("{} {w}\n", "schema file warning:".yellow()));
+    }
     let mut sections: Vec<&str> = vec![];
     for c in &a.checks {
         if !sections.contains(&c.result.check.section.as_str()) {
