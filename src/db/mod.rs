@@ -5,6 +5,7 @@
 pub mod connection;
 pub mod sandbox;
 pub mod shell;
+pub mod sqltext;
 pub mod watch;
 
 /// A server error as one line: message, then detail and hint when present.

@@ -17,6 +17,7 @@
 //! starts a meta-command that runs to the end of the line. SQL that builds such a
 //! statement at run time (`EXECUTE format(...)` in a DO block) is not seen.
 
+use crate::db::sqltext::skip_quoted;
 use crate::diag::{Problem, SourceFile};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -84,39 +85,11 @@ fn meta_commands(text: &str) -> Vec<(usize, usize, String, String)> {
     let mut out = vec![];
     let mut i = 0;
     while i < b.len() {
+        if let Some(end) = skip_quoted(text, i) {
+            i = end;
+            continue;
+        }
         let c = b[i];
-        if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            i = text[i..].find('\n').map_or(b.len(), |n| i + n);
-            continue;
-        }
-        if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = text[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
-            continue;
-        }
-        if c == b'\'' || c == b'"' {
-            let mut j = i + 1;
-            while j < b.len() {
-                if b[j] == c {
-                    if b.get(j + 1) == Some(&c) {
-                        j += 2;
-                        continue;
-                    }
-                    break;
-                }
-                j += 1;
-            }
-            i = j + 1;
-            continue;
-        }
-        if c == b'$' {
-            if let Some(tag_len) = dollar_tag(&text[i..]) {
-                let tag = &text[i..i + tag_len];
-                i = text[i + tag_len..]
-                    .find(tag)
-                    .map_or(b.len(), |n| i + tag_len + n + tag_len);
-                continue;
-            }
-        }
         if c == b'\\' {
             let end = text[i..].find('\n').map_or(b.len(), |n| i + n);
             let line = &text[i + 1..end];
@@ -133,17 +106,6 @@ fn meta_commands(text: &str) -> Vec<(usize, usize, String, String)> {
         i += 1;
     }
     out
-}
-
-/// `$tag$` at the start of `s`: its length.
-fn dollar_tag(s: &str) -> Option<usize> {
-    let rest = &s[1..];
-    let close = rest.find('$')?;
-    let tag = &rest[..close];
-    let ok = tag.is_empty()
-        || (tag.chars().all(|c| c.is_alphanumeric() || c == '_')
-            && !tag.starts_with(|c: char| c.is_ascii_digit()));
-    ok.then_some(close + 2)
 }
 
 /// Files `text` includes: (relative to the including file, name).
@@ -230,31 +192,8 @@ fn blanked(text: &str) -> String {
     };
     while i < b.len() {
         let c = b[i];
-        let skip_to = if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            text[i..].find('\n').map_or(b.len(), |n| i + n)
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            text[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2)
-        } else if c == b'\'' || c == b'"' {
-            let mut j = i + 1;
-            while j < b.len() {
-                if b[j] == c {
-                    if b.get(j + 1) == Some(&c) {
-                        j += 2;
-                        continue;
-                    }
-                    break;
-                }
-                j += 1;
-            }
-            j + 1
-        } else if c == b'$' {
-            match dollar_tag(&text[i..]) {
-                Some(n) => {
-                    let tag = &text[i..i + n];
-                    text[i + n..].find(tag).map_or(b.len(), |m| i + n + m + n)
-                }
-                None => i + 1,
-            }
+        let skip_to = if let Some(end) = skip_quoted(text, i) {
+            end
         } else if c == b'\\' {
             text[i..].find('\n').map_or(b.len(), |n| i + n)
         } else {

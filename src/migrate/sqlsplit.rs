@@ -30,6 +30,8 @@
 //! function bodies (`checks validate`, body analysis) proves worth libclang in CI.
 //! Until then `migrate::locks` classifies statements by their leading keywords.
 
+use crate::db::sqltext::skip_quoted;
+
 pub fn split(sql: &str) -> Vec<String> {
     let b = sql.as_bytes();
     let mut out = vec![];
@@ -37,47 +39,11 @@ pub fn split(sql: &str) -> Vec<String> {
     let mut i = 0;
     let mut depth = 0usize; // parentheses, so `create rule ... (a; b)` stays whole
     while i < b.len() {
+        if let Some(end) = skip_quoted(sql, i) {
+            i = end;
+            continue;
+        }
         let c = b[i];
-        if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            i = sql[i..].find('\n').map_or(b.len(), |n| i + n);
-            continue;
-        }
-        if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = sql[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
-            continue;
-        }
-        if c == b'\'' || c == b'"' {
-            let mut j = i + 1;
-            while j < b.len() {
-                if b[j] == c {
-                    if b.get(j + 1) == Some(&c) {
-                        j += 2;
-                        continue;
-                    }
-                    break;
-                }
-                j += 1;
-            }
-            i = j + 1;
-            continue;
-        }
-        if c == b'$' {
-            // $tag$ ... $tag$ where tag is empty or an identifier (not $1).
-            let rest = &sql[i + 1..];
-            if let Some(end) = rest.find('$') {
-                let tag = &rest[..end];
-                let valid = tag.chars().all(|ch| ch.is_alphanumeric() || ch == '_')
-                    && !tag.starts_with(|ch: char| ch.is_ascii_digit());
-                if valid {
-                    let delim = format!("${tag}$");
-                    let body_start = i + delim.len();
-                    i = sql[body_start..]
-                        .find(&delim)
-                        .map_or(b.len(), |n| body_start + n + delim.len());
-                    continue;
-                }
-            }
-        }
         match c {
             b'(' => depth += 1,
             b')' => depth = depth.saturating_sub(1),
