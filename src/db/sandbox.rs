@@ -352,22 +352,7 @@ impl Sandbox {
     /// from the file's directory so that `\i` finds its neighbours.
     pub fn load_files(&self, dbname: &str, files: &[PathBuf]) -> Result<(), SandboxError> {
         for file in files {
-            let abs = std::fs::canonicalize(file).map_err(|e| SandboxError::Load {
-                file: file.display().to_string(),
-                line: 0,
-                message: format!("cannot read: {e}"),
-                src: None,
-                span: None,
-            })?;
-            let mut cmd = self.psql(dbname);
-            cmd.args(["-v", "ON_ERROR_STOP=1", "-f"]).arg(&abs);
-            if let Some(parent) = abs.parent() {
-                cmd.current_dir(parent);
-            }
-            let out = cmd.output().map_err(|e| SandboxError::Server {
-                step: "running psql".into(),
-                message: e.to_string(),
-            })?;
+            let (abs, out) = self.psql_file(dbname, file, true)?;
             if !out.status.success() {
                 return Err(load_error(
                     file,
@@ -377,6 +362,38 @@ impl Sandbox {
             }
         }
         Ok(())
+    }
+
+    /// `psql -v ON_ERROR_STOP=1|0 -f FILE` into `dbname`, from the file's directory so
+    /// that `\i` finds its neighbours: the file's absolute path and psql's output.
+    fn psql_file(
+        &self,
+        dbname: &str,
+        file: &Path,
+        stop_on_error: bool,
+    ) -> Result<(PathBuf, std::process::Output), SandboxError> {
+        let abs = std::fs::canonicalize(file).map_err(|e| SandboxError::Load {
+            file: file.display().to_string(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+            src: None,
+            span: None,
+        })?;
+        let mut cmd = self.psql(dbname);
+        let stop = if stop_on_error {
+            "ON_ERROR_STOP=1"
+        } else {
+            "ON_ERROR_STOP=0"
+        };
+        cmd.args(["-v", stop, "-f"]).arg(&abs);
+        if let Some(parent) = abs.parent() {
+            cmd.current_dir(parent);
+        }
+        let out = cmd.output().map_err(|e| SandboxError::Server {
+            step: "running psql".into(),
+            message: e.to_string(),
+        })?;
+        Ok((abs, out))
     }
 
     /// Load `files` as [`Sandbox::load_files`] does, but past errors (`--schema-errors
@@ -389,22 +406,7 @@ impl Sandbox {
     ) -> Result<Vec<String>, SandboxError> {
         let mut rejected = vec![];
         for file in files {
-            let abs = std::fs::canonicalize(file).map_err(|e| SandboxError::Load {
-                file: file.display().to_string(),
-                line: 0,
-                message: format!("cannot read: {e}"),
-                src: None,
-                span: None,
-            })?;
-            let mut cmd = self.psql(dbname);
-            cmd.args(["-v", "ON_ERROR_STOP=0", "-f"]).arg(&abs);
-            if let Some(parent) = abs.parent() {
-                cmd.current_dir(parent);
-            }
-            let out = cmd.output().map_err(|e| SandboxError::Server {
-                step: "running psql".into(),
-                message: e.to_string(),
-            })?;
+            let (abs, out) = self.psql_file(dbname, file, false)?;
             let abs_s = abs.display().to_string();
             for line in String::from_utf8_lossy(&out.stderr).lines() {
                 let Some(rest) = line.strip_prefix("psql:") else {
