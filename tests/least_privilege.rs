@@ -166,14 +166,7 @@ async fn a_missing_select_privilege_is_named_with_the_grant() {
 /// the grant) where a superuser sees the application's lost update.
 #[test]
 fn hidden_tracked_statements_are_unknown_never_a_pass() {
-    let sb = pg_integrity::db::sandbox::Sandbox::start(&[
-        "shared_preload_libraries = 'pg_stat_statements'",
-    ])
-    .expect("a throwaway server with pg_stat_statements");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (sb, rt) = support::preloaded_server();
     rt.block_on(async {
         let admin = pg_integrity::db::connection::connect(&sb.options("postgres"))
             .await

@@ -2,6 +2,8 @@
 //! probe statements carry `/* pg-integrity probe */`, kept in pg_stat_statements'
 //! stored text, and every check reading tracked statements leaves them out.
 
+mod support;
+
 use std::time::Duration;
 
 fn cli() -> assert_cmd::Command {
@@ -12,14 +14,7 @@ fn cli() -> assert_cmd::Command {
 
 #[test]
 fn a_marked_probe_statement_is_not_taken_for_the_applications_claim() {
-    let sb = pg_integrity::db::sandbox::Sandbox::start(&[
-        "shared_preload_libraries = 'pg_stat_statements'",
-    ])
-    .expect("a throwaway server with pg_stat_statements");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (sb, rt) = support::preloaded_server();
     let status_after = |statement: &str, db: &str| -> String {
         rt.block_on(async {
             let admin = pg_integrity::db::connection::connect(&sb.options("postgres"))

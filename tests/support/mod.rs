@@ -165,3 +165,15 @@ pub fn check_in(doc: &serde_json::Value, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no {id} in {doc}"))
         .clone()
 }
+
+/// A throwaway server that preloads pg_stat_statements (for the checks that read tracked
+/// statements), with a current-thread runtime to talk to it.
+pub fn preloaded_server() -> (Sandbox, tokio::runtime::Runtime) {
+    let sb = Sandbox::start(&["shared_preload_libraries = 'pg_stat_statements'"])
+        .expect("a throwaway server with pg_stat_statements");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (sb, rt)
+}
