@@ -56,11 +56,7 @@ pub fn render(before: &Assessment, after: &Assessment, width: Option<u16>) -> St
         let mut t = table(width, &["Check", "Severity", "Before", "After"]);
         for (c, was) in &changed {
             t.add_row(vec![
-                Cell::new(format!(
-                    "{}\n{}",
-                    c.result.check.title,
-                    c.result.check.id.dimmed()
-                )),
+                super::table::check_cell(&c.result.check),
                 Cell::new(c.result.severity.as_str()),
                 Cell::new(was.map_or("(not run)".to_string(), label)),
                 Cell::new(label(c)),
@@ -78,11 +74,7 @@ pub fn render(before: &Assessment, after: &Assessment, width: Option<u16>) -> St
         let mut t = table(width, &["Check", "Severity", "Status", "Evidence"]);
         for c in left {
             t.add_row(vec![
-                Cell::new(format!(
-                    "{}\n{}",
-                    c.result.check.title,
-                    c.result.check.id.dimmed()
-                )),
+                super::table::check_cell(&c.result.check),
                 Cell::new(c.result.severity.as_str()),
                 Cell::new(super::table::status_label(c.result.status)),
                 Cell::new(short(&summary_evidence(c, 1))),

@@ -8,6 +8,11 @@ use crate::model::Status;
 use colored::Colorize;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
+/// A check as the tables name it: its title, with its id dimmed below.
+pub fn check_cell(check: &crate::checks::catalog::Check) -> Cell {
+    Cell::new(format!("{}\n{}", check.title, check.id.dimmed()))
+}
+
 pub fn status_label(s: Status) -> String {
     let text = s.as_str().to_uppercase();
     match s {
@@ -72,7 +77,7 @@ pub fn render(a: &Assessment, width: Option<u16>) -> String {
         for c in rows {
             let r = &c.result;
             t.add_row(vec![
-                Cell::new(format!("{}\n{}", r.check.title, r.check.id.dimmed())),
+                check_cell(&r.check),
                 Cell::new(status_label(r.status)),
                 Cell::new(r.severity.as_str()),
                 Cell::new(summary_evidence(c, a.findings_shown())),
