@@ -564,14 +564,7 @@ pub(crate) async fn run_batch_strict(
     let planned = checks
         .iter()
         .enumerate()
-        .map(|(at, c)| Planned {
-            at,
-            check: c.clone(),
-            query: plan::Bound {
-                sql: String::new(),
-                values: vec![],
-            },
-        })
+        .map(|(at, c)| plan::planned(catalog, at, c.clone(), config))
         .collect();
     batch_results(client, &plan::batch_of(catalog, planned, config), config).await
 }

@@ -292,8 +292,7 @@ fn arrange(plan: &mut Plan, catalog: &Catalog, batch: bool, checks: Vec<&Check>)
             plan.done.push((at, result));
             continue;
         }
-        let query = Bound::of(catalog.compose(&check), &config);
-        let planned = Planned { at, check, query };
+        let planned = planned(catalog, at, check, &config);
         if batch && batchable(&planned.check, &plan.server, &config) {
             batched.push((at, planned));
         } else if batch && planned.check.kind == Kind::Data {
@@ -335,11 +334,18 @@ pub(crate) fn single(
     if let Some(result) = without_query(check, config, server) {
         return Err(result);
     }
-    Ok(Planned {
-        at: 0,
-        check: check.clone(),
-        query: Bound::of(catalog.compose(check), config),
-    })
+    Ok(planned(catalog, 0, check.clone(), config))
+}
+
+/// `check` at report position `at`, its own statement bound.
+pub(crate) fn planned(
+    catalog: &Catalog,
+    at: usize,
+    check: Arc<Check>,
+    config: &LoadedConfig,
+) -> Planned {
+    let query = Bound::of(catalog.compose(&check), config);
+    Planned { at, check, query }
 }
 
 pub async fn server_info(client: &Client) -> Result<ServerInfo, tokio_postgres::Error> {
