@@ -482,6 +482,129 @@ fn a_waiver_passes_the_gate_until_it_expires() {
     );
 }
 
+/// The timeout checks without `roles.app` judge the database and name it
+/// (`database <name>`); baselines and waivers key that finding as `database`, so a
+/// baseline taken on a live (staging) database holds for a `--schema` run, whose
+/// throwaway database has another name; so does one an earlier version wrote with
+/// the name, and a waiver with `object = "database"`. SARIF fingerprints agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staging_baseline_of_the_timeout_checks_holds_for_a_schema_run() {
+    const TIMEOUTS: [&str; 3] = [
+        "pool.statement_timeout",
+        "locking.lock_timeout",
+        "transactions.idle_in_transaction_timeout",
+    ];
+    let only = TIMEOUTS.join(",");
+    let staging = support::TestDb::new(NO_KEY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::task::block_in_place(|| {
+        cli()
+            .args(["audit", "--only", &only, "--format", "sarif"])
+            .args(["--write-baseline", "baseline.json", "--fail-on", "never"])
+            .args(["--database-url", &staging.url])
+            .current_dir(dir.path())
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    });
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let staging_sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written = std::fs::read_to_string(dir.path().join("baseline.json")).unwrap();
+    let entries: serde_json::Value = serde_json::from_str(&written).unwrap();
+    let entries = entries["findings"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        3,
+        "a throwaway server sets no timeout: {written}"
+    );
+    for e in entries {
+        assert_eq!(e["object"], "database", "{written}");
+    }
+    assert!(!written.contains(&staging.name), "{written}");
+
+    let objects = |g: &Gate| -> Vec<(String, serde_json::Value, serde_json::Value)> {
+        g.json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["findings"].as_array().unwrap().clone())
+            .map(|f| {
+                (
+                    f["object"].as_str().unwrap().to_string(),
+                    f["baseline"].clone(),
+                    f["waived"].clone(),
+                )
+            })
+            .collect()
+    };
+    let schema_run = |extra: &[&str]| {
+        let mut args = vec!["--only", only.as_str(), "--format", "json"];
+        args.extend(extra);
+        tokio::task::block_in_place(|| audit_no_key(dir.path(), &args, &[]))
+    };
+    // without the baseline the --schema run fails the gate on all three
+    let bare = schema_run(&[]);
+    assert_eq!(bare.code, Some(1), "stderr: {}", bare.stderr);
+    let names = objects(&bare);
+    assert_eq!(names.len(), 3, "{}", bare.stdout);
+    for (object, baseline, _) in &names {
+        assert!(
+            object.starts_with("database ") && *object != format!("database {}", staging.name),
+            "the throwaway database has its own name: {object}"
+        );
+        assert_eq!(*baseline, false);
+    }
+    // with the staging baseline it passes, every finding marked baseline
+    let with = schema_run(&["--baseline", "baseline.json"]);
+    assert_eq!(with.code, Some(0), "stderr: {}", with.stderr);
+    assert!(
+        objects(&with).iter().all(|(_, b, _)| *b == true),
+        "{}",
+        with.stdout
+    );
+    // a baseline an earlier version wrote, with the database's name
+    let old = serde_json::json!({
+        "format_version": 1,
+        "findings": TIMEOUTS.iter().map(|c| serde_json::json!({"check": c, "object": "database staging_tickets"})).collect::<Vec<_>>(),
+    });
+    std::fs::write(dir.path().join("old.json"), old.to_string()).unwrap();
+    let with_old = schema_run(&["--baseline", "old.json"]);
+    assert_eq!(with_old.code, Some(0), "stderr: {}", with_old.stderr);
+    assert!(objects(&with_old).iter().all(|(_, b, _)| *b == true));
+    // a waiver naming the database without its name
+    let waivers: String = TIMEOUTS
+        .iter()
+        .map(|c| format!("[[waiver]]\ncheck = \"{c}\"\nobject = \"database\"\nreason = \"set by the pool\"\n"))
+        .collect();
+    std::fs::write(dir.path().join("pg-integrity.toml"), waivers).unwrap();
+    let waived = schema_run(&["--config"]);
+    assert_eq!(waived.code, Some(0), "stderr: {}", waived.stderr);
+    assert!(
+        objects(&waived).iter().all(|(_, _, w)| *w == true),
+        "{}",
+        waived.stdout
+    );
+    std::fs::remove_file(dir.path().join("pg-integrity.toml")).unwrap();
+    // the SARIF fingerprints of staging and of the --schema run are the same
+    let sarif_run = schema_run(&["--output", "sarif:run.sarif"]);
+    assert_eq!(sarif_run.code, Some(1), "stderr: {}", sarif_run.stderr);
+    let run_sarif: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.sarif")).unwrap())
+            .unwrap();
+    let prints = |s: &serde_json::Value| -> Vec<String> {
+        let mut v: Vec<String> = s["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["partialFingerprints"].to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(prints(&staging_sarif).len(), 3);
+    assert_eq!(prints(&staging_sarif), prints(&run_sarif));
+}
+
 #[test]
 fn github_actions_get_annotations_on_stderr_unless_asked_not_to() {
     let dir = tempfile::tempdir().unwrap();

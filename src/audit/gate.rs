@@ -141,7 +141,21 @@ impl Assessment {
     }
 }
 
-/// The stored baseline: failing (check, object) pairs, never the database name.
+/// The name a finding is matched by in baselines, waivers and SARIF fingerprints:
+/// its object, except that `database <name>` (the subject of the settings checks when
+/// no app role is configured) is `database`. An audit reads one database, so the name
+/// adds nothing, and a baseline taken on staging must match a `--schema` run, whose
+/// throwaway database has another name.
+pub fn stable_key(object: &str) -> &str {
+    match object.strip_prefix("database ") {
+        Some(name) if !name.is_empty() => "database",
+        _ => object,
+    }
+}
+
+/// The stored baseline: failing (check, object) pairs, never the database name (an
+/// object `database <name>` is stored as `database`, see [`stable_key`]; entries
+/// written with the name by earlier versions still match).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Baseline {
     pub format_version: u32,
@@ -164,7 +178,7 @@ impl Baseline {
             .flat_map(|c| {
                 c.findings.iter().map(|f| BaselineEntry {
                     check: c.result.check.id.clone(),
-                    object: f.object.clone(),
+                    object: stable_key(&f.object).to_string(),
                 })
             })
             .collect();
@@ -270,7 +284,7 @@ impl<'a> Matcher<'a> {
             .map(|b| {
                 b.findings
                     .iter()
-                    .map(|e| (e.check.as_str(), e.object.as_str()))
+                    .map(|e| (e.check.as_str(), stable_key(&e.object)))
                     .collect()
             })
             .unwrap_or_default();
@@ -283,13 +297,17 @@ impl<'a> Matcher<'a> {
 
     /// The waiver in force for a finding of `check` named by any of `names`. A finding
     /// is matched by its own name or by any of its related objects, so waivers and
-    /// baselines written before a finding was folded still hold.
+    /// baselines written before a finding was folded still hold; and by its
+    /// [`stable_key`], so `object = "database"` waives the database-level finding of
+    /// whichever database is audited.
     fn waiver(&self, check: &str, names: &[&str]) -> Option<&'a Waiver> {
         self.waivers.iter().find(|w| {
+            let pattern = w.object.get_ref();
             w.check.get_ref() == check
-                && names
-                    .iter()
-                    .any(|n| crate::config::glob::matches(w.object.get_ref(), n))
+                && names.iter().any(|n| {
+                    crate::config::glob::matches(pattern, n)
+                        || crate::config::glob::matches(stable_key(pattern), stable_key(n))
+                })
                 && w.expiry().is_none_or(|d| d >= self.today)
         })
     }
@@ -304,7 +322,9 @@ impl<'a> Matcher<'a> {
             evidence: o.evidence.clone(),
             related: o.related.clone(),
             waived: w.is_some(),
-            baseline: names.iter().any(|n| self.base.contains(&(check, *n))),
+            baseline: names
+                .iter()
+                .any(|n| self.base.contains(&(check, stable_key(n)))),
             waiver_reason: w.map(|w| w.reason.clone()),
         }
     }
@@ -444,6 +464,35 @@ mod tests {
         // without the baseline the same finding fails the gate
         let a = assess(run, &config, None, &opts());
         assert!(!a.gate.passed);
+    }
+
+    #[test]
+    fn the_database_name_is_not_part_of_baseline_and_waiver_keys() {
+        assert_eq!(stable_key("database staging"), "database");
+        assert_eq!(stable_key("database "), "database ");
+        assert_eq!(stable_key("public.database"), "public.database");
+        let run = run_with(vec![row("database pgi_sandbox_1", Some(false), &[])]);
+        let old = Baseline {
+            format_version: Baseline::VERSION,
+            findings: vec![BaselineEntry {
+                check: "schema.duplicate_indexes".into(),
+                object: "database staging".into(),
+            }],
+        };
+        let config = LoadedConfig::parse("x.toml", "").expect("config");
+        let a = assess(run.clone(), &config, Some(&old), &opts());
+        assert!(a.checks[0].findings[0].baseline);
+        assert_eq!(
+            Baseline::from_assessment(&a).findings[0].object,
+            "database",
+            "written without the name"
+        );
+        let config = LoadedConfig::parse(
+            "x.toml",
+            "[[waiver]]\ncheck = \"schema.duplicate_indexes\"\nobject = \"database\"\nreason = \"r\"\n",
+        )
+        .expect("config");
+        assert!(assess(run, &config, None, &opts()).checks[0].findings[0].waived);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! finding across commits. Errored checks are tool notifications.
 
 use super::finding_text;
-use crate::audit::gate::{Assessed, Assessment, Finding};
+use crate::audit::gate::{stable_key, Assessed, Assessment, Finding};
 use crate::model::{Kind, Severity, Status};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -135,7 +135,7 @@ fn result(c: &Assessed, rule_index: usize, f: &Finding, artifact: Option<&str>) 
                 "kind": object_kind(id, &f.object),
             }],
         }],
-        "partialFingerprints": {FINGERPRINT_KEY: fingerprint(id, &f.object)},
+        "partialFingerprints": {FINGERPRINT_KEY: fingerprint(id, stable_key(&f.object))},
     });
     if let Some(uri) = artifact {
         r["locations"][0]["physicalLocation"] = json!({
@@ -165,7 +165,8 @@ fn result(c: &Assessed, rule_index: usize, f: &Finding, artifact: Option<&str>) 
     r
 }
 
-/// A stable fingerprint of a finding: hex SHA-256 of `check id \0 object`.
+/// A stable fingerprint of a finding: hex SHA-256 of `check id \0 object`, the object
+/// as baselines key it (`database`, not `database <name>`).
 pub fn fingerprint(check: &str, object: &str) -> String {
     let mut h = Sha256::new();
     h.update(check.as_bytes());
