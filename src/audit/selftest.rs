@@ -7,8 +7,9 @@
 //!
 //! [`run_variants`] runs one check's cases against many variants of the check
 //! (mutants, scripts/mutate.py): a case's database and session are set up once and
-//! every variant still alive is judged there in turn, exactly as [`run_cases`]
-//! judges the check; a variant stops at the first case it fails.
+//! every variant still alive is judged there in turn, as [`run_cases`] judges the
+//! check (the batched run is compared for the unmutated check, not for each
+//! variant); a variant stops at the first case it fails.
 
 use crate::audit::execute::{batchable, run_batch_strict, run_check, server_info};
 use crate::audit::outcome::CheckResult;
@@ -262,7 +263,7 @@ async fn in_database(
     let client = set_up(&opts, case).await?;
     let fresh = reconnect(&opts, case).await?;
     let session = fresh.as_ref().unwrap_or(&client);
-    check_case(session, &opts, catalog, check, case, config).await
+    check_case(session, &opts, catalog, check, case, config, true).await
 }
 
 /// With `reconnect`, the new session the check runs in (the setup's stays open).
@@ -288,7 +289,7 @@ async fn set_up(opts: &ConnectOptions, case: &TestCase) -> Result<Client, String
 
 /// Run the check in `client`'s session as an audit would, inside a read-only
 /// transaction that is rolled back, and judge it: on its own first, then (when it
-/// passes) batched, which must give the same verdicts.
+/// passes and `compare_batched`) batched, which must give the same verdicts.
 async fn check_case(
     client: &Client,
     opts: &ConnectOptions,
@@ -296,6 +297,7 @@ async fn check_case(
     check: &Arc<Check>,
     case: &TestCase,
     config: &LoadedConfig,
+    compare_batched: bool,
 ) -> Result<(), String> {
     let server = server_info(client).await.map_err(|e| db_message(&e))?;
     if check.sql.is_some() {
@@ -311,7 +313,7 @@ async fn check_case(
         return Err(e);
     }
     // An audit runs catalog and runtime checks batched: the case must hold there too.
-    let batched = if batchable(check, &server, config) {
+    let batched = if compare_batched && batchable(check, &server, config) {
         Some(run_batch_strict(client, catalog, std::slice::from_ref(check), config).await)
     } else {
         None
@@ -571,17 +573,22 @@ impl CaseRun<'_> {
         shared.db.drop(self.admin).await;
     }
 
-    /// Judge `subject` in the shared session; a variant (not the unmutated check)
-    /// under the shorter statement timeout.
+    /// Judge `subject` in the shared session. A variant (not the unmutated check) runs
+    /// under the shorter statement timeout and is judged on its own run only: the
+    /// batched run of the same SQL is compared for the unmutated check (as
+    /// `checks test` does), and repeating it for every variant doubled the time of
+    /// a mutation pass while it can only kill, never spare, a mutant (so skipping
+    /// it never raises a kill rate).
     async fn judge_in(&self, s: &Shared, subject: Subject<'_>) -> Result<(), String> {
-        let config = if std::ptr::eq(subject.1, self.base.1) {
+        let base = std::ptr::eq(subject.1, self.base.1);
+        let config = if base {
             &self.config
         } else {
             &self.variant_config
         };
         let (catalog, check) = subject;
         let session = s.fresh.as_ref().unwrap_or(&s.client);
-        check_case(session, &s.opts, catalog, check, self.case, config).await
+        check_case(session, &s.opts, catalog, check, self.case, config, base).await
     }
 
     fn verdict(&self, killed: bool, why: String) -> VariantVerdict {
