@@ -871,6 +871,117 @@ fn html_report_is_one_self_contained_page_whose_filters_work_in_chromium() {
 
 /// `checks list ARGS` from a directory with no configuration (so that no
 /// pg-integrity.toml of the machine's overrides a severity): its stdout.
+/// The rls checks' remediation says the tenant-bound expression of the model in
+/// force with the names it uses: the configured setting under the setting model; the
+/// membership table, user column and identity read from the policies (or the
+/// configuration) under the membership model. No placeholder is left.
+#[test]
+fn rls_remediation_names_the_model_in_force() {
+    const PLACEHOLDERS: [&str; 5] = [
+        "<tenancy.setting>",
+        "<membership table>",
+        "<identity",
+        "<user column>",
+        "{tenant_",
+    ];
+    const RLS: &str =
+        "rls.enabled,rls.tenant_policies,rls.write_check,rls.policy_initplan,rls.context_set";
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.sql");
+    std::fs::write(
+        &schema,
+        "create table orgs(id uuid primary key);\n\
+         create table users(id uuid primary key);\n\
+         create table members(org_id uuid not null references orgs, user_id uuid not null references users,\n\
+                              primary key (org_id, user_id));\n\
+         create table projects(id uuid primary key, org_id uuid not null references orgs);\n\
+         create table notes(id uuid primary key, org_id uuid not null references orgs);\n\
+         alter table projects enable row level security;\n\
+         create policy projects_member on projects using (org_id in (select m.org_id from members m\n\
+             where m.user_id = (select nullif(current_setting('app.user_id', true), '')::uuid)));\n",
+    )
+    .unwrap();
+    let config = dir.path().join("pg-integrity.toml");
+    std::fs::write(
+        &config,
+        "[tenancy]\ncolumn = \"org_id\"\ntenant_table = \"orgs\"\n",
+    )
+    .unwrap();
+    let out = cli()
+        .args(["audit", "--format", "json", "--only", RLS, "--config"])
+        .arg(&config)
+        .arg("--schema")
+        .arg(&schema)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(doc["target"]["tenancy"]["model"], "membership", "{doc}");
+    let enabled = support::check_in(&doc, "rls.enabled");
+    assert_eq!(enabled["status"], "partial", "notes has no RLS: {enabled}");
+    let bound = "org_id IN (select org_id from public.members where user_id = \
+                 (select current_setting('app.user_id')))";
+    for id in [
+        "rls.enabled",
+        "rls.tenant_policies",
+        "rls.write_check",
+        "rls.policy_initplan",
+    ] {
+        let text = support::check_in(&doc, id)["remediation"].to_string();
+        assert!(text.contains(bound), "{id}: {text}");
+        assert!(
+            !text.contains("current_setting('app.current_tenant'"),
+            "{id}: {text}"
+        );
+    }
+    let all = doc.to_string();
+    for left in PLACEHOLDERS {
+        assert!(!all.contains(left), "`{left}` in {all}");
+    }
+    // Without a database, the configuration's model and names decide.
+    std::fs::write(
+        &config,
+        "[tenancy]\ncolumn = \"org_id\"\nmodel = \"setting\"\nsetting = \"app.org\"\n",
+    )
+    .unwrap();
+    let list = checks_list(&[
+        "--format",
+        "markdown",
+        "--config",
+        &config.display().to_string(),
+    ]);
+    assert!(
+        list.contains(
+            "USING (org_id = (select nullif(current_setting('app.org', true), '')::<its type>))"
+        ),
+        "{list}"
+    );
+    assert!(list.contains("set_config('app.org', $1, true)"), "{list}");
+    for left in PLACEHOLDERS {
+        assert!(!list.contains(left), "`{left}` in {list}");
+    }
+    std::fs::write(
+        &config,
+        "[tenancy]\ncolumn = \"org_id\"\nmodel = \"membership\"\n\
+         membership_table = \"app.members\"\nuser_identity = \"auth.uid()\"\n",
+    )
+    .unwrap();
+    let show = cli()
+        .args(["checks", "show", "rls.tenant_policies", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("USING (org_id IN (select org_id from app.members where <user column> = (select auth.uid())))"),
+        "the user column needs the database: {show}"
+    );
+    for left in &PLACEHOLDERS[..3] {
+        assert!(!show.contains(left), "`{left}` in {show}");
+    }
+}
+
 fn checks_list(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = cli()

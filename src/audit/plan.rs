@@ -144,6 +144,8 @@ pub struct Plan {
     pub scope: Scope,
     /// The tenancy model the rls checks judge by, and why (for the report's header).
     pub tenancy: Option<(String, String)>,
+    /// The same, with what the membership model's policies read (the checks' words).
+    pub tenancy_facts: Option<scope::TenancyFacts>,
     pub jobs: usize,
     pub jobs_cap: Option<JobsCap>,
     /// How many checks were selected (progress shows n of this).
@@ -242,7 +244,7 @@ pub async fn build(
     let scope = scope::inspect(&first, catalog, config)
         .await
         .map_err(PlanError::Scope)?;
-    let tenancy = if catalog.fragments.contains_key("tenancy_model") {
+    let tenancy_facts = if catalog.fragments.contains_key("tenancy_model") {
         scope::tenancy_model(&first, catalog, config)
             .await
             .ok()
@@ -250,6 +252,9 @@ pub async fn build(
     } else {
         None
     };
+    let tenancy = tenancy_facts
+        .as_ref()
+        .map(|f| (f.model.clone(), f.reason.clone()));
     let capped = scope::cap_jobs(opts.jobs, scope.free_connections);
     let jobs_cap = (capped < opts.jobs).then_some(JobsCap {
         requested: opts.jobs,
@@ -262,6 +267,7 @@ pub async fn build(
         server,
         scope,
         tenancy,
+        tenancy_facts,
         jobs: capped,
         jobs_cap,
         selected: checks.len(),

@@ -79,22 +79,63 @@ pub async fn inspect(
     })
 }
 
-/// The tenancy model in force and why, as the rls checks read it
-/// (`checks/lib/tenancy_model.sql`).
+/// The tenancy model in force, as the rls checks read it (`checks/lib/tenancy_model.sql`):
+/// the model and why, and what the membership model's policies read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenancyFacts {
+    /// `setting` or `membership`.
+    pub model: String,
+    pub reason: String,
+    /// The identity most policies read (`auth.uid()`), or `tenancy.user_identity`;
+    /// `None` when neither says it (the building block's default is a guess).
+    pub identity: Option<String>,
+    /// `tenancy.membership_table`, else the table the identity sub-selects read; "" unknown.
+    pub membership_table: String,
+    /// The membership table's column naming the user (`user_id`); "" unknown.
+    pub user_column: String,
+}
+
 pub async fn tenancy_model(
     client: &Client,
     catalog: &Catalog,
     config: &LoadedConfig,
-) -> Result<Option<(String, String)>, String> {
+) -> Result<Option<TenancyFacts>, String> {
     let rows = query(
         client,
         catalog,
         config,
         &["tenancy_model"],
-        "select model::text, reason::text from tenancy_model",
+        "select model::text, reason::text, identity::text, membership_table::text, user_key::text from tenancy_model",
     )
     .await?;
-    Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    Ok(rows.first().map(|r| {
+        let reason: String = r.get(1);
+        let identity: Option<String> = r.get(2);
+        let configured = !config.config.tenancy.user_identity.trim().is_empty();
+        let membership_table: String = r.get::<_, Option<String>>(3).unwrap_or_default();
+        let user_key: String = r.get::<_, Option<String>>(4).unwrap_or_default();
+        TenancyFacts {
+            model: r.get(0),
+            identity: identity.filter(|i| configured || reason.contains(i.as_str())),
+            user_column: user_column(&user_key, &membership_table),
+            membership_table,
+            reason,
+        }
+    }))
+}
+
+/// The user column of `user_key` (`public.members.user_id`: the membership table's
+/// key to the users' table), when it is one column.
+fn user_column(user_key: &str, membership_table: &str) -> String {
+    let cols = user_key
+        .strip_prefix(membership_table)
+        .and_then(|r| r.strip_prefix('.'))
+        .unwrap_or_else(|| user_key.rsplit('.').next().unwrap_or(""));
+    if cols.contains(',') {
+        String::new()
+    } else {
+        cols.trim().to_string()
+    }
 }
 
 /// Connections an audit may open: `jobs`, but never more than the free slots less a
@@ -107,6 +148,20 @@ pub fn cap_jobs(jobs: usize, free_connections: i64) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_user_column_is_read_from_the_user_key() {
+        assert_eq!(
+            super::user_column("app.members.user_id", "app.members"),
+            "user_id"
+        );
+        assert_eq!(
+            super::user_column("members.user_id", "public.members"),
+            "user_id"
+        );
+        assert_eq!(super::user_column("app.members.a, b", "app.members"), "");
+        assert_eq!(super::user_column("", ""), "");
+    }
+
     #[test]
     fn jobs_keep_a_reserve_of_free_connections() {
         assert_eq!(super::cap_jobs(4, 97), 4);

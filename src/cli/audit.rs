@@ -73,7 +73,10 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
     .await?;
     refuse_scope(&plan)?;
     let tenancy = plan.tenancy.clone();
-    let run = answering(&config, async { Ok(execute::run(plan).await?) }).await?;
+    let facts = plan.tenancy_facts.clone();
+    let mut run = answering(&config, async { Ok(execute::run(plan).await?) }).await?;
+    // the rls checks' words in the tenancy model in force
+    crate::report::names::refine_run(&mut run, &config.config, facts.as_ref());
     let load_warnings = target.warnings.clone();
     drop(target);
     let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
@@ -217,7 +220,10 @@ pub(crate) async fn plan_and_run(
         let plan = plan::build(options, catalog, config, opts, selected)
             .await
             .map_err(plan_failure)?;
-        Ok(execute::run(plan).await?)
+        let facts = plan.tenancy_facts.clone();
+        let mut run = execute::run(plan).await?;
+        crate::report::names::refine_run(&mut run, &config.config, facts.as_ref());
+        Ok(run)
     })
     .await
 }
