@@ -397,3 +397,208 @@ async fn a_locked_partition_blocks_no_catalog_check() {
     assert_eq!(errored(&doc), Vec::<String>::new(), "{doc}");
     holder.batch_execute("rollback").await.unwrap();
 }
+
+/// A custom data check with one row test per table (`hit`), its plan sleeping
+/// `sleep` seconds first (so that a table can be dropped between the plan, read in
+/// the audit's snapshot, and the table's scan).
+fn row_test_check(dir: &Path, hit: &str, sleep: f64) {
+    let text = format!(
+        "id = \"custom.row_test\"\nsection = \"custom\"\ntitle = \"Row test\"\nseverity = \"low\"\nkind = \"data\"\n\
+         description = \"A row test\"\nuses = [\"data_scan\"]\nsql = '''\n\
+         select d.object, d.unseen_reason as unknown_reason, d.scan, d.key_expr as scan_key,\n\
+                $h${hit}$h$ as hit,\n\
+                $q$select $1 = 0 as ok, $5 || ' has ' || $1 || ' hits' as evidence$q$ as query,\n\
+                array[d.object] as args\n\
+         from data_scan d cross join (select pg_sleep({sleep})) s\n'''\n\
+         [[test]]\nname = \"p\"\nexpect = \"pass\"\n[[test]]\nname = \"f\"\nexpect = \"fail\"\n"
+    );
+    std::fs::write(dir.join("custom.row_test.toml"), text).unwrap();
+}
+
+fn audit_row_test(url: &str, checks: &Path) -> serde_json::Value {
+    let out = cli()
+        .args(["audit", "--format", "json", "--fail-on", "never", "--deep"])
+        .args(["--only", "custom.row_test", "--checks"])
+        .arg(checks)
+        .args(["--database-url", url])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    support::json_report(&out)
+}
+
+/// A relation error is taken for a table dropped mid-audit only when the catalog
+/// confirms it: a row test naming a relation that never existed errors, not skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_test_naming_a_relation_that_never_existed_errors() {
+    let db = TestDb::new(
+        "create table kept(id int primary key, n int); insert into kept values (1, -1);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    row_test_check(
+        dir.path(),
+        "c.id in (select x.id from public.no_such_table x)",
+        0.0,
+    );
+    let url = db.url.clone();
+    let path = dir.path().to_path_buf();
+    let doc = tokio::task::spawn_blocking(move || audit_row_test(&url, &path))
+        .await
+        .unwrap();
+    let check = check_in(&doc, "custom.row_test");
+    assert_eq!(check["status"], "error", "{check}");
+    assert!(
+        check.to_string().contains("no_such_table"),
+        "the error names the relation: {check}"
+    );
+}
+
+/// ... and a table that was there when the audit began and is dropped before its
+/// scan is skipped, the other tables' findings kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_dropped_between_plan_and_scan_is_skipped() {
+    let db = TestDb::new(
+        "create table kept(id int primary key, n int); insert into kept values (1, -1);
+         create table doomed(id int primary key, n int); insert into doomed values (1, -1);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    row_test_check(dir.path(), "c.n < 0", 3.0);
+    let url = db.url.clone();
+    let path = dir.path().to_path_buf();
+    let audit = tokio::task::spawn_blocking(move || audit_row_test(&url, &path));
+    // Drop the table while the plan sleeps (it has read the catalog in its snapshot).
+    let admin = db.client().await;
+    let mut sleeping = false;
+    for _ in 0..500 {
+        let n: i64 = admin
+            .query_one(
+                "select count(*) from pg_stat_activity where datname = current_database() \
+                 and state = 'active' and wait_event = 'PgSleep' and pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            sleeping = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sleeping, "the plan never ran");
+    admin
+        .batch_execute("set lock_timeout = '2s'; drop table doomed")
+        .await
+        .unwrap();
+    let doc = audit.await.unwrap();
+    let check = check_in(&doc, "custom.row_test");
+    assert_eq!(check["status"], "fail", "{check}");
+    let text = check.to_string();
+    assert!(text.contains("public.kept"), "{text}");
+    assert!(!text.contains("public.doomed"), "{text}");
+}
+
+/// A custom data check of `steps` plain queries that each sleep 1 s on the server:
+/// spread over the audit's connections, each answers one a second.
+fn sleepy_check(dir: &Path, steps: u32) {
+    let text = format!(
+        "id = \"custom.sleepy\"\nsection = \"custom\"\ntitle = \"Sleepy\"\nseverity = \"low\"\nkind = \"data\"\n\
+         description = \"Steps that sleep\"\nsql = '''\n\
+         select 'step ' || g as object,\n\
+                $q$select true as ok, (select 'slept' from pg_sleep(1)) as evidence$q$ as query\n\
+         from generate_series(1, {steps}) g\n'''\n\
+         [[test]]\nname = \"p\"\nexpect = \"pass\"\n[[test]]\nname = \"f\"\nexpect = \"fail\"\n"
+    );
+    std::fs::write(dir.join("custom.sleepy.toml"), text).unwrap();
+}
+
+/// The client-side deadline is per connection: one backend frozen (SIGSTOP) while the
+/// audit's other connections keep answering ends the audit with exit 3 at that
+/// connection's deadline (statement_timeout 2 s + margin 1 s), not once the others
+/// have run out of work (45 one-second steps over 3 connections: about 15 s).
+#[test]
+fn one_frozen_backend_among_answering_ones_is_exit_3_at_its_own_deadline() {
+    let sb = Sandbox::start(&[]).expect("a throwaway server");
+    let rt = runtime();
+    sb.create_database("one_frozen").unwrap();
+    rt.block_on(async {
+        let c = connect(&sb.options("one_frozen")).await.unwrap();
+        c.batch_execute("create table accounts(id int primary key)")
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    sleepy_check(dir.path(), 45);
+    let conf_dir = tempfile::tempdir().unwrap();
+    let config = conf_dir.path().join("pg-integrity.toml");
+    std::fs::write(&config, "[audit]\nstatement_timeout_ms = 2000\n").unwrap();
+    let child = Command::new(assert_cmd::cargo::cargo_bin("pg-integrity"))
+        .env("NO_COLOR", "1")
+        .env("PG_INTEGRITY_DEADLINE_MARGIN_MS", "1000")
+        .env_remove("DATABASE_URL")
+        .env_remove("PG_INTEGRITY_CONFIG")
+        .args(["audit", "--format", "json", "--fail-on", "never", "--deep"])
+        .args(["--jobs", "3", "--only", "custom.sleepy", "--checks"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["--database-url", &url(&sb, "one_frozen")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the three connections sleep, then freeze one backend only.
+    let (victim, others) = rt.block_on(async {
+        let admin = connect(&sb.options("one_frozen")).await.unwrap();
+        for _ in 0..2000 {
+            let pids: Vec<i32> = admin
+                .query(
+                    "select pid from pg_stat_activity where application_name = 'pg-integrity' \
+                     and wait_event = 'PgSleep' order by pid",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if pids.len() >= 3 {
+                return (pids[0], pids[1..].to_vec());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the audit's connections never slept together");
+    });
+    signal(&[victim], nix::sys::signal::Signal::SIGSTOP);
+    let stopped = Instant::now();
+    // The other connections keep answering meanwhile.
+    let answering = rt.block_on(async {
+        let admin = connect(&sb.options("one_frozen")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        admin
+            .query_one(
+                "select count(*) from pg_stat_activity where pid = any($1) and wait_event = 'PgSleep'",
+                &[&others],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    });
+    let out = wait(child);
+    let took = stopped.elapsed();
+    eprintln!("exit 3 came {took:?} after the freeze");
+    signal(&[victim], nix::sys::signal::Signal::SIGCONT);
+    support::assert_exit(&out, 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lost the server"), "{stderr}");
+    assert!(out.stdout.is_empty(), "a report was printed");
+    assert!(answering > 0, "the other connections had stopped too");
+    // its deadline (3 s) plus slack for a loaded machine, well short of the ~14 s the
+    // other connections still had to work
+    assert!(
+        took < Duration::from_secs(8),
+        "exit 3 came {took:?} after the freeze"
+    );
+}

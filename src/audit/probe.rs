@@ -54,6 +54,9 @@ async fn run_steps(
     let audit = &config.config.audit;
     let mut out = vec![];
     for step in steps {
+        // the probe's connection has the client-side deadline of its own (each statement
+        // of the step tells its answer)
+        let waiting = watch::waiting(client);
         client
             .batch_execute(&format!(
                 "begin isolation level read committed, read write; set local statement_timeout = {}; set local lock_timeout = {}",
@@ -69,20 +72,50 @@ async fn run_steps(
             .await
             .map_err(|e| db_message(&e));
         watch::note(client, &rolled_back);
+        drop(waiting);
         rolled_back?;
         // A table dropped mid-audit is skipped; one locked past lock_timeout is unknown.
         match result {
             Err(e) => match object_fault(&e) {
-                Some(ObjectFault::Vanished) => {}
+                Some(ObjectFault::Vanished) if gone(client, &step.object, &e).await => {}
                 Some(ObjectFault::Locked) => {
                     out.push((step.object.clone(), None, locked_evidence(&step.object, &e)))
                 }
-                None => return Err(e),
+                Some(ObjectFault::Vanished) | None => return Err(e),
             },
             Ok(row) => out.push(row),
         }
     }
     Ok(out)
+}
+
+/// Whether a probe's "undefined" error is its own table dropped mid-audit: the error
+/// names the table of the object ('<role> on <schema.table>') and the catalog, read
+/// now on the probe's connection (outside any transaction), no longer has it. Any
+/// other relation error is the check's. The internal errors of an object dropped
+/// under a running statement ("cache lookup failed", "could not open relation with
+/// OID") arise only from concurrent DDL.
+async fn gone(client: &Client, object: &str, message: &str) -> bool {
+    if !message.contains("(42P01)") && !message.contains("(3F000)") {
+        return true;
+    }
+    let Some((_, table)) = object.split_once(" on ") else {
+        return false;
+    };
+    if !message.contains(&format!("\"{table}\"")) {
+        return false;
+    }
+    let gone = client
+        .query_one(
+            &marked(
+                "select not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+                 where n.nspname || '.' || c.relname = $1::text)",
+            ),
+            &[&table],
+        )
+        .await;
+    watch::note(client, &gone.as_ref().map_err(db_message));
+    gone.is_ok_and(|r| r.get::<_, bool>(0))
 }
 
 /// Leads every statement a probe sends. pg_stat_statements keeps it in the stored
@@ -96,11 +129,58 @@ fn marked(sql: &str) -> String {
     format!("{PROBE_MARKER} {sql}")
 }
 
+/// `sql` on `client`, its answer told to [`watch`] (a probe step sends several
+/// statements under one deadline).
+async fn ask(
+    client: &Client,
+    sql: &str,
+    args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let r = client.query(&marked(sql), args).await;
+    watch::progress(client);
+    r
+}
+
+/// How a probe's query was stopped by the server.
+enum Stop {
+    /// Refused by a policy or a privilege (SQLSTATE 42501): isolation holds.
+    Refused(String),
+    /// Not about the rows at all: an object dropped (42P01, 3F000) or locked (55P03),
+    /// a timeout (57014), a lost connection (08, 57P), an internal or resource error
+    /// (XX, 53, 58). The check's own error, never a refusal.
+    Fault,
+    /// Any other error, with its message and SQLSTATE.
+    Other(String, String),
+}
+
+fn stop(e: &tokio_postgres::Error) -> Stop {
+    let Some(db) = e.as_db_error() else {
+        return Stop::Fault;
+    };
+    let code = db.code().code();
+    if code == "42501" {
+        return Stop::Refused(format!("refused: {}", db.message()));
+    }
+    let class = &code[..2];
+    if ["42P01", "3F000", "55P03", "57014"].contains(&code)
+        || ["08", "57", "XX", "53", "58"].contains(&class)
+    {
+        return Stop::Fault;
+    }
+    Stop::Other(db.message().to_string(), code.to_string())
+}
+
+/// Whether an error that stopped a write probe's row proves nothing about isolation:
+/// a constraint (class 23), a trigger or function raising (P0, 38, 39, 2F, 27000), a
+/// value (class 22), a serialization failure or deadlock (40).
+fn row_stopped(code: &str) -> bool {
+    ["23", "P0", "38", "39", "2F", "22", "40"].contains(&&code[..2]) || code == "27000"
+}
+
 async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
     let args = bind(&step.args);
     if let Some(role) = &step.role {
-        client
-            .query(&marked("select set_config('role', $1, true)"), &[role])
+        ask(client, "select set_config('role', $1, true)", &[role])
             .await
             .map_err(|e| {
                 format!(
@@ -112,8 +192,7 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
     }
     if let Some(setup) = &step.setup {
         let n = count_params(setup);
-        client
-            .query(&marked(setup), &args[..n.min(args.len())])
+        ask(client, setup, &args[..n.min(args.len())])
             .await
             .map_err(|e| format!("{}: setup failed: {}", step.object, db_message(&e)))?;
     }
@@ -121,20 +200,29 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
         return probe_candidates(client, step).await;
     }
     let n = count_params(&step.query);
-    match client
-        .query(&marked(&step.query), &args[..n.min(args.len())])
-        .await
-    {
+    match ask(client, &step.query, &args[..n.min(args.len())]).await {
         Ok(rows) => outcome(&step.object, &rows),
-        Err(e) if step.refusal_ok && e.as_db_error().is_some() => Ok((
-            step.object.clone(),
-            Some(true),
-            format!(
-                "refused: {}",
-                e.as_db_error()
-                    .map_or(String::new(), |d| d.message().to_string())
-            ),
-        )),
+        Err(e) if step.refusal_ok => match stop(&e) {
+            Stop::Refused(why) => Ok((step.object.clone(), Some(true), why)),
+            // Under strict refusal (the membership model: the query runs with a
+            // member's identity, and an error there may be that identity misread)
+            // only a policy or a privilege counts as a refusal.
+            Stop::Other(message, code) if step.strict_refusal => Ok((
+                step.object.clone(),
+                None,
+                format!(
+                    "inconclusive: the probe's query failed with {message} ({code}), which is not a refusal by a policy or a privilege, so it shows nothing about isolation"
+                ),
+            )),
+            // Otherwise a policy that errors (a missing setting, one cast to a uuid)
+            // is a refusal too: nothing is shown.
+            Stop::Other(message, _) => Ok((
+                step.object.clone(),
+                Some(true),
+                format!("refused: {message}"),
+            )),
+            Stop::Fault => Err(format!("{}: {}", step.object, db_message(&e))),
+        },
         Err(e) => Err(format!("{}: {}", step.object, db_message(&e))),
     }
 }
@@ -150,37 +238,33 @@ async fn probe_candidates(client: &Client, step: &Step) -> Result<Row3, String> 
         let mut args = step.args.clone();
         args.push(attempt.to_string());
         let bound = bind(&args);
-        client
-            .batch_execute("savepoint pgi_probe_row")
+        ask(client, "savepoint pgi_probe_row", &[])
             .await
             .map_err(|e| db_message(&e))?;
-        let sql = marked(&step.query);
         let n = count_params(&step.query);
-        match client.query(&sql, &bound[..n.min(bound.len())]).await {
+        match ask(client, &step.query, &bound[..n.min(bound.len())]).await {
             Ok(rows) => {
                 let (object, ok, evidence) = outcome(&step.object, &rows)?;
-                if ok.is_some() {
+                // ok NULL on the first attempt is the query's own verdict (unknown,
+                // e.g. the member's identity shows no row of its own tenants); on a
+                // later one, no candidate is left
+                if ok.is_some() || attempt == 0 {
                     return Ok((object, ok, evidence));
                 }
-                break; // no candidate left
+                break;
             }
-            Err(e) => {
-                let Some(db) = e.as_db_error() else {
-                    return Err(format!("{}: {e}", step.object));
-                };
-                if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE {
-                    return Ok((
-                        step.object.clone(),
-                        Some(true),
-                        format!("refused: {}", db.message()),
-                    ));
+            Err(e) => match stop(&e) {
+                Stop::Refused(why) => return Ok((step.object.clone(), Some(true), why)),
+                Stop::Other(message, code) if row_stopped(&code) => {
+                    inconclusive.push(format!("{message} ({code})"));
+                    ask(client, "rollback to savepoint pgi_probe_row", &[])
+                        .await
+                        .map_err(|e| db_message(&e))?;
                 }
-                inconclusive.push(format!("{} ({})", db.message(), db.code().code()));
-                client
-                    .batch_execute("rollback to savepoint pgi_probe_row")
-                    .await
-                    .map_err(|e| db_message(&e))?;
-            }
+                Stop::Other(..) | Stop::Fault => {
+                    return Err(format!("{}: {}", step.object, db_message(&e)))
+                }
+            },
         }
     }
     Ok(match inconclusive.first() {

@@ -20,9 +20,10 @@ use crate::audit::outcome::Row3;
 use crate::audit::plan::ScanSettings;
 use crate::audit::plan::{bind, count_params, outcome, plan, skipped, Part, Step};
 use crate::audit::session::{
-    audit_marked, locked_evidence, object_fault, safely, text_params, Locks, ObjectFault,
+    audit_marked, confirmed_vanished, locked_evidence, object_fault, safely, text_params, Locks,
+    ObjectFault,
 };
-use crate::db::{db_message, is_statement_timeout};
+use crate::db::{db_message, is_statement_timeout, watch};
 use std::collections::HashMap;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row};
@@ -336,7 +337,10 @@ pub(crate) async fn finish(
         match outcomes.0.get(&(check, s)) {
             None => return Err(format!("{}: was not run", step.object)),
             Some(Err(e)) => match object_fault(e) {
-                Some(ObjectFault::Vanished) => {}
+                // skipped only once the catalog confirms it: a row test naming a
+                // relation that never existed is the check's error
+                Some(ObjectFault::Vanished) if confirmed_vanished(client, e).await => {}
+                Some(ObjectFault::Vanished) => return Err(e.clone()),
                 Some(ObjectFault::Locked) => {
                     locked.push((step.object.clone(), None, locked_evidence(&step.object, e)))
                 }
@@ -358,6 +362,7 @@ pub(crate) async fn finish(
                     .prepare_typed(&step.query, &types)
                     .await
                     .map_err(|e| format!("{}: {}", step.object, db_message(&e)))?;
+                watch::progress(client);
                 prepared.insert(key, stmt);
             }
         }
@@ -376,6 +381,7 @@ pub(crate) async fn finish(
                     .query(stmt, &values)
                     .await
                     .map_err(|e| format!("{}: {}", step.object, db_message(&e)))?;
+                watch::progress(client);
                 outcome(&step.object, &rows)
             }
         });

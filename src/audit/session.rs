@@ -33,7 +33,9 @@ pub(crate) async fn begin_read_only(
          set local statement_timeout = {};\nset local lock_timeout = {};",
         audit.statement_timeout_ms, audit.lock_timeout_ms
     ));
+    let waiting = watch::waiting(client);
     let begun = client.batch_execute(&sql).await;
+    drop(waiting);
     watch::note(client, &begun.as_ref().map_err(db_message));
     begun
 }
@@ -60,16 +62,20 @@ pub(crate) enum Locks<'a> {
 /// locks it takes are kept or dropped (see [`Locks`]). With [`Locks::Keep`], `work`
 /// may send several statements (a batch read as it streams, prepared statements).
 ///
-/// Every statement's end is told to [`watch`]: an answer keeps the audit's client-side
-/// deadline away, and an error that says the connection is gone ends the audit with
+/// Every statement's end is told to [`watch`]: while `work` runs its connection waits
+/// under the client-side deadline of its own (a unit of several statements tells
+/// each answer with [`watch::progress`]); an answer keeps that deadline away, and an error that says the connection is gone ends the audit with
 /// exit 3 instead of a report of errored checks.
 pub(crate) async fn safely<T>(
     client: &Client,
     locks: Locks<'_>,
     work: impl Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
+    // the connection has the client-side deadline to answer, whatever the others do
+    let waiting = watch::waiting(client);
     let result = safely_inner(client, locks, work).await;
     watch::note(client, &result);
+    drop(waiting);
     result
 }
 
@@ -160,6 +166,53 @@ pub(crate) fn object_fault(message: &str) -> Option<ObjectFault> {
     vanished.then_some(ObjectFault::Vanished)
 }
 
+/// The relation (or schema) an "undefined" error names: `relation "X" does not exist
+/// (42P01)` gives `(false, X)`, `schema "X" does not exist (3F000)` gives `(true, X)`.
+fn undefined_name(message: &str) -> Option<(bool, &str)> {
+    let (schema, code) = if message.contains("(42P01)") {
+        ("relation \"", "\" does not exist")
+    } else if message.contains("(3F000)") {
+        ("schema \"", "\" does not exist")
+    } else {
+        return None;
+    };
+    let start = message.find(schema)? + schema.len();
+    let len = message[start..].find(code)?;
+    Some((message.contains("(3F000)"), &message[start..start + len]))
+}
+
+/// Whether an error [`object_fault`] calls [`ObjectFault::Vanished`] is really about an
+/// object dropped mid-audit, asked on `client` inside the audit's read-only snapshot:
+/// the relation (or schema) the error names was there when the audit began (pg_class
+/// and pg_namespace read in the snapshot) and is gone now, or is another object of
+/// that name (`to_regclass`, which reads the current catalog). A statement naming a
+/// relation that never existed (a broken row test) is not an object that vanished:
+/// its check errors. The internal "cache lookup failed" / "could not open relation
+/// with OID" errors arise only from an object dropped under a running statement.
+pub(crate) async fn confirmed_vanished(client: &Client, message: &str) -> bool {
+    let Some((is_schema, name)) = undefined_name(message) else {
+        return object_fault(message) == Some(ObjectFault::Vanished);
+    };
+    let sql = if is_schema {
+        "select exists (select 1 from pg_namespace n where n.nspname = $1::text \
+         and to_regnamespace(quote_ident(n.nspname)) is distinct from n.oid)"
+    } else {
+        "select exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where (n.nspname || '.' || c.relname = $1::text or c.relname = $1::text) \
+         and to_regclass(format('%I.%I', n.nspname, c.relname)) is distinct from c.oid)"
+    };
+    let name = name.to_string();
+    safely(client, Locks::Keep, async {
+        client
+            .query_one(sql, &[&name])
+            .await
+            .map(|r| r.get::<_, bool>(0))
+            .map_err(|e| db_message(&e))
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// The evidence of an object whose table was locked past `lock_timeout`.
 pub(crate) fn locked_evidence(object: &str, message: &str) -> String {
     let message = message
@@ -196,6 +249,22 @@ mod tests {
         );
         assert_eq!(
             object_fault("canceling statement due to statement timeout (57014)"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_undefined_object_is_read_from_the_message() {
+        assert_eq!(
+            undefined_name("public.t.x: relation \"public.t\" does not exist (42P01)"),
+            Some((false, "public.t"))
+        );
+        assert_eq!(
+            undefined_name("schema \"gone\" does not exist (3F000)"),
+            Some((true, "gone"))
+        );
+        assert_eq!(
+            undefined_name("cache lookup failed for relation 1 (XX000)"),
             None
         );
     }

@@ -11,12 +11,16 @@
 //! row level security hides rows of its table from the auditing role), and for probes
 //! `role text` (the role to become), `setup text` (a statement run first, e.g.
 //! `select set_config($2, $1, true)`), `refusal_ok boolean` (an error from the query
-//! means the database refused, which is what the probe wants), `attempts int` (a
+//! means the database refused, which is what the probe wants; an object dropped or
+//! locked, a timeout or a lost connection is never a refusal), `strict_refusal boolean`
+//! (only a policy or a privilege, SQLSTATE 42501, counts as a refusal: any other error
+//! makes the object unknown), `attempts int` (a
 //! write probe's candidate rows: the query gets the attempt number 0, 1, … as one more
 //! argument after `args` and runs under a savepoint; only a refusal by a policy or a
 //! privilege (SQLSTATE 42501) proves isolation, any other error (a foreign key, a
 //! unique, a trigger) makes that row inconclusive and the next one is tried; ok NULL
-//! from the query means no candidate is left; all inconclusive is unknown).
+//! from the query on the first attempt is the query's own verdict, unknown; on a later
+//! one, no candidate is left; all inconclusive is unknown).
 //!
 //! A data check may instead describe a row test (`hit`, see `crate::audit::scan`): the engine
 //! then answers the tests of every data check on one table with one shared scan, and
@@ -33,6 +37,9 @@ pub(crate) struct Step {
     pub(crate) role: Option<String>,
     pub(crate) setup: Option<String>,
     pub(crate) refusal_ok: bool,
+    /// Only a refusal by a policy or a privilege (42501) counts; another error from
+    /// the query makes the object unknown (inconclusive).
+    pub(crate) strict_refusal: bool,
     /// Candidate rows a write probe tries (0: one plain attempt).
     pub(crate) attempts: u32,
     /// A row test answered by a shared scan (data checks only).
@@ -77,6 +84,7 @@ pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
                 role: None,
                 setup: None,
                 refusal_ok: false,
+                strict_refusal: false,
                 attempts: 0,
                 part: None,
             });
@@ -113,6 +121,7 @@ pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
             role: col(r, "role"),
             setup: col(r, "setup"),
             refusal_ok: col(r, "refusal_ok").unwrap_or(false),
+            strict_refusal: col(r, "strict_refusal").unwrap_or(false),
             attempts: col::<i32>(r, "attempts").map_or(0, |n| n.clamp(0, 20) as u32),
             part,
         });

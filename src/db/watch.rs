@@ -15,9 +15,16 @@
 //! command then ends with exit 3 and no report, rather than a report whose checks
 //! "errored" because nothing was there to answer them.
 //!
+//! The deadline is also kept per connection: a statement that is waiting for its
+//! answer (see [`waiting`]) on a connection that has answered nothing for the
+//! deadline ends the command too, however busily the other connections of the audit
+//! answer theirs. One stuck backend among `--jobs` connections is caught at its own
+//! deadline, not once the others have run out of work.
+//!
 //! Process-wide, as the command is: several audits in one process (tests) only make
 //! the deadline more lenient, never trip it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -31,6 +38,76 @@ static EPOCH: OnceLock<Instant> = OnceLock::new();
 /// Milliseconds since [`EPOCH`] at the latest answer.
 static LAST: AtomicU64 = AtomicU64::new(0);
 static LOST: Mutex<Option<String>> = Mutex::new(None);
+/// Each connection with a statement waiting for its answer: how many wait, and the
+/// milliseconds since [`EPOCH`] of the connection's latest answer (or of the first
+/// wait, if it has answered nothing since).
+static WAITING: Mutex<Option<HashMap<usize, (u32, u64)>>> = Mutex::new(None);
+
+fn key(client: &Client) -> usize {
+    client as *const Client as usize
+}
+
+/// A statement (or a unit of statements, each answered in turn and told with
+/// [`note`] or [`progress`]) waits for its answer on a connection, until dropped.
+#[must_use]
+pub struct Waiting(usize);
+
+/// `client` sends a statement and waits: from now on, that connection has the
+/// deadline to answer, whatever the other connections do.
+pub fn waiting(client: &Client) -> Waiting {
+    wait_on(key(client))
+}
+
+fn wait_on(k: usize) -> Waiting {
+    if let Ok(mut w) = WAITING.lock() {
+        let e = w
+            .get_or_insert_with(HashMap::new)
+            .entry(k)
+            .or_insert((0, 0));
+        if e.0 == 0 {
+            e.1 = now_ms();
+        }
+        e.0 += 1;
+    }
+    Waiting(k)
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Ok(mut w) = WAITING.lock() {
+            if let Some(map) = w.as_mut() {
+                if let Some(e) = map.get_mut(&self.0) {
+                    e.0 = e.0.saturating_sub(1);
+                    if e.0 == 0 {
+                        map.remove(&self.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `client` answered a statement of a unit that sends several: its deadline starts
+/// again.
+pub fn progress(client: &Client) {
+    let now = now_ms();
+    LAST.fetch_max(now, Ordering::Relaxed);
+    if let Ok(mut w) = WAITING.lock() {
+        if let Some(e) = w.as_mut().and_then(|m| m.get_mut(&key(client))) {
+            e.1 = e.1.max(now);
+        }
+    }
+}
+
+/// Milliseconds the longest-waiting connection has gone without an answer.
+fn longest_wait() -> u64 {
+    let now = now_ms();
+    WAITING
+        .lock()
+        .ok()
+        .and_then(|w| w.as_ref().and_then(|m| m.values().map(|e| e.1).min()))
+        .map_or(0, |since| now.saturating_sub(since))
+}
 
 fn now_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
@@ -79,7 +156,7 @@ pub fn is_connection_lost(client: &Client, message: &str) -> bool {
 /// A statement ended: it was answered, and if its error says the connection is
 /// gone, that is recorded.
 pub fn note<T>(client: &Client, result: &Result<T, String>) {
-    answered();
+    progress(client);
     if let Err(message) = result {
         note_failure(client, message);
     }
@@ -98,12 +175,14 @@ pub struct Stalled {
     pub after: Duration,
 }
 
-/// Run `fut`, giving up once no statement has been answered for `deadline`.
+/// Run `fut`, giving up once no statement has been answered for `deadline`, or one
+/// connection has waited that long for an answer (see [`waiting`]).
 pub async fn within<F: Future>(deadline: Duration, fut: F) -> Result<F::Output, Stalled> {
     answered();
     tokio::pin!(fut);
     loop {
-        let since = Duration::from_millis(now_ms().saturating_sub(LAST.load(Ordering::Relaxed)));
+        let quiet = now_ms().saturating_sub(LAST.load(Ordering::Relaxed));
+        let since = Duration::from_millis(quiet.max(longest_wait()));
         let left = deadline.saturating_sub(since);
         if left.is_zero() {
             return Err(Stalled { after: deadline });
@@ -120,7 +199,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_silent_future_is_given_up_and_a_talking_one_is_not() {
+    async fn a_silent_future_or_connection_is_given_up_and_a_talking_one_is_not() {
         let silent = within(Duration::from_millis(50), std::future::pending::<()>()).await;
         assert!(silent.is_err());
         let talking = within(Duration::from_millis(200), async {
@@ -132,5 +211,19 @@ mod tests {
         })
         .await;
         assert_eq!(talking.unwrap(), 7);
+
+        // one connection waits without an answer while another answers all along
+        // (in the same test: the record is process-wide)
+        let started = Instant::now();
+        let stuck = within(Duration::from_millis(300), async {
+            let _wait = wait_on(1);
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                answered();
+            }
+        })
+        .await;
+        assert!(stuck.is_err());
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
