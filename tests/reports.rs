@@ -871,6 +871,142 @@ fn html_report_is_one_self_contained_page_whose_filters_work_in_chromium() {
 
 /// `checks list ARGS` from a directory with no configuration (so that no
 /// pg-integrity.toml of the machine's overrides a severity): its stdout.
+/// `--history DIR` keeps each audit's JSON report in DIR, and the HTML report draws the
+/// trend over the reports kept there (score, findings per severity and per section),
+/// inline, with no fetch; files that are not pg-integrity JSON reports are left out.
+/// Opened in headless Chromium: no console output, the trend drawn.
+#[test]
+fn html_report_shows_the_trend_over_the_history_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let audit = |format: &str| {
+        let out = cli()
+            .args(["audit", "--format", format, "--config"])
+            .arg(Path::new(FIXTURE).join("pg-integrity.toml"))
+            .arg("--schema")
+            .arg(Path::new(FIXTURE).join("schema.sql"))
+            .arg("--schema")
+            .arg(Path::new(FIXTURE).join("data.sql"))
+            .arg("--history")
+            .arg(&history)
+            .timeout(Duration::from_secs(180))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // the first audit has no history: no trend, and its report is kept
+    let first: serde_json::Value = serde_json::from_str(&audit("json")).unwrap();
+    let kept: Vec<PathBuf> = std::fs::read_dir(&history)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let kept_doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept[0]).unwrap()).unwrap();
+    assert_eq!(kept_doc["started_at"], first["started_at"]);
+    // an older audit with a lower score and one high finding less, and files that are
+    // not reports
+    let mut older = first.clone();
+    older["started_at"] = "2020-01-02T03:04:05+00:00".into();
+    older["summary"]["score"] = 12.0.into();
+    let high = older["checks"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["severity"] == "high" && c["findings"].as_array().unwrap().len() > 1)
+        .expect("a high check with findings");
+    high["findings"].as_array_mut().unwrap().pop();
+    std::fs::write(history.join("older.json"), older.to_string()).unwrap();
+    std::fs::write(history.join("notes.json"), "{\"format_version\": 2}").unwrap();
+    std::fs::write(history.join("README.txt"), "not a report").unwrap();
+
+    let html = audit("html");
+    assert_eq!(
+        std::fs::read_dir(&history).unwrap().count(),
+        5,
+        "the second report is kept"
+    );
+    for outside in [
+        "<link", " src=", "href=", "url(", "@import", "http://", "https://",
+    ] {
+        assert!(!html.contains(outside), "the page names `{outside}`");
+    }
+    let trend = &html[html
+        .find("<section id=\"trend\">")
+        .expect("a trend section")..];
+    let trend = &trend[..trend.find("</section>").unwrap()];
+    assert!(
+        trend.contains("3 audits from the history directory"),
+        "{trend}"
+    );
+    let rows: Vec<&str> = trend.split("<tr><td>").skip(1).collect();
+    assert_eq!(rows.len(), 3, "{trend}");
+    assert!(
+        rows[0].starts_with("2020-01-02 03:04</td>"),
+        "oldest first: {}",
+        rows[0]
+    );
+    assert!(rows[0].contains("<td>12%</td>"), "{}", rows[0]);
+    // findings per severity of each point, as its JSON report counts them
+    let per_severity = |doc: &serde_json::Value| -> Vec<usize> {
+        ["critical", "high", "medium", "low"]
+            .iter()
+            .map(|s| {
+                doc["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c["severity"] == *s)
+                    .flat_map(|c| c["findings"].as_array().unwrap())
+                    .filter(|f| f["waived"] != true)
+                    .count()
+            })
+            .collect()
+    };
+    let cells = |row: &str| -> Vec<usize> {
+        row.split("<td>")
+            .skip(3)
+            .take(4)
+            .map(|c| c[..c.find('<').unwrap()].parse().unwrap())
+            .collect()
+    };
+    assert_eq!(cells(rows[0]), per_severity(&older), "{}", rows[0]);
+    assert_eq!(cells(rows[1]), per_severity(&first), "{}", rows[1]);
+    assert_eq!(cells(rows[0])[1] + 1, cells(rows[1])[1]);
+    // a line per severity and one for the score, a dot per audit on each
+    assert_eq!(trend.matches("<circle class=\"dot score\"").count(), 3);
+    assert_eq!(trend.matches("<polyline class=\"line ").count(), 5);
+
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "NOTICE: no chromium on PATH (nor PG_INTEGRITY_CHROMIUM): the trend was not \
+             opened in a browser; install it (apt-get install chromium) to run that part"
+        );
+        return;
+    };
+    let page = dir.path().join("trend.html");
+    std::fs::write(&page, &html).unwrap();
+    let (dom, console) = headless(
+        &browser,
+        &format!("file://{}", page.display()),
+        &["--dump-dom"],
+    );
+    assert!(console.is_empty(), "console output: {console:?}");
+    assert_eq!(
+        body_attr(&dom, "ready"),
+        Some("1"),
+        "the script ran to its end"
+    );
+    assert!(dom.contains("<section id=\"trend\">"));
+    assert_eq!(dom.matches("class=\"dot score\"").count(), 3);
+}
+
 /// The rls checks' remediation says the tenant-bound expression of the model in
 /// force with the names it uses: the configured setting under the setting model; the
 /// membership table, user column and identity read from the policies (or the

@@ -102,6 +102,24 @@ pub struct Assessment {
     pub activity: Vec<String>,
     /// Statements of the `--schema` files the server refused (`--schema-errors continue`).
     pub load_warnings: Vec<String>,
+    /// Earlier audits (`--history DIR`), oldest first; this one is not among them.
+    pub history: Vec<TrendPoint>,
+}
+
+/// One audit of a trend (`--history`): when, on which database, its score, and its
+/// findings (waived ones not counted) per severity and per section. Read from JSON
+/// reports by `report::history`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendPoint {
+    /// RFC 3339, as the JSON report's `started_at`.
+    pub started_at: String,
+    pub database: String,
+    /// Percent; `None` when nothing counted.
+    pub score: Option<f64>,
+    /// Findings per severity, in [`Severity::ALL`] order.
+    pub by_severity: [usize; 4],
+    /// Findings per section id (`schema`, `tenancy`, ...).
+    pub by_section: std::collections::BTreeMap<String, usize>,
 }
 
 /// What an audit in these modes does to the database (SPEC §2), as the reports say it.
@@ -249,6 +267,7 @@ pub fn assess(
         tenancy: None,
         activity: vec![],
         load_warnings: vec![],
+        history: vec![],
         run,
     }
 }

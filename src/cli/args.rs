@@ -323,6 +323,12 @@ pub struct AuditArgs {
     #[arg(long, value_name = "FILE")]
     pub write_baseline: Option<PathBuf>,
 
+    /// Keep this audit's JSON report in DIR (created if missing), and show the trend
+    /// over the JSON reports kept there (score, findings per severity and section) in
+    /// the HTML report
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
+
     /// Connections running checks concurrently
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,

@@ -93,7 +93,14 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
     if let Some(path) = &args.write_baseline {
         write_baseline(path, &assessment)?;
     }
+    if let Some(dir) = &args.history {
+        assessment.history = report::history::read_dir(dir)
+            .map_err(|m| Failure::msg(EXIT_INPUT, m, "--history takes a directory"))?;
+    }
     render(&args, &outputs, &assessment)?;
+    if let Some(dir) = &args.history {
+        keep_in_history(dir, &assessment)?;
+    }
     Ok(if assessment.gate.passed {
         EXIT_OK
     } else {
@@ -156,6 +163,22 @@ fn write_baseline(path: &std::path::Path, assessment: &Assessment) -> Result<(),
         path.display()
     );
     Ok(())
+}
+
+/// `--history DIR`: this audit's JSON report, kept for the next audits' trend.
+fn keep_in_history(dir: &std::path::Path, assessment: &Assessment) -> Result<(), Failure> {
+    let path = dir.join(report::history::file_name(assessment));
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        let text = report::render(Format::Json, assessment, Some(120)).unwrap_or_default();
+        std::fs::write(&path, text)
+    });
+    written.map_err(|e| {
+        Failure::msg(
+            EXIT_INPUT,
+            format!("cannot write {}: {e}", path.display()),
+            "--history needs a directory it can write",
+        )
+    })
 }
 
 /// The report on stdout (a table on a terminal, JSON on a pipe, unless `--format`),

@@ -9,7 +9,7 @@
 //! view can be linked to, and a headless browser can open one.
 
 use super::{by_section, disposition, looks_like_sql, short, summary_evidence, tally};
-use crate::audit::gate::{score, Assessed, Assessment};
+use crate::audit::gate::{score, Assessed, Assessment, TrendPoint};
 use crate::checks::catalog::section_title;
 use crate::model::{Severity, Status};
 use std::fmt::Write;
@@ -27,6 +27,7 @@ pub fn render(a: &Assessment) -> String {
         esc(service)
     );
     header(&mut out, a, service);
+    trend(&mut out, a);
     sections(&mut out, a);
     findings(&mut out, a);
     let _ = write!(
@@ -126,6 +127,161 @@ fn header(out: &mut String, a: &Assessment, service: &str) {
         let _ = writeln!(out, "<p class=\"warning\">Warning: {}</p>", esc(e));
     }
     out.push_str("</header>\n");
+}
+
+/// With `--history`: the score and the findings per severity over the earlier audits
+/// and this one, drawn inline (SVG), and the same as a table with the findings per
+/// section.
+fn trend(out: &mut String, a: &Assessment) {
+    if a.history.is_empty() {
+        return;
+    }
+    let mut points: Vec<TrendPoint> = a.history.clone();
+    points.push(TrendPoint::of(a));
+    let _ = writeln!(
+        out,
+        "<section id=\"trend\">\n<h2>Trend</h2>\n<p class=\"note\">{} audits from the \
+         history directory, the last one this audit.</p>\n<div class=\"charts\">",
+        points.len()
+    );
+    let scores: Vec<Option<f64>> = points.iter().map(|p| p.score).collect();
+    chart(
+        out,
+        "trend-score",
+        "Score (%)",
+        100.0,
+        &[("score", "score", scores)],
+        &points,
+    );
+    let series: Vec<(&str, &str, Vec<Option<f64>>)> = Severity::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.as_str(),
+                s.as_str(),
+                points
+                    .iter()
+                    .map(|p| Some(p.by_severity[i] as f64))
+                    .collect(),
+            )
+        })
+        .collect();
+    let max = points
+        .iter()
+        .flat_map(|p| p.by_severity)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    chart(
+        out,
+        "trend-findings",
+        "Findings per severity",
+        max,
+        &series,
+        &points,
+    );
+    out.push_str("</div>\n<table id=\"trend-table\">\n<thead><tr><th>Date</th><th>Database</th><th>Score</th>");
+    for s in Severity::ALL {
+        let _ = write!(
+            out,
+            "<th><span class=\"sev {0}\">{0}</span></th>",
+            s.as_str()
+        );
+    }
+    let sections: Vec<&str> = by_section(a).into_iter().map(|(s, _)| s).collect();
+    for s in &sections {
+        let _ = write!(out, "<th>{}</th>", esc(section_title(s)));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for p in &points {
+        let date = chrono::DateTime::parse_from_rfc3339(&p.started_at)
+            .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|_| p.started_at.clone());
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td>",
+            esc(&date),
+            esc(&p.database),
+            p.score.map_or("n/a".into(), |s| format!("{s:.0}%"))
+        );
+        for n in p.by_severity {
+            let _ = write!(out, "<td>{n}</td>");
+        }
+        for s in &sections {
+            let _ = write!(
+                out,
+                "<td>{}</td>",
+                p.by_section.get(*s).copied().unwrap_or(0)
+            );
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+/// A line chart: one polyline per series over the points, y from 0 to `max`, a dot
+/// per value with its date and value as a tooltip.
+fn chart(
+    out: &mut String,
+    id: &str,
+    title: &str,
+    max: f64,
+    series: &[(&str, &str, Vec<Option<f64>>)],
+    points: &[TrendPoint],
+) {
+    const W: f64 = 420.0;
+    const H: f64 = 150.0;
+    const PAD: f64 = 24.0;
+    let n = points.len();
+    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (n.max(2) - 1) as f64;
+    let y = |v: f64| PAD + (H - 2.0 * PAD) * (1.0 - (v / max).clamp(0.0, 1.0));
+    let _ = write!(
+        out,
+        "<figure class=\"chart\" id=\"{id}\"><figcaption>{}</figcaption>\
+         <svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">\
+         <line class=\"axis\" x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
+         <text class=\"tick\" x=\"2\" y=\"{t}\">{max:.0}</text><text class=\"tick\" x=\"2\" y=\"{b}\">0</text>",
+        esc(title),
+        esc(title),
+        b = H - PAD,
+        r = W - PAD,
+        t = PAD + 4.0,
+    );
+    for (class, name, values) in series {
+        let coords: Vec<String> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline class=\"line {class}\" points=\"{}\"><title>{}</title></polyline>",
+            coords.join(" "),
+            esc(name)
+        );
+        for (i, v) in values.iter().enumerate() {
+            if let Some(v) = v {
+                let _ = write!(
+                    out,
+                    "<circle class=\"dot {class}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\"><title>{} {}: {v:.0}</title></circle>",
+                    x(i),
+                    y(*v),
+                    esc(&points[i].started_at),
+                    esc(name)
+                );
+            }
+        }
+    }
+    out.push_str("</svg>");
+    if series.len() > 1 {
+        out.push_str("<div class=\"keys\">");
+        for (class, name, _) in series {
+            let _ = write!(out, "<span class=\"key {class}\">{}</span> ", esc(name));
+        }
+        out.push_str("</div>");
+    }
+    out.push_str("</figure>\n");
 }
 
 /// One bar per section: how many of its checks pass, are partial, fail or errored,
@@ -461,6 +617,16 @@ table.bars td.ratio{color:var(--muted);width:1%;padding-right:12px;white-space:n
 details summary{cursor:pointer}
 pre{white-space:pre-wrap;background:var(--soft);padding:8px;border-radius:4px;margin:6px 0}
 footer{margin-top:32px;color:var(--muted);font-size:12px}
+.charts{display:flex;gap:24px;flex-wrap:wrap}
+.chart{margin:0}.chart figcaption{font-weight:600;margin-bottom:4px}
+.chart .axis{stroke:var(--line)}.chart .tick{font-size:10px;fill:var(--muted)}
+.chart .line{fill:none;stroke-width:2}.chart .dot{stroke:#fff;stroke-width:1}
+.line.score{stroke:#1565c0}.dot.score{fill:#1565c0}
+.line.critical{stroke:#4a0d0d}.dot.critical{fill:#4a0d0d}.line.high{stroke:var(--fail)}.dot.high{fill:var(--fail)}
+.line.medium{stroke:var(--partial)}.dot.medium{fill:var(--partial)}.line.low{stroke:#90a4ae}.dot.low{fill:#90a4ae}
+.keys{font-size:12px;color:var(--muted)}.key{padding:0 8px 0 4px;margin-right:6px;border-left:12px solid}.key.critical{border-color:#4a0d0d}.key.high{border-color:var(--fail)}.key.medium{border-color:var(--partial)}.key.low{border-color:#90a4ae}
+#trend-table{border-collapse:collapse;margin-top:8px}#trend-table th,#trend-table td{padding:3px 10px;border-bottom:1px solid var(--line);text-align:right}
+#trend-table th:nth-child(-n+2),#trend-table td:nth-child(-n+2){text-align:left;white-space:nowrap}
 "##;
 
 const SCRIPT: &str = r##"

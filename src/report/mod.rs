@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod compare;
 pub mod github;
+pub mod history;
 pub mod html;
 pub mod json;
 pub mod junit;
