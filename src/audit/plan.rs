@@ -146,6 +146,9 @@ pub struct Plan {
     pub tenancy: Option<(String, String)>,
     /// The same, with what the membership model's policies read (the checks' words).
     pub tenancy_facts: Option<scope::TenancyFacts>,
+    /// No table in scope has the tenant column: why, with the likely tenant tables
+    /// (`scope::untenanted`; `scope::explain_untenanted` uses it after the run).
+    pub untenanted: Option<String>,
     pub jobs: usize,
     pub jobs_cap: Option<JobsCap>,
     /// How many checks were selected (progress shows n of this).
@@ -255,6 +258,14 @@ pub async fn build(
     let tenancy = tenancy_facts
         .as_ref()
         .map(|f| (f.model.clone(), f.reason.clone()));
+    let untenanted = if catalog.fragments.contains_key("tenant_candidates") {
+        scope::untenanted(&first, catalog, config)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
     let capped = scope::cap_jobs(opts.jobs, scope.free_connections);
     let jobs_cap = (capped < opts.jobs).then_some(JobsCap {
         requested: opts.jobs,
@@ -268,6 +279,7 @@ pub async fn build(
         scope,
         tenancy,
         tenancy_facts,
+        untenanted,
         jobs: capped,
         jobs_cap,
         selected: checks.len(),

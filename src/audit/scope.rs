@@ -4,9 +4,11 @@
 //! bad input. `--jobs` beyond the server's free connection slots would take them from
 //! the application.
 
+use crate::audit::outcome::AuditRun;
 use crate::checks::catalog::Catalog;
 use crate::checks::params::{self, ParamValue};
 use crate::config::LoadedConfig;
+use crate::model::Status;
 use tokio_postgres::Client;
 
 /// What the scope holds on this database.
@@ -136,6 +138,102 @@ fn user_column(user_key: &str, membership_table: &str) -> String {
     } else {
         cols.trim().to_string()
     }
+}
+
+/// When no table in scope has a tenant column (tenancy.column), the configuration does
+/// not describe this database: why, naming the likely tenant tables and their columns
+/// (`checks/lib/tenant_candidates.sql`, as `init` proposes them). `None` when some
+/// table has the column.
+pub async fn untenanted(
+    client: &Client,
+    catalog: &Catalog,
+    config: &LoadedConfig,
+) -> Result<Option<String>, String> {
+    let rows = query(
+        client,
+        catalog,
+        config,
+        &["tenant_tables"],
+        "select exists (select 1 from tenant_tables t where t.tenant_column is not null)",
+    )
+    .await?;
+    if rows.first().is_none_or(|r| r.get::<_, bool>(0)) {
+        return Ok(None);
+    }
+    let rows = query(
+        client,
+        catalog,
+        config,
+        &["tenant_candidates"],
+        "select ref_object::text, column_name::text, with_column::bigint from tenant_candidates \
+         where column_name is not null order by rank limit 3",
+    )
+    .await?;
+    let candidates: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let columns = config.config.tenancy.column.to_vec().join(", ");
+    let likely = match candidates.split_first() {
+        None => "and no table is owned by others through NOT NULL foreign keys: if this database \
+                 is multi-tenant, set [tenancy] column and tenant_table"
+            .to_string(),
+        Some(((table, column, n), rest)) => {
+            let also: Vec<String> = rest.iter().map(|(t, c, _)| format!("{t} by {c}")).collect();
+            format!(
+                "the likely tenant is {table} by {column} ({n} table{} have it{}): run \
+                 `pg-integrity init` to write pg-integrity.toml, or set [tenancy] column and \
+                 tenant_table",
+                if *n == 1 { "" } else { "s" },
+                if also.is_empty() {
+                    String::new()
+                } else {
+                    format!("; also considered: {}", also.join(", "))
+                }
+            )
+        }
+    };
+    Ok(Some(format!(
+        "no table in scope has the tenant column {columns} (tenancy.column), {likely}"
+    )))
+}
+
+/// The checks about tenancy that found nothing to examine because no table has the
+/// tenant column are skipped, with `reason` ([`untenanted`]), instead of "not
+/// applicable": the configuration, not the database, left them nothing. A check is
+/// about tenancy when it reads the tenant tables (`tenant_tables`, through its
+/// building blocks) and is in the tenancy, rls or isolation section or names tenants.
+pub fn explain_untenanted(run: &mut AuditRun, catalog: &Catalog, reason: &str) {
+    for r in &mut run.results {
+        let c = &r.check;
+        let about_tenancy = ["tenancy", "rls", "isolation"].contains(&c.section.as_str())
+            || c.id.contains("tenant");
+        if r.status == Status::NotApplicable
+            && r.objects.is_empty()
+            && about_tenancy
+            && reads(catalog, &c.uses, "tenant_tables")
+        {
+            r.status = Status::Skipped;
+            r.reason = Some(reason.to_string());
+        }
+    }
+}
+
+/// Whether the building blocks `uses` read `block`, directly or through theirs.
+fn reads(catalog: &Catalog, uses: &[String], block: &str) -> bool {
+    let mut todo: Vec<&str> = uses.iter().map(String::as_str).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(u) = todo.pop() {
+        if u == block {
+            return true;
+        }
+        if seen.insert(u) {
+            if let Some(f) = catalog.fragments.get(u) {
+                todo.extend(f.requires.iter().map(String::as_str));
+            }
+        }
+    }
+    false
 }
 
 /// Connections an audit may open: `jobs`, but never more than the free slots less a

@@ -74,9 +74,13 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
     refuse_scope(&plan)?;
     let tenancy = plan.tenancy.clone();
     let facts = plan.tenancy_facts.clone();
+    let untenanted = plan.untenanted.clone();
     let mut run = answering(&config, async { Ok(execute::run(plan).await?) }).await?;
     // the rls checks' words in the tenancy model in force
     crate::report::names::refine_run(&mut run, &config.config, facts.as_ref());
+    if let Some(reason) = &untenanted {
+        crate::audit::scope::explain_untenanted(&mut run, &catalog, reason);
+    }
     let load_warnings = target.warnings.clone();
     drop(target);
     let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
@@ -244,8 +248,12 @@ pub(crate) async fn plan_and_run(
             .await
             .map_err(plan_failure)?;
         let facts = plan.tenancy_facts.clone();
+        let untenanted = plan.untenanted.clone();
         let mut run = execute::run(plan).await?;
         crate::report::names::refine_run(&mut run, &config.config, facts.as_ref());
+        if let Some(reason) = &untenanted {
+            crate::audit::scope::explain_untenanted(&mut run, catalog, reason);
+        }
         Ok(run)
     })
     .await
