@@ -225,3 +225,15 @@ fn init_then_audit_recognises_hi_events() {
         "{column}"
     );
 }
+
+/// `checks test` never reads DATABASE_URL, and its help says so without naming it as
+/// what the flag takes.
+#[test]
+fn checks_test_help_does_not_claim_to_read_database_url() {
+    let out = cli().args(["checks", "test", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("DATABASE_URL is never read here"), "{help}");
+    assert_eq!(flat.matches("DATABASE_URL").count(), 1, "{help}");
+    assert!(flat.contains("[env: PG_INTEGRITY_TEST_URL]"), "{help}");
+}

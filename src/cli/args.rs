@@ -376,7 +376,12 @@ pub enum ChecksCommand {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Server to create test databases on (a maintenance database URL)
-        #[arg(long, env = "PG_INTEGRITY_TEST_URL", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "PG_INTEGRITY_TEST_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
         database_url: Option<String>,
         /// Cases run concurrently (cases that create roles always run alone)
         #[arg(long, short = 'j', default_value_t = 4)]
