@@ -129,10 +129,12 @@ pub fn activity(deep: bool, probe: bool, probe_write: bool) -> Vec<String> {
         read.push_str("; every row of the tables in scope (--deep)");
     }
     if probe {
-        read.push_str("; rows as each app role sees them (--probe)");
+        read.push_str(
+            "; each tenant table's lowest tenant values and, under the membership model, a member from the membership table, then rows as each app role sees them, as that member under the membership model (its identity in transaction-local settings, or its own role where policies name the user by current_user) (--probe)",
+        );
     }
     let written = if probe_write {
-        "written: rows updated as an app role, always rolled back (--probe write)"
+        "written: rows updated as an app role (or that member's role), always rolled back (--probe write)"
     } else {
         "written: nothing"
     };

@@ -170,6 +170,10 @@ fn stop(e: &tokio_postgres::Error) -> Stop {
     Stop::Other(db.message().to_string(), code.to_string())
 }
 
+fn code_class(e: &tokio_postgres::Error) -> Option<&str> {
+    e.as_db_error().map(|d| &d.code().code()[..2])
+}
+
 /// Whether an error that stopped a write probe's row proves nothing about isolation:
 /// a constraint (class 23), a trigger or function raising (P0, 38, 39, 2F, 27000), a
 /// value (class 22), a serialization failure or deadlock (40).
@@ -206,7 +210,12 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
             Stop::Refused(why) => Ok((step.object.clone(), Some(true), why)),
             // Under strict refusal (the membership model: the query runs with a
             // member's identity, and an error there may be that identity misread)
-            // only a policy or a privilege counts as a refusal.
+            // only a policy or a privilege counts as a refusal; a query the server
+            // could not run (class 42: syntax, an undefined function or parameter)
+            // is the check's error, any other error makes the object unknown.
+            Stop::Other(..) if step.strict_refusal && code_class(&e) == Some("42") => {
+                Err(format!("{}: {}", step.object, db_message(&e)))
+            }
             Stop::Other(message, code) if step.strict_refusal => Ok((
                 step.object.clone(),
                 None,

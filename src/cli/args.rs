@@ -41,14 +41,19 @@ pub enum Command {
         pg-integrity audit --deep --sample 5 --probe --jobs 4\n\n\
         What it does to the database:\n  \
         read     the catalog, statistics views, pg_stat_statements; --deep: every row of the\n           \
-        tables in scope; --probe: rows as each app role would see them\n  \
-        written  nothing, except --probe write: rows updated as an app role, always rolled back\n  \
+        tables in scope; --probe: each tenant table's lowest tenant values (membership model:\n           \
+        and a member from the membership table), then rows as each app role sees them, as a\n           \
+        member under the membership model (its identity in transaction-local settings, or\n           \
+        its own role where policies name the user by current_user)\n  \
+        written  nothing, except --probe write: rows updated as an app role (or that member's\n           \
+        role), always rolled back\n  \
         locked   catalog checks take no table lock; --deep holds a table's ACCESS SHARE lock\n           \
         for one read (only DDL conflicts); --probe write takes row locks with SKIP LOCKED;\n           \
         never waits longer than lock_timeout (1 s), no statement runs past statement_timeout\n  \
         fired    --probe write fires row triggers: their effects outside the transaction, and\n           \
         the sequences they advance, survive the rollback\n\
-        A server that stops answering ends the audit with exit 3 after statement_timeout + 10 s.")]
+        A server, or one of the audit's connections, that stops answering ends the audit with\n\
+        exit 3 after statement_timeout + 10 s.")]
     Audit(Box<AuditArgs>),
     /// List, show, validate and test check definitions
     #[command(subcommand)]
@@ -284,7 +289,9 @@ pub struct AuditArgs {
     #[arg(long, value_name = "PCT", requires = "deep")]
     pub sample: Option<f64>,
 
-    /// Also run the isolation probes as each app role. `--probe` (or `--probe read`): the
+    /// Also run the isolation probes as each app role (under the membership model, as a
+    /// member user: its identity set transaction-locally, or its own role where policies
+    /// name the user by current_user). `--probe` (or `--probe read`): the
     /// read-only probes (cross-tenant read, unset context). `--probe write` adds the write
     /// probe: it updates rows as the app role to see whether they can move to another
     /// tenant, taking row locks (FOR UPDATE SKIP LOCKED, so it never waits) and firing
