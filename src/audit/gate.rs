@@ -142,6 +142,11 @@ pub fn activity(deep: bool, probe: bool, probe_write: bool) -> Vec<String> {
     if deep {
         locked.push_str("; each table's ACCESS SHARE lock for its one read (--deep)");
     }
+    if probe {
+        locked.push_str(
+            "; each tenant table's ACCESS SHARE lock until the audit ends, its lowest tenant values read in the audit's transaction (--probe)",
+        );
+    }
     if probe_write {
         locked.push_str("; row locks, SKIP LOCKED (--probe write)");
     }

@@ -48,7 +48,9 @@ pub enum Command {
         written  nothing, except --probe write: rows updated as an app role (or that member's\n           \
         role), always rolled back\n  \
         locked   catalog checks take no table lock; --deep holds a table's ACCESS SHARE lock\n           \
-        for one read (only DDL conflicts); --probe write takes row locks with SKIP LOCKED;\n           \
+        for one read (only DDL conflicts); --probe holds each tenant table's ACCESS SHARE\n           \
+        lock until the audit ends (its lowest tenant values are read in the audit's\n           \
+        transaction); --probe write takes row locks with SKIP LOCKED;\n           \
         never waits longer than lock_timeout (1 s), no statement runs past statement_timeout\n  \
         fired    --probe write fires row triggers: their effects outside the transaction, and\n           \
         the sequences they advance, survive the rollback\n\
