@@ -249,9 +249,10 @@ pub fn render(p: &Proposal) -> String {
             let _ = writeln!(
                 s,
                 "# {} owns {} tables through NOT NULL foreign keys (directly or through a parent),\n\
-                 # {rank}; {} tables reference it by {} directly, and {} tables\n\
-                 # have a column of that name. A table without it that reaches {} through a\n\
-                 # parent is reported as owned through that parent.",
+                 # {rank};\n\
+                 # {} tables reference it by {} directly, and {} tables have a column of that\n\
+                 # name. A table without it that reaches {} through a parent is reported as\n\
+                 # owned through that parent.",
                 best.table, best.owned, best.direct, best.column, best.with_column, best.table
             );
             for alt in p.candidates.iter().skip(1).take(3) {
