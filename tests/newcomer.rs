@@ -226,6 +226,74 @@ fn init_then_audit_recognises_hi_events() {
     );
 }
 
+/// The product documents itself: no text a user reads (README, docs, the checks' words,
+/// every `--help`) points to a specification users do not have. docs/precision.md and
+/// docs/test-strength.md are records of reviews and measurements, which quote the
+/// specification the reviewers worked from.
+#[test]
+fn no_user_visible_text_mentions_the_specification() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut texts: Vec<(String, String)> = vec![];
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("checks/README.md"),
+        root.join("fixtures/ticket-service/README.md"),
+    ];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".md") && !["precision.md", "test-strength.md"].contains(&name.as_str()) {
+            files.push(p);
+        }
+    }
+    for f in files {
+        texts.push((
+            f.display().to_string(),
+            std::fs::read_to_string(&f).unwrap(),
+        ));
+    }
+    let run = |args: &[&str]| {
+        let out = cli().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    texts.push((
+        "checks list --format markdown".into(),
+        run(&["checks", "list", "--format", "markdown"]),
+    ));
+    for cmd in [
+        &[][..],
+        &["audit"],
+        &["init"],
+        &["fix"],
+        &["demo"],
+        &["checks"],
+        &["checks", "list"],
+        &["checks", "show"],
+        &["checks", "validate"],
+        &["checks", "test"],
+        &["migrate"],
+        &["migrate", "status"],
+        &["migrate", "plan"],
+        &["migrate", "apply"],
+        &["migrate", "verify"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        texts.push((args.join(" "), run(&args)));
+    }
+    let spec = regex::Regex::new(r"\bSPEC\b|SPEC\.md").unwrap();
+    let found: Vec<String> = texts
+        .iter()
+        .flat_map(|(name, text)| {
+            text.lines()
+                .filter(|l| spec.is_match(l))
+                .map(move |l| format!("{name}: {}", &l[..l.len().min(160)]))
+        })
+        .collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
 /// `checks test` never reads DATABASE_URL, and its help says so without naming it as
 /// what the flag takes.
 #[test]
