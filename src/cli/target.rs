@@ -146,7 +146,8 @@ pub fn migration_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
 }
 
 /// The client-side deadline: how long the command waits for a server that answers no
-/// statement at all before it ends with exit 3. `audit.statement_timeout_ms` (each
+/// statement at all, or for one connection's statement that gets no answer (see
+/// `watch::waiting`), before it ends with exit 3. `audit.statement_timeout_ms` (each
 /// statement's limit on the server's side) plus a margin, 10 s unless
 /// `PG_INTEGRITY_DEADLINE_MARGIN_MS` says otherwise.
 pub fn client_deadline(config: &LoadedConfig) -> Duration {
