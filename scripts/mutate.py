@@ -36,7 +36,8 @@ mutated. Operators:
                  its query returns)
   const_evidence a check's `evidence` replaced by a constant (data/probe: in its query)
 Nothing is mutated inside a `fix_*` output column (the input of `pg-integrity fix`,
-judged by tests/fix.rs; a check's cases cannot see it).
+judged by tests/fix.rs; a check's cases cannot see it), nor inside a sub-select in FROM
+that only feeds such columns and always returns one row (aggregates, no GROUP BY).
 Building-block mutants (flip_cmp, drop_conjunct, swap_case, flip_order on checks/lib/X.sql,
 "drop a uses block's filter") are made once per block and run against the cases of each
 check that names the block in `uses`, in turn, until one kills it; they are counted in the
@@ -348,8 +349,49 @@ def site_edits(root, kind, is_check):
                 edits.append(("const_evidence", path, const))
     # Nothing inside a fix_* column: those are the input of `pg-integrity fix`, which
     # its own tests judge (tests/fix.rs); a check's cases judge the verdicts, evidence
-    # and related objects, and cannot see them.
-    return [e for e in edits if not in_fix_column(root, e[1])]
+    # and related objects, and cannot see them. The same for a sub-select in FROM that
+    # only feeds fix_* columns and always returns one row (see fix_only_subselects).
+    feeds_fix = fix_only_subselects(root) if is_check else []
+    return [e for e in edits if not in_fix_column(root, e[1])
+            and not any(e[1][:len(f)] == f for f in feeds_fix)]
+
+
+AGGREGATES = {"array_agg", "string_agg", "count", "sum", "min", "max", "bool_and", "bool_or",
+              "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg", "every"}
+
+
+def fix_only_subselects(root):
+    """Paths of the sub-selects in FROM whose columns are read only inside fix_* output
+    columns and that return exactly one row whatever their WHERE says (aggregates only,
+    no GROUP BY or HAVING): a mutant inside one changes only what `fix` is given, never a
+    row, a verdict or an evidence, so it is not made (as nothing inside a fix_* column)."""
+    from pglast import ast, enums
+
+    nodes = list(walk(root))
+    out = []
+    for path, n in nodes:
+        if not (isinstance(n, ast.RangeSubselect) and n.alias and isinstance(n.subquery, ast.SelectStmt)):
+            continue
+        sq = n.subquery
+        if sq.op != enums.SetOperation.SETOP_NONE or sq.groupClause or sq.havingClause or not sq.targetList:
+            continue
+        if not all(isinstance(t.val, ast.FuncCall) and t.val.over is None
+                   and t.val.funcname[-1].sval in AGGREGATES for t in sq.targetList):
+            continue
+        alias = n.alias.aliasname
+        cols = {t.name for t in sq.targetList if t.name} | {t.val.funcname[-1].sval for t in sq.targetList if not t.name}
+        used_elsewhere = False
+        for p2, c in nodes:
+            if not isinstance(c, ast.ColumnRef) or p2[:len(path)] == path:
+                continue
+            names = [f.sval for f in c.fields if isinstance(f, ast.String)]
+            refers = (len(c.fields) >= 2 and names[:1] == [alias]) or (len(c.fields) == 1 and names and names[0] in cols)
+            if refers and not in_fix_column(root, p2):
+                used_elsewhere = True
+                break
+        if not used_elsewhere:
+            out.append(path)
+    return out
 
 
 def in_fix_column(root, path):
