@@ -1,3 +1,5 @@
+-- pg-integrity: no-transaction
+--
 -- V3__tenant_rls: tenant row level security on every tenant table.
 --
 -- Fixes: rls.enabled, rls.forced, rls.policies_present, rls.tenant_policies, rls.write_check,
@@ -7,11 +9,17 @@
 -- (rls.app_role_bypass and rls.service_role keep passing: ticket_app gains no ownership or
 -- attribute, ticket_service keeps BYPASSRLS)
 --
--- Runs in one transaction: the user-based policies are dropped in the same transaction that
--- creates the tenant policies, so there is no moment with either no policy (everything hidden
--- from ticket_app) or both (OR-ed: user policies widen access). CREATE/DROP POLICY and
--- ENABLE/FORCE take ACCESS EXCLUSIVE on each table for an instant; the runner's lock_timeout
--- and retries keep a long reader from stalling traffic behind this migration.
+-- One transaction per table (one table locked per transaction), each a BEGIN …
+-- COMMIT block that `migrate apply` runs once and records as a step, so a re-run after a
+-- crash goes on where it stopped. A table's user-based policy is dropped in the same
+-- transaction that creates its tenant policy, so there is no moment with either no policy
+-- (everything hidden from ticket_app) or both (OR-ed: user policies widen access). Between two
+-- steps some tables are tenant-isolated and the rest still under their old policies: each
+-- table is at every moment under one of the two, never without. CREATE/DROP POLICY and
+-- ENABLE/FORCE take ACCESS EXCLUSIVE on the table for an instant; the runner's lock_timeout
+-- and retries keep a long reader from stalling traffic behind it. (Until this release all
+-- tables were switched in one transaction, holding ACCESS EXCLUSIVE on all of them at once:
+-- a writer holding one table and waiting for another could keep it from ever finishing.)
 --
 -- Every tenant table gets one permissive policy for ALL commands, for the application role:
 --     tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid)
@@ -41,93 +49,117 @@
 -- with the tenant policy.
 
 -- users ----------------------------------------------------------------------------------
+BEGIN;
 DROP POLICY IF EXISTS users_self_access ON users;
 ALTER TABLE users ENABLE ROW LEVEL SECURITY;
 ALTER TABLE users FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON users AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- venues ---------------------------------------------------------------------------------
+BEGIN;
 DROP POLICY IF EXISTS venues_owner_access ON venues;
 ALTER TABLE venues ENABLE ROW LEVEL SECURITY;
 ALTER TABLE venues FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON venues AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- events ---------------------------------------------------------------------------------
+BEGIN;
 ALTER TABLE events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE events FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON events AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- ticket_types ---------------------------------------------------------------------------
+BEGIN;
 ALTER TABLE ticket_types ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ticket_types FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON ticket_types AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- orders ---------------------------------------------------------------------------------
+BEGIN;
 ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
 ALTER TABLE orders FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON orders AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- order_items ----------------------------------------------------------------------------
+BEGIN;
 ALTER TABLE order_items ENABLE ROW LEVEL SECURITY;
 ALTER TABLE order_items FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON order_items AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- tickets --------------------------------------------------------------------------------
+BEGIN;
 DROP POLICY IF EXISTS tickets_holder_access ON tickets;
 ALTER TABLE tickets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tickets FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON tickets AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- ticket_transfers -----------------------------------------------------------------------
+BEGIN;
 ALTER TABLE ticket_transfers ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ticket_transfers FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON ticket_transfers AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- payments -------------------------------------------------------------------------------
+BEGIN;
 ALTER TABLE payments ENABLE ROW LEVEL SECURITY;
 ALTER TABLE payments FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON payments AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- refunds --------------------------------------------------------------------------------
+BEGIN;
 ALTER TABLE refunds ENABLE ROW LEVEL SECURITY;
 ALTER TABLE refunds FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON refunds AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- webhook_events -------------------------------------------------------------------------
+BEGIN;
 ALTER TABLE webhook_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook_events FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON webhook_events AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- jobs -----------------------------------------------------------------------------------
 -- Workers claim as ticket_service (BYPASSRLS); purchase_tickets enqueues as ticket_app,
 -- within the caller's tenant.
+BEGIN;
 ALTER TABLE jobs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE jobs FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON jobs AS PERMISSIVE FOR ALL TO ticket_app
     USING (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid))
     WITH CHECK (tenant_id = (SELECT nullif(current_setting('app.current_tenant', true), '')::uuid));
+COMMIT;
 
 -- (idempotency_keys got the same policy in V1__idempotency_keys.)
 

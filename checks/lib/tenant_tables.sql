@@ -31,7 +31,8 @@ from (
             or (t.object like any((select global_tables from params)::text[])
                 or t.object ~ any((select global_tables_re from params)::text[]))
             or t.table_name in ('schema_migrations', 'ar_internal_metadata',
-                                'refinery_schema_history', 'flyway_schema_history',
+                                'refinery_schema_history', 'pg_integrity_migration_steps',
+                                'flyway_schema_history',
                                 '_sqlx_migrations', 'knex_migrations', 'knex_migrations_lock',
                                 'alembic_version', 'goose_db_version',
                                 '__diesel_schema_migrations', 'databasechangelog',

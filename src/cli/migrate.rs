@@ -117,6 +117,8 @@ async fn print_plan(
                 m.label,
                 if m.transaction {
                     " (one transaction)"
+                } else if m.transactions.iter().any(|t| t.block) {
+                    " (outside a transaction: statement by statement, each BEGIN … COMMIT block one transaction)"
                 } else {
                     " (outside a transaction, statement by statement)"
                 }
@@ -124,6 +126,7 @@ async fn print_plan(
             if let Some(r) = &m.preflight_refusal {
                 out.push_str(&format!("-- PREFLIGHT WOULD REFUSE:\n{}\n", comment(r)));
             }
+            out.push_str(&one_table_line(m));
             for s in &m.statements {
                 out.push_str(&migrate_plan::describe(s));
                 out.push('\n');
@@ -137,6 +140,36 @@ async fn print_plan(
         write_stdout(&out);
     }
     Ok(if doc.refused { EXIT_GATE } else { EXIT_OK })
+}
+
+/// What SPEC §7's one-table rule says of a migration's transactions, as comment lines.
+fn one_table_line(m: &migrate_plan::PlannedMigration) -> String {
+    let n = m.transactions.len();
+    let broken: Vec<String> = m
+        .transactions
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.one_table != Some(true))
+        .map(|(i, t)| {
+            format!(
+                "--   transaction {} of {n}: {}\n",
+                i + 1,
+                t.reason.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    if broken.is_empty() {
+        format!(
+            "-- one table locked per transaction: yes ({n} transaction{})\n",
+            if n == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(
+            "-- one table locked per transaction: NO or unknown in {} of {n}\n{}",
+            broken.len(),
+            broken.concat()
+        )
+    }
 }
 
 fn comment(text: &str) -> String {

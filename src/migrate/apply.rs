@@ -3,7 +3,7 @@
 //! migrations that must run outside a transaction.
 
 use crate::migrate::files::{load, MigrateError, MigrationFile, HISTORY_TABLE};
-use crate::migrate::locks::classify;
+use crate::migrate::locks::{classify, transactions};
 use crate::migrate::preflight;
 use crate::migrate::sqlsplit;
 use crate::migrate::status::{disagreement, history, status, State};
@@ -114,6 +114,22 @@ async fn drop_empty_history(client: &Client) -> Result<(), MigrateError> {
         client
             .batch_execute(&format!("drop table if exists {HISTORY_TABLE}"))
             .await?;
+        // Steps of a migration that never finished are something applied: keep them.
+        let steps: bool = client
+            .query_one("select to_regclass($1) is not null", &[&STEPS_TABLE])
+            .await?
+            .get(0);
+        if steps {
+            let n: i64 = client
+                .query_one(&format!("select count(*) from {STEPS_TABLE}"), &[])
+                .await?
+                .get(0);
+            if n == 0 {
+                client
+                    .batch_execute(&format!("drop table if exists {STEPS_TABLE}"))
+                    .await?;
+            }
+        }
     }
     Ok(())
 }
@@ -314,7 +330,9 @@ async fn apply_in_transaction(
         let runner = Runner::new(&all)
             .set_target(Target::Version(m.version))
             .set_grouped(false)
-            .set_abort_divergent(true)
+            // Divergence was judged before anything ran (status::disagreement, which knows
+            // the earlier forms of rewritten migrations); refinery would call those divergent.
+            .set_abort_divergent(false)
             .set_abort_missing(true);
         match runner.run_async(client).await {
             Ok(_) => return Ok(()),
@@ -339,7 +357,11 @@ async fn apply_in_transaction(
 
 /// Statement by statement, outside a transaction; recorded once all succeeded.
 /// Every statement must be safe to re-run; an invalid index left by a failed
-/// `CREATE INDEX CONCURRENTLY` is dropped and rebuilt.
+/// `CREATE INDEX CONCURRENTLY` is dropped and rebuilt. A `BEGIN; … COMMIT;` block is one
+/// transaction (one table locked, SPEC §7), retried whole after a lock timeout, and
+/// recorded as a step in [`STEPS_TABLE`] in that same transaction: a re-run after a crash
+/// skips the steps already committed, so a block runs exactly once and need not be
+/// written to be re-run.
 async fn apply_no_transaction(
     client: &mut Client,
     m: &MigrationFile,
@@ -349,13 +371,43 @@ async fn apply_no_transaction(
         r#"(?is)^\s*create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+on\s+(?:only\s+)?((?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*))?)"#,
     )
     .map_err(|e| MigrateError::Database(e.to_string()))?;
-    for stmt in sqlsplit::split(&m.sql) {
-        if let Some(c) = index_re.captures(&stmt) {
+    let txs = transactions(&sqlsplit::split(&m.sql), true)
+        .map_err(|e| MigrateError::Invalid(m.label(), e))?;
+    let done = if txs.iter().any(|t| t.block) {
+        client
+            .batch_execute(&format!(
+                "create table if not exists {STEPS_TABLE}(version int4, step int4, checksum varchar(255), applied_on timestamptz not null default now(), primary key (version, step))"
+            ))
+            .await?;
+        steps_done(client, m.version).await?
+    } else {
+        vec![]
+    };
+    let mut step = 0i32;
+    for tx in txs {
+        if tx.block {
+            step += 1;
+            let sum = block_checksum(&tx.statements);
+            match done.iter().find(|(s, _)| *s == step) {
+                Some((_, c)) if *c == sum => continue,
+                Some(_) => {
+                    return Err(MigrateError::Divergent(format!(
+                        "{} step {step} changed since it was applied (its BEGIN … COMMIT block differs)",
+                        m.label()
+                    )))
+                }
+                None => {}
+            }
+            apply_block(client, m, opts, step, &sum, &tx.statements).await?;
+            continue;
+        }
+        let stmt = &tx.statements[0];
+        if let Some(c) = index_re.captures(stmt) {
             drop_invalid_index(client, &c[1], &c[2]).await?;
         }
         let mut attempt = 0;
         loop {
-            match client.batch_execute(&stmt).await {
+            match client.batch_execute(stmt).await {
                 Ok(()) => break,
                 Err(e) if retry_after_lock_timeout(&e, &mut attempt, m, opts, client).await => continue,
                 Err(e) => {
@@ -372,6 +424,79 @@ async fn apply_no_transaction(
         }
     }
     record(client, m).await
+}
+
+/// Where the committed `BEGIN; … COMMIT;` steps of a migration not yet recorded in the
+/// history are kept (rows removed when the migration is recorded).
+pub const STEPS_TABLE: &str = "pg_integrity_migration_steps";
+
+async fn steps_done(client: &Client, version: u32) -> Result<Vec<(i32, String)>, MigrateError> {
+    Ok(client
+        .query(
+            &format!("select step, coalesce(checksum, '') from {STEPS_TABLE} where version = $1"),
+            &[&(version as i32)],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// FNV-1a of a block's statements: a stable fingerprint across builds.
+fn block_checksum(statements: &[String]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in statements.join(";\n").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// One `BEGIN; … COMMIT;` step: its statements and its step row in one transaction.
+async fn apply_block(
+    client: &mut Client,
+    m: &MigrationFile,
+    opts: &ApplyOptions,
+    step: i32,
+    sum: &str,
+    statements: &[String],
+) -> Result<(), MigrateError> {
+    let mut attempt = 0;
+    loop {
+        let result: Result<(), (tokio_postgres::Error, &String)> = async {
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| (e, &statements[0]))?;
+            for s in statements {
+                tx.batch_execute(s).await.map_err(|e| (e, s))?;
+            }
+            tx.execute(
+                &format!("insert into {STEPS_TABLE}(version, step, checksum) values ($1, $2, $3)"),
+                &[&(m.version as i32), &step, &sum],
+            )
+            .await
+            .map_err(|e| (e, &statements[0]))?;
+            tx.commit().await.map_err(|e| (e, &statements[0]))
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err((e, _)) if retry_after_lock_timeout(&e, &mut attempt, m, opts, client).await => {
+                continue
+            }
+            Err((e, s)) => {
+                return Err(MigrateError::Failed {
+                    migration: m.label(),
+                    message: format!(
+                        "{} (step {step}, statement: {}); that step was rolled back, the steps before it are done and are not run again",
+                        crate::db::db_message(&e),
+                        s.lines().next().unwrap_or("")
+                    ),
+                })
+            }
+        }
+    }
 }
 
 /// Drop `index` if a failed concurrent build left it invalid.
@@ -401,19 +526,41 @@ async fn drop_invalid_index(client: &Client, index: &str, table: &str) -> Result
     Ok(())
 }
 
-/// Write the history row for a no-transaction migration, as refinery would.
-async fn record(client: &Client, m: &MigrationFile) -> Result<(), MigrateError> {
+/// Write the history row for a no-transaction migration, as refinery would, and forget
+/// its steps, in one transaction.
+async fn record(client: &mut Client, m: &MigrationFile) -> Result<(), MigrateError> {
     client
         .batch_execute(&format!(
             "create table if not exists {HISTORY_TABLE}(version int4 primary key, name varchar(255), applied_on varchar(255), checksum varchar(255))"
         ))
         .await?;
     let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    client
-        .execute(
-            &format!("insert into {HISTORY_TABLE}(version, name, applied_on, checksum) values ($1, $2, $3, $4)"),
-            &[&(m.version as i32), &m.name, &applied_on, &m.checksum.to_string()],
+    let tx = client.transaction().await?;
+    tx.execute(
+        &format!("insert into {HISTORY_TABLE}(version, name, applied_on, checksum) values ($1, $2, $3, $4)"),
+        &[&(m.version as i32), &m.name, &applied_on, &m.checksum.to_string()],
+    )
+    .await?;
+    let steps: bool = tx
+        .query_one("select to_regclass($1) is not null", &[&STEPS_TABLE])
+        .await?
+        .get(0);
+    if steps {
+        tx.execute(
+            &format!("delete from {STEPS_TABLE} where version = $1"),
+            &[&(m.version as i32)],
         )
         .await?;
+        // No migration left half-way: the bookkeeping table goes, as it came.
+        let left: i64 = tx
+            .query_one(&format!("select count(*) from {STEPS_TABLE}"), &[])
+            .await?
+            .get(0);
+        if left == 0 {
+            tx.batch_execute(&format!("drop table {STEPS_TABLE}"))
+                .await?;
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }

@@ -4,9 +4,10 @@
 //! The JSON form is a stable contract (docs/plan-format.md).
 
 use crate::migrate::files::{MigrateError, MigrationFile};
-use crate::migrate::locks::{blocks, classify};
+use crate::migrate::locks::{blocks, classify, migration_rules, table_key};
 use crate::migrate::{preflight, sqlsplit};
 use serde::Serialize;
+use std::collections::HashMap;
 use tokio_postgres::Client;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -16,6 +17,9 @@ pub struct Plan {
     pub format_version: u32,
     /// Some preflight would refuse: `apply` would change nothing and fail.
     pub refused: bool,
+    /// Every transaction of every migration locks one table (SPEC §7): true; some
+    /// transaction locks more: false; some statement's lock is unknown: null.
+    pub one_table_per_transaction: Option<bool>,
     pub migrations: Vec<PlannedMigration>,
 }
 
@@ -30,6 +34,23 @@ pub struct PlannedMigration {
     /// Why preflight would refuse it (null: it would not).
     pub preflight_refusal: Option<String>,
     pub statements: Vec<PlannedStatement>,
+    /// The transactions it runs, in order (one for a transactional migration).
+    pub transactions: Vec<PlannedTransaction>,
+}
+
+/// One transaction of a migration and what the one-table rule says of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedTransaction {
+    /// Indexes into `statements` (a `BEGIN … COMMIT` block's own BEGIN and COMMIT excluded).
+    pub statements: Vec<usize>,
+    /// An explicit `BEGIN; … COMMIT;` block of a no-transaction migration.
+    pub block: bool,
+    /// true: it locks one table beyond ACCESS SHARE (a foreign key's parent allowed);
+    /// false: more; null: a statement's lock is unknown.
+    pub one_table: Option<bool>,
+    /// The tables it locks beyond ACCESS SHARE, with the strongest mode on each.
+    pub tables: Vec<AlsoLocks>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +95,7 @@ async fn size(client: &Client, table: &str) -> (Option<i64>, Option<i64>) {
 
 /// The plan of `pending` (in order), every preflight run first.
 pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, MigrateError> {
+    let fks = foreign_keys(client).await?;
     let mut migrations = vec![];
     for m in pending {
         let preflight_refusal = match preflight::check(client, m).await {
@@ -104,7 +126,9 @@ pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, M
                 sql,
             });
         }
+        let transactions = planned_transactions(m, &statements, &fks);
         migrations.push(PlannedMigration {
+            transactions,
             version: m.version,
             name: m.name.clone(),
             label: m.label(),
@@ -113,11 +137,99 @@ pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, M
             statements,
         });
     }
+    let rules: Vec<Option<bool>> = migrations
+        .iter()
+        .flat_map(|m| m.transactions.iter().map(|t| t.one_table))
+        .collect();
+    let one_table_per_transaction = if rules.contains(&Some(false)) {
+        Some(false)
+    } else if rules.contains(&None) {
+        None
+    } else {
+        Some(true)
+    };
     Ok(Plan {
         format_version: FORMAT_VERSION,
+        one_table_per_transaction,
         refused: migrations.iter().any(|m| m.preflight_refusal.is_some()),
         migrations,
     })
+}
+
+/// The database's foreign keys: (table, constraint) -> parent, for what dropping one locks.
+pub async fn foreign_keys(
+    client: &Client,
+) -> Result<HashMap<(String, String), String>, MigrateError> {
+    let rows = client
+        .query(
+            "select conrelid::regclass::text, conname::text, confrelid::regclass::text
+             from pg_constraint where contype = 'f'",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                (table_key(&r.get::<_, String>(0)), r.get::<_, String>(1)),
+                r.get::<_, String>(2),
+            )
+        })
+        .collect())
+}
+
+fn planned_transactions(
+    m: &MigrationFile,
+    statements: &[PlannedStatement],
+    fks: &HashMap<(String, String), String>,
+) -> Vec<PlannedTransaction> {
+    let lookup = |t: &str, c: &str| {
+        let c = c.trim_matches('"').to_string();
+        fks.get(&(table_key(t), c)).cloned()
+    };
+    let rules = match migration_rules(&m.sql, m.no_transaction, &lookup) {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![PlannedTransaction {
+                statements: (0..statements.len()).collect(),
+                block: false,
+                one_table: Some(false),
+                tables: vec![],
+                reason: Some(e),
+            }]
+        }
+    };
+    // Statements in file order: map each transaction's statements back to their index.
+    let mut next = 0;
+    rules
+        .into_iter()
+        .map(|(t, rule)| {
+            let mut idx = vec![];
+            for s in &t.statements {
+                while next < statements.len() && statements[next].sql != *s {
+                    next += 1;
+                }
+                if next < statements.len() {
+                    idx.push(next);
+                    next += 1;
+                }
+            }
+            PlannedTransaction {
+                statements: idx,
+                block: t.block,
+                one_table: rule.one_table,
+                tables: rule
+                    .tables
+                    .into_iter()
+                    .map(|(table, lock)| AlsoLocks {
+                        table,
+                        lock: lock.to_string(),
+                    })
+                    .collect(),
+                reason: rule.reason,
+            }
+        })
+        .collect()
 }
 
 /// One comment line saying what a statement locks and does.

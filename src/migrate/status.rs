@@ -59,6 +59,30 @@ pub struct StatusRow {
     pub detail: Option<String>,
 }
 
+/// Compiled-in migrations rewritten after release with the same end state: (version, name,
+/// the checksum of the earlier text, why). A database whose history holds that checksum
+/// applied the earlier form: applied, not divergent; nothing is re-run.
+pub const SUPERSEDED: &[(u32, &str, &str, &str)] = &[
+    (
+        3,
+        "tenant_rls",
+        "1683379792711478256",
+        "applied in its earlier one-transaction form (same end state)",
+    ),
+    (
+        4,
+        "integrity_constraints",
+        "14841217626477821569",
+        "applied in its earlier one-transaction form (same end state)",
+    ),
+    (
+        8,
+        "tenant_scoped_keys",
+        "15338931499750061601",
+        "applied in its earlier one-transaction form (same end state)",
+    ),
+];
+
 pub fn status(files: &[MigrationFile], applied: &[Applied]) -> Vec<StatusRow> {
     let mut rows = vec![];
     for f in files {
@@ -72,9 +96,12 @@ pub fn status(files: &[MigrationFile], applied: &[Applied]) -> Vec<StatusRow> {
                 detail: None,
             },
             Some(a) => {
+                let earlier = SUPERSEDED
+                    .iter()
+                    .find(|(v, n, c, _)| *v == f.version && *n == f.name && *c == a.checksum);
                 let detail = if a.name != f.name {
                     Some(format!("applied as `{}`, embedded as `{}`", a.name, f.name))
-                } else if a.checksum != f.checksum.to_string() {
+                } else if a.checksum != f.checksum.to_string() && earlier.is_none() {
                     Some("the SQL changed after it was applied (checksum differs)".to_string())
                 } else {
                     None
@@ -87,9 +114,9 @@ pub fn status(files: &[MigrationFile], applied: &[Applied]) -> Vec<StatusRow> {
                     } else {
                         State::Applied
                     },
+                    detail: detail.or(earlier.map(|(_, _, _, why)| why.to_string())),
                     applied_on: Some(a.applied_on.clone()),
                     no_transaction: f.no_transaction,
-                    detail,
                 }
             }
         };
@@ -176,5 +203,34 @@ mod tests {
         assert!(disagreement(&rows).unwrap().contains("V1__a is divergent"));
         let ok = status(&files, &[applied(1, "a", "11")]);
         assert!(disagreement(&ok).is_none());
+    }
+
+    #[test]
+    fn an_earlier_form_of_a_rewritten_migration_is_applied_not_divergent() {
+        let sql = "select 3";
+        let files = vec![MigrationFile {
+            version: 3,
+            name: "tenant_rls".into(),
+            sql: sql.into(),
+            no_transaction: true,
+            checksum: 33,
+            refinery: Migration::unapplied("V3__tenant_rls", sql).unwrap(),
+        }];
+        let row = |c: &str| Applied {
+            version: 3,
+            name: "tenant_rls".into(),
+            applied_on: String::new(),
+            checksum: c.into(),
+        };
+        let rows = status(&files, &[row("1683379792711478256")]);
+        assert_eq!(rows[0].state, State::Applied);
+        assert!(rows[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("earlier one-transaction form"));
+        assert!(disagreement(&rows).is_none());
+        let rows = status(&files, &[row("1")]);
+        assert_eq!(rows[0].state, State::Divergent);
     }
 }
