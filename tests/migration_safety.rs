@@ -450,3 +450,69 @@ fn generated_migrations_hold_under_concurrent_appliers_and_kill_9() {
     concurrent_appliers(Some(dir.path()), n, &reference);
     killed_and_rerun(Some(dir.path()), n, &reference, took);
 }
+
+/// A `BEGIN; … COMMIT;` block runs exactly once: after the second block fails, `status`
+/// says how far the migration got, and the re-run skips the first block (its insert is
+/// not repeated) and applies the corrected second one.
+#[test]
+fn a_block_runs_once_and_status_says_how_far_a_migration_got() {
+    let db = sync(TestDb::new(
+        "create table a(id int); create table b(id int);",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("V1__two_steps.sql");
+    let text = |second: &str| {
+        format!(
+            "-- pg-integrity: no-transaction\nbegin;\ninsert into a values (1);\ncommit;\n\nbegin;\n{second};\ncommit;\n"
+        )
+    };
+    std::fs::write(&file, text("insert into missing values (2)")).unwrap();
+    let out = apply_cmd(&db.url, Some(dir.path())).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("step 2") && err.contains("the steps before it are done"),
+        "{err}"
+    );
+    let status = cli()
+        .args([
+            "migrate",
+            "status",
+            "--format",
+            "json",
+            "--database-url",
+            &db.url,
+            "--from",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(said.contains("part-way: 1 of 2"), "{said}");
+    std::fs::write(&file, text("insert into b values (2)")).unwrap();
+    let out = apply_cmd(&db.url, Some(dir.path())).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts: (i64, i64, bool) = sync(async {
+        let c = db.client().await;
+        let r = c
+            .query_one(
+                "select (select count(*) from a), (select count(*) from b),
+                        to_regclass('pg_integrity_migration_steps') is null",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    });
+    assert_eq!(
+        counts,
+        (1, 1, true),
+        "block 1 once, block 2 once, no steps table left"
+    );
+    assert_eq!(sync(history(&db)).len(), 1);
+}

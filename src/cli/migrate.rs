@@ -52,7 +52,8 @@ async fn rows(
     let client = connect(&target.options).await?;
     let files = files::load(from)?;
     let applied = status::history(&client).await?;
-    let rows = status::status(&files, &applied);
+    let mut rows = status::status(&files, &applied);
+    status::with_steps(&mut rows, &files, &status::steps_done(&client).await?);
     Ok((files, rows))
 }
 

@@ -138,6 +138,55 @@ pub fn status(files: &[MigrationFile], applied: &[Applied]) -> Vec<StatusRow> {
     rows
 }
 
+/// The committed `BEGIN; … COMMIT;` steps of migrations not yet recorded: version -> how
+/// many (read without creating the table).
+pub async fn steps_done(client: &Client) -> Result<Vec<(u32, i64)>, MigrateError> {
+    let table = crate::migrate::apply::STEPS_TABLE;
+    let exists: bool = client
+        .query_one("select to_regclass($1) is not null", &[&table])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(vec![]);
+    }
+    Ok(client
+        .query(
+            &format!("select version, count(*) from {table} group by version order by version"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1)))
+        .collect())
+}
+
+/// Say of each pending migration part-way through how many of its steps are done.
+pub fn with_steps(rows: &mut [StatusRow], files: &[MigrationFile], steps: &[(u32, i64)]) {
+    for (version, done) in steps {
+        let Some(r) = rows
+            .iter_mut()
+            .find(|r| r.version == *version && r.state == State::Pending)
+        else {
+            continue;
+        };
+        let total = files
+            .iter()
+            .find(|f| f.version == *version)
+            .and_then(|f| {
+                crate::migrate::locks::transactions(
+                    &crate::migrate::sqlsplit::split(&f.sql),
+                    f.no_transaction,
+                )
+                .ok()
+            })
+            .map_or(0, |t| t.iter().filter(|t| t.block).count());
+        r.detail = Some(format!(
+            "part-way: {done} of {total} BEGIN … COMMIT steps applied; `migrate apply` goes on from step {}",
+            done + 1
+        ));
+    }
+}
+
 /// Divergent or missing rows, as one message; None when history and files agree.
 pub fn disagreement(rows: &[StatusRow]) -> Option<String> {
     let bad: Vec<String> = rows
