@@ -56,6 +56,8 @@ postgres when run as root; plus one with pg_stat_statements preloaded for checks
 
 Usage:
   scripts/mutate.py [ID ...]                  mutate these checks (default: every automated check)
+  scripts/mutate.py --all                     the whole catalog: every automated check and every block
+                                              a check uses (directly or through another block)
   scripts/mutate.py --changed-since REF       only checks whose file (or a used block) changed
   scripts/mutate.py --write-doc [ID ...]      also update their rows in docs/test-strength.md
                     [--snapshot]              (in its "Snapshot" section, not kept fresh)
@@ -147,9 +149,33 @@ def check_hash(checks, cid):
     return sha(checks[cid]["_path"].read_bytes())
 
 
+def block_closure(libs, uses):
+    """The blocks `uses` names and every block they require, in turn."""
+    seen, todo = [], list(uses)
+    while todo:
+        n = todo.pop()
+        if n in seen or n not in libs:
+            continue
+        seen.append(n)
+        for line in libs[n].read_text().splitlines():
+            m = re.match(r"^\s*--\s*requires:(.*)", line)
+            if m:
+                todo += [x.strip() for x in m.group(1).split(",") if x.strip()]
+    return seen
+
+
+def block_users(checks, libs, name):
+    """The checks whose cases judge a block's mutants: those naming it in `uses`; for a
+    block no check names (only other blocks require it), the checks that reach it
+    through those blocks."""
+    auto = [cid for cid in sorted(checks) if automated(checks[cid])]
+    direct = [cid for cid in auto if name in checks[cid].get("uses", [])]
+    return direct or [cid for cid in auto if name in block_closure(libs, checks[cid].get("uses", []))]
+
+
 def lib_hash(checks, libs, name):
-    """A block row: the block and every check file that uses it."""
-    users = [cid for cid in sorted(checks) if name in checks[cid].get("uses", []) and automated(checks[cid])]
+    """A block row: the block and every check file that judges it (block_users)."""
+    users = block_users(checks, libs, name)
     return sha(libs[name].read_bytes(), *[checks[c]["_path"].read_bytes() for c in users])
 
 
@@ -595,17 +621,7 @@ class Runner:
             w.stop()
 
     def closure(self, uses):
-        seen, todo = [], list(uses)
-        while todo:
-            n = todo.pop()
-            if n in seen or n not in self.libs:
-                continue
-            seen.append(n)
-            for line in self.libs[n].read_text().splitlines():
-                m = re.match(r"^\s*--\s*requires:(.*)", line)
-                if m:
-                    todo += [x.strip() for x in m.group(1).split(",") if x.strip()]
-        return seen
+        return block_closure(self.libs, uses)
 
     def ordered_cases(self, cid):
         """The check's cases, those that killed most mutants last time first."""
@@ -683,8 +699,7 @@ def target_mutants(runner, target, equivalent):
 
 
 def lib_users(runner, name):
-    return [cid for cid in sorted(runner.checks)
-            if name in runner.checks[cid].get("uses", []) and automated(runner.checks[cid])]
+    return block_users(runner.checks, runner.libs, name)
 
 
 def run_chunk(runner, target, base, chunk, verbose):
@@ -693,7 +708,11 @@ def run_chunk(runner, target, base, chunk, verbose):
     next check taking only those still alive."""
     if target.startswith("lib:"):
         name = target[4:]
-        users = lib_users(runner, name)
+        # the checks whose cases killed most of this block's mutants in earlier runs first
+        # (a mutant stops at the first check that kills it; survivors run them all anyway)
+        with runner.lock:
+            history = dict(runner.kills.get(target, {}))
+        users = sorted(lib_users(runner, name), key=lambda c: -history.get(c, 0))
         verdicts = {}
         alive = list(chunk)
         for cid in users:
@@ -703,6 +722,10 @@ def run_chunk(runner, target, base, chunk, verbose):
             for mid, v in got.items():
                 if v["verdict"] != "survived":
                     verdicts[mid] = dict(v, check=cid)
+                if v["verdict"] == "killed":
+                    with runner.lock:
+                        k = runner.kills.setdefault(target, {})
+                        k[cid] = k.get(cid, 0) + 1
             alive = [m for m in alive if m["id"] not in verdicts]
             if not alive:
                 break
@@ -777,7 +800,9 @@ Written by `scripts/mutate.py` (issue 18); do not edit the tables by hand.
 Each mutant is the check's SQL (or a building block's) broken one plausible way; it is
 *killed* when one of the check's own `[[test]]` cases fails against it. Equivalent
 mutants are listed with their reason in `scripts/mutants-equivalent.toml` and not
-counted. A block's mutants run against the cases of every check that uses it.
+counted. A block's mutants run against the cases of every check that uses it (a block
+only other blocks require: the checks reaching it through them), those checks whose
+cases killed most of the block's mutants before first.
 Target: every automated check kills >= 90% of its mutants.
 
 Rows under "Checks" and "Building blocks" are kept fresh: `hash` is what a row was
@@ -973,6 +998,10 @@ def main():
     ap.add_argument("--chunk", type=int, default=40, metavar="N",
                     help="a worker takes at most N mutants of a target at a time (default 40)")
     ap.add_argument("--libs", action="store_true", help="also the blocks the given checks use")
+    ap.add_argument("--all", action="store_true",
+                    help="the whole catalog: every automated check and every block a check uses "
+                         "(directly or through another block); blocks only the engine reads "
+                         "(init, scope) have no check cases and are listed, not run")
     ap.add_argument("--changed-since", metavar="REF")
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--check-doc", action="store_true")
@@ -1005,6 +1034,14 @@ def main():
         if not targets:
             print(f"no check or block changed since {a.changed_since}")
             return 0
+    if a.all:
+        auto = [cid for cid in sorted(checks) if automated(checks[cid])]
+        used = sorted({b for cid in auto for b in block_closure(libs, checks[cid].get("uses", []))})
+        targets = auto + ["lib:" + b for b in used]
+        unused = sorted(set(libs) - set(used))
+        if unused:
+            print("blocks no check uses (read by the engine: init, scope; judged by tests/*.rs, not here): "
+                  + ", ".join(unused))
     if not targets:
         targets = [cid for cid in sorted(checks) if automated(checks[cid])]
     if a.libs:
