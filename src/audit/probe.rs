@@ -174,6 +174,14 @@ fn code_class(e: &tokio_postgres::Error) -> Option<&str> {
     e.as_db_error().map(|d| &d.code().code()[..2])
 }
 
+/// The evidence of a write probe stopped on every row by an error that is neither a
+/// refusal by a policy or a privilege nor a fault: it shows nothing about isolation.
+fn unproven(message: &str, code: &str) -> String {
+    format!(
+        "inconclusive: the probe's statement failed with {message} ({code}), which is not a refusal by a policy or a privilege, so it shows nothing about isolation: a policy that reads a setting the probe does not set fails this way, while the application, which sets it, may write more; verify the table's policies"
+    )
+}
+
 /// Whether an error that stopped a write probe's row proves nothing about isolation:
 /// a constraint (class 23), a trigger or function raising (P0, 38, 39, 2F, 27000), a
 /// value (class 22), a serialization failure or deadlock (40).
@@ -223,8 +231,9 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
                     "inconclusive: the probe's query failed with {message} ({code}), which is not a refusal by a policy or a privilege, so it shows nothing about isolation"
                 ),
             )),
-            // Otherwise a policy that errors (a missing setting, one cast to a uuid)
-            // is a refusal too: nothing is shown.
+            // Otherwise (a probe run with the context unset, or the setting model) a
+            // policy that errors when a setting is unset (or casts it) is a refusal:
+            // nothing is shown, the policy fails closed.
             Stop::Other(message, _) => Ok((
                 step.object.clone(),
                 Some(true),
@@ -270,9 +279,16 @@ async fn probe_candidates(client: &Client, step: &Step) -> Result<Row3, String> 
                         .await
                         .map_err(|e| db_message(&e))?;
                 }
-                Stop::Other(..) | Stop::Fault => {
+                // the probe's own query cannot run under the membership model
+                Stop::Other(..) if step.strict_refusal && code_class(&e) == Some("42") => {
                     return Err(format!("{}: {}", step.object, db_message(&e)))
                 }
+                // a policy or trigger failing on every row (a setting the probe does
+                // not set): this table is unknown, the other tables' verdicts stand
+                Stop::Other(message, code) => {
+                    return Ok((step.object.clone(), None, unproven(&message, &code)))
+                }
+                Stop::Fault => return Err(format!("{}: {}", step.object, db_message(&e))),
             },
         }
     }
