@@ -802,7 +802,8 @@ Each mutant is the check's SQL (or a building block's) broken one plausible way;
 mutants are listed with their reason in `scripts/mutants-equivalent.toml` and not
 counted. A block's mutants run against the cases of every check that uses it (a block
 only other blocks require: the checks reaching it through them), those checks whose
-cases killed most of the block's mutants before first.
+cases killed most of the block's mutants before first. `scripts/mutate.py --all
+--write-doc` measures the whole catalog and writes every row.
 Target: every automated check kills >= 90% of its mutants.
 
 Rows under "Checks" and "Building blocks" are kept fresh: `hash` is what a row was

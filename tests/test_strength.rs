@@ -93,16 +93,52 @@ fn fresh_rows(doc: &str) -> Vec<(String, String)> {
     rows
 }
 
+/// The blocks `uses` names and every block they require (`-- requires:` lines), in turn.
+fn block_closure(uses: &[String]) -> Vec<String> {
+    let (mut seen, mut todo): (Vec<String>, Vec<String>) = (vec![], uses.to_vec());
+    while let Some(n) = todo.pop() {
+        let Ok(text) = std::fs::read_to_string(root().join("checks/lib").join(format!("{n}.sql")))
+        else {
+            continue;
+        };
+        if seen.contains(&n) {
+            continue;
+        }
+        seen.push(n);
+        for line in text.lines() {
+            if let Some(rest) = line.trim_start().strip_prefix("--") {
+                if let Some(list) = rest.trim_start().strip_prefix("requires:") {
+                    todo.extend(
+                        list.split(',')
+                            .map(|x| x.trim().to_string())
+                            .filter(|x| !x.is_empty()),
+                    );
+                }
+            }
+        }
+    }
+    seen
+}
+
 fn current_hash(checks: &BTreeMap<String, CheckFile>, target: &str) -> Option<String> {
     if let Some(name) = target.strip_prefix("lib:") {
         let lib = std::fs::read(root().join("checks/lib").join(format!("{name}.sql"))).ok()?;
         let mut parts = vec![lib];
-        parts.extend(
+        // the checks that judge the block (scripts/mutate.py block_users): those naming
+        // it in `uses`, else those reaching it through the blocks they use
+        let direct: Vec<&CheckFile> = checks
+            .values()
+            .filter(|c| c.automated && c.uses.iter().any(|u| u == name))
+            .collect();
+        let users = if direct.is_empty() {
             checks
                 .values()
-                .filter(|c| c.automated && c.uses.iter().any(|u| u == name))
-                .map(|c| c.bytes.clone()),
-        );
+                .filter(|c| c.automated && block_closure(&c.uses).iter().any(|u| u == name))
+                .collect()
+        } else {
+            direct
+        };
+        parts.extend(users.into_iter().map(|c| c.bytes.clone()));
         Some(hash(&parts))
     } else {
         checks
