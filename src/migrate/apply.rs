@@ -2,7 +2,7 @@
 //! session advisory lock, with `lock_timeout` and retries, preflight data checks, and
 //! migrations that must run outside a transaction.
 
-use crate::migrate::files::{load, MigrateError, MigrationFile, HISTORY_TABLE};
+use crate::migrate::files::{load, MigrateError, MigrationFile, HISTORY_TABLE, STEPS_TABLE};
 use crate::migrate::locks::{classify, transactions};
 use crate::migrate::preflight;
 use crate::migrate::sqlsplit;
@@ -425,10 +425,6 @@ async fn apply_no_transaction(
     }
     record(client, m).await
 }
-
-/// Where the committed `BEGIN; … COMMIT;` steps of a migration not yet recorded in the
-/// history are kept (rows removed when the migration is recorded).
-pub const STEPS_TABLE: &str = "pg_integrity_migration_steps";
 
 async fn steps_done(client: &Client, version: u32) -> Result<Vec<(i32, String)>, MigrateError> {
     Ok(client

@@ -8,6 +8,10 @@ static EMBEDDED: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/migrations");
 
 pub const HISTORY_TABLE: &str = "refinery_schema_history";
 
+/// Where the committed `BEGIN; … COMMIT;` steps of a migration not yet recorded in the
+/// history are kept (rows removed when the migration is recorded).
+pub const STEPS_TABLE: &str = "pg_integrity_migration_steps";
+
 const NO_TRANSACTION_MARK: &str = "-- pg-integrity: no-transaction";
 
 /// One embedded migration.

@@ -141,7 +141,7 @@ pub fn status(files: &[MigrationFile], applied: &[Applied]) -> Vec<StatusRow> {
 /// The committed `BEGIN; … COMMIT;` steps of migrations not yet recorded: version -> how
 /// many (read without creating the table).
 pub async fn steps_done(client: &Client) -> Result<Vec<(u32, i64)>, MigrateError> {
-    let table = crate::migrate::apply::STEPS_TABLE;
+    let table = crate::migrate::files::STEPS_TABLE;
     let exists: bool = client
         .query_one("select to_regclass($1) is not null", &[&table])
         .await?
