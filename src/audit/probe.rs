@@ -174,11 +174,12 @@ fn code_class(e: &tokio_postgres::Error) -> Option<&str> {
     e.as_db_error().map(|d| &d.code().code()[..2])
 }
 
-/// The evidence of a write probe stopped on every row by an error that is neither a
-/// refusal by a policy or a privilege nor a fault: it shows nothing about isolation.
+/// The evidence of a probe stopped by an error that is neither a refusal by a policy or
+/// a privilege nor a fault (a write probe: on every row): it shows nothing about
+/// isolation.
 fn unproven(message: &str, code: &str) -> String {
     format!(
-        "inconclusive: the probe's statement failed with {message} ({code}), which is not a refusal by a policy or a privilege, so it shows nothing about isolation: a policy that reads a setting the probe does not set fails this way, while the application, which sets it, may write more; verify the table's policies"
+        "inconclusive: the probe's statement failed with {message} ({code}), which is not a refusal by a policy or a privilege, so it shows nothing about isolation: a policy that reads a setting the probe does not set fails this way, while the application, which sets it, may see or write more; verify the table's policies"
     )
 }
 
@@ -231,13 +232,19 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
                     "inconclusive: the probe's query failed with {message} ({code}), which is not a refusal by a policy or a privilege, so it shows nothing about isolation"
                 ),
             )),
-            // Otherwise (a probe run with the context unset, or the setting model) a
-            // policy that errors when a setting is unset (or casts it) is a refusal:
-            // nothing is shown, the policy fails closed.
-            Stop::Other(message, _) => Ok((
+            // A probe run with the context unset on purpose: a policy that errors when
+            // a setting is unset (or casts it) fails closed, a refusal.
+            Stop::Other(message, _) if step.error_refuses => Ok((
                 step.object.clone(),
                 Some(true),
                 format!("refused: {message}"),
+            )),
+            // A probe run with the context set: a policy failing on a setting the
+            // probe does not set showed nothing, but proves nothing either.
+            Stop::Other(message, code) => Ok((
+                step.object.clone(),
+                None,
+                unproven(&message, &code),
             )),
             Stop::Fault => Err(format!("{}: {}", step.object, db_message(&e))),
         },

@@ -14,7 +14,10 @@
 //! means the database refused, which is what the probe wants; an object dropped or
 //! locked, a timeout or a lost connection is never a refusal), `strict_refusal boolean`
 //! (only a policy or a privilege, SQLSTATE 42501, counts as a refusal: any other error
-//! makes the object unknown), `attempts int` (a
+//! makes the object unknown), `error_refuses boolean` (default true: without strict
+//! refusal, another error, such as a policy failing on a setting the probe left unset,
+//! is a refusal, as when the probe unsets the context on purpose; false: unknown, as
+//! when the probe set the context and a policy fails on another setting), `attempts int` (a
 //! write probe's candidate rows: the query gets the attempt number 0, 1, … as one more
 //! argument after `args` and runs under a savepoint; only a refusal by a policy or a
 //! privilege (SQLSTATE 42501) proves isolation, any other error (a foreign key, a
@@ -40,6 +43,11 @@ pub(crate) struct Step {
     /// Only a refusal by a policy or a privilege (42501) counts; another error from
     /// the query makes the object unknown (inconclusive).
     pub(crate) strict_refusal: bool,
+    /// Whether another error from the query (a policy failing on a setting the probe
+    /// left unset) counts as a refusal: true where the probe unsets the context on
+    /// purpose (failing closed), false where it set it (the application, which sets
+    /// what the policy reads, may see more: unknown).
+    pub(crate) error_refuses: bool,
     /// Candidate rows a write probe tries (0: one plain attempt).
     pub(crate) attempts: u32,
     /// A row test answered by a shared scan (data checks only).
@@ -85,6 +93,7 @@ pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
                 setup: None,
                 refusal_ok: false,
                 strict_refusal: false,
+                error_refuses: false,
                 attempts: 0,
                 part: None,
             });
@@ -122,6 +131,7 @@ pub(crate) fn plan(rows: &[Row]) -> Result<Vec<Step>, Result<String, String>> {
             setup: col(r, "setup"),
             refusal_ok: col(r, "refusal_ok").unwrap_or(false),
             strict_refusal: col(r, "strict_refusal").unwrap_or(false),
+            error_refuses: col(r, "error_refuses").unwrap_or(true),
             attempts: col::<i32>(r, "attempts").map_or(0, |n| n.clamp(0, 20) as u32),
             part,
         });
