@@ -10,18 +10,10 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{assert_exit, cli, json_report, TestDb};
+use support::{assert_exit, cli, json_report, sync, TestDb};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sync<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 fn run(args: &[&str], db: &TestDb, config: &Path) -> std::process::Output {

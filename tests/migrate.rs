@@ -6,7 +6,7 @@ mod support;
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{assert_exit, cli, TestDb};
+use support::{assert_exit, cli, runtime, sync, TestDb};
 
 fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -64,17 +64,6 @@ fn two_migrations() -> tempfile::TempDir {
             "alter table children add constraint children_parent_id_fkey foreign key (parent_id) references parents(id) not valid;",
         ),
     ])
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn sync<F: std::future::Future>(f: F) -> F::Output {
-    runtime().block_on(f)
 }
 
 #[test]

@@ -14,21 +14,10 @@ use pg_integrity::migrate::locks::{migration_rules, strength, table_key};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{assert_exit, cli, TestDb};
+use support::{assert_exit, cli, sync, TestDb};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn sync<F: std::future::Future>(f: F) -> F::Output {
-    runtime().block_on(f)
 }
 
 fn fixture_sql() -> String {

@@ -171,9 +171,18 @@ pub fn check_in(doc: &serde_json::Value, id: &str) -> serde_json::Value {
 pub fn preloaded_server() -> (Sandbox, tokio::runtime::Runtime) {
     let sb = Sandbox::start(&["shared_preload_libraries = 'pg_stat_statements'"])
         .expect("a throwaway server with pg_stat_statements");
-    let rt = tokio::runtime::Builder::new_current_thread()
+    (sb, runtime())
+}
+
+/// A current-thread runtime for a test's own client.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    (sb, rt)
+        .unwrap()
+}
+
+/// `f` run to its end on a fresh current-thread runtime.
+pub fn sync<F: std::future::Future>(f: F) -> F::Output {
+    runtime().block_on(f)
 }
