@@ -10,7 +10,7 @@
 mod support;
 
 use pg_integrity::migrate::files::{load, MigrationFile};
-use pg_integrity::migrate::locks::{migration_rules, strength, table_key};
+use pg_integrity::migrate::locks::{migration_rules, strength, table_key, MODES};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -106,19 +106,10 @@ async fn held(c: &tokio_postgres::Client) -> BTreeMap<String, &'static str> {
     for r in rows {
         let mode: String = r.get(1);
         // AccessShareLock -> ACCESS SHARE
-        let mode = [
-            "ACCESS SHARE",
-            "ROW SHARE",
-            "ROW EXCLUSIVE",
-            "SHARE UPDATE EXCLUSIVE",
-            "SHARE",
-            "SHARE ROW EXCLUSIVE",
-            "EXCLUSIVE",
-            "ACCESS EXCLUSIVE",
-        ]
-        .into_iter()
-        .find(|m| m.replace(' ', "").to_lowercase() + "lock" == mode.to_lowercase())
-        .unwrap_or("ACCESS EXCLUSIVE");
+        let mode = MODES
+            .into_iter()
+            .find(|m| m.replace(' ', "").to_lowercase() + "lock" == mode.to_lowercase())
+            .unwrap_or("ACCESS EXCLUSIVE");
         if strength(mode) == 0 {
             continue;
         }

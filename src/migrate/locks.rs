@@ -328,7 +328,7 @@ fn do_block_locks(s: &str) -> Vec<StatementLock> {
 }
 
 /// Lock modes from weakest to strongest.
-const MODES: [&str; 8] = [
+pub const MODES: [&str; 8] = [
     "ACCESS SHARE",
     "ROW SHARE",
     "ROW EXCLUSIVE",
