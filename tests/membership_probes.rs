@@ -194,12 +194,7 @@ async fn membership_probes_act_as_a_member_and_leave_nothing_behind() {
     assert_eq!(rows(&db).await, before);
 
     drop(db);
-    let admin = TestDb::new("").await;
-    let _ = admin
-        .client()
-        .await
-        .batch_execute(&format!("drop role if exists {role}"))
-        .await;
+    drop_role(&role).await;
 }
 
 /// Where the probe cannot act as a member it says why, and never passes: no member
@@ -248,11 +243,16 @@ async fn a_member_the_probe_cannot_form_is_unknown_never_a_pass() {
             assert!(!failing(&check).contains(&projects), "{text}");
         }
         drop(db);
-        let admin = TestDb::new("").await;
-        let _ = admin
-            .client()
-            .await
-            .batch_execute(&format!("drop role if exists {role}"))
-            .await;
+        drop_role(&role).await;
     }
+}
+
+/// Drop a cluster-wide role a test made (its database dropped first).
+async fn drop_role(role: &str) {
+    let admin = TestDb::new("").await;
+    let _ = admin
+        .client()
+        .await
+        .batch_execute(&format!("drop role if exists {role}"))
+        .await;
 }
