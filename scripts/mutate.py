@@ -41,7 +41,11 @@ that only feeds such columns and always returns one row (aggregates, no GROUP BY
 Building-block mutants (flip_cmp, drop_conjunct, swap_case, flip_order on checks/lib/X.sql,
 "drop a uses block's filter") are made once per block and run against the cases of each
 check that names the block in `uses`, in turn, until one kills it; they are counted in the
-block's own row, not in each check's.
+block's own row, not in each check's. A block mutant inside one of the block's output
+columns runs only against the checks that read that column (directly, or through a column
+of another block they read: class Reads, from the parsed SQL; any reference that might be
+to it counts); one in a column no check reads at all cannot change a verdict or an
+evidence and is counted equivalent with that reason, not run (printed as "equivalent").
 
 Equivalent mutants (cannot change behaviour) are listed in scripts/mutants-equivalent.toml
 with their stable id and a reason, and are not counted. They are not kept in the check's
@@ -52,7 +56,10 @@ node's text before and after, so it survives unrelated edits.
 
 Cases run on throwaway clusters this script starts (one per worker, as the OS user
 postgres when run as root; plus one with pg_stat_statements preloaded for checks with
-`preloaded` cases), never on the machine's shared server. --jobs (default 2) workers.
+`preloaded` cases, which runs only those cases), never on the machine's shared server.
+--jobs (default 2) workers. A case's database is set up once per share of a target's
+mutants (and per check, for a block), so a target is split into up to --jobs shares only
+when it is a large part of the run (--chunk N: at most N mutants a share instead).
 
 Usage:
   scripts/mutate.py [ID ...]                  mutate these checks (default: every automated check)
@@ -502,8 +509,292 @@ def make_mutants(target, sql, kind, is_check):
         mid = f"{op}:{hashlib.sha1(key.encode()).hexdigest()[:8]}" + (f".{n}" if n > 1 else "")
         diff = "".join(difflib.unified_diff(base.splitlines(True), msql.splitlines(True), "check", "mutant", n=1))
         diff = "\n".join(line for line in diff.splitlines() if not line.startswith(("---", "+++")))
-        mutants.append({"id": mid, "op": op, "sql": header + msql, "diff": diff})
+        mutants.append({"id": mid, "op": op, "sql": header + msql, "diff": diff, "path": path})
     return header + base, mutants
+
+
+# ---------------------------------------------------------------- columns no check reads
+#
+# A block's mutant inside the expression of one of its output columns changes that
+# column's values only. When no check reads the column (directly, or through a column of
+# another block that a check reads), no case can see the change: the mutant is counted
+# equivalent, with the reason, and is not run. A block mutant in a column some checks
+# read runs only against those checks' cases. Sound by over-approximation: any reference
+# that might be to the column counts as reading it (an unqualified name, a whole-row or
+# `*` reference, an alias with column names, NATURAL JOIN), and a column whose value can
+# change the number or order of the block's rows is never unread (plain DISTINCT, UNION
+# without ALL, DISTINCT ON / ORDER BY / GROUP BY naming it, a set-returning function, an
+# aggregate in a query without GROUP BY). A column the engine's own SQL (src/) may read
+# is reported as such: no check case can see a mutant there either.
+
+# PostgreSQL 15's set-returning functions (pg_proc.proretset) and pg_stat_statements'
+SRF_NAMES = frozenset("""aclexplode generate_series generate_subscripts json_array_elements
+json_array_elements_text json_each json_each_text json_object_keys json_populate_recordset
+json_to_recordset jsonb_array_elements jsonb_array_elements_text jsonb_each jsonb_each_text
+jsonb_object_keys jsonb_path_query jsonb_path_query_tz jsonb_populate_recordset
+jsonb_to_recordset pg_available_extension_versions pg_available_extensions pg_config pg_cursor
+pg_event_trigger_ddl_commands pg_event_trigger_dropped_objects pg_extension_update_paths
+pg_get_backend_memory_contexts pg_get_catalog_foreign_keys pg_get_keywords
+pg_get_multixact_members pg_get_publication_tables pg_get_replication_slots
+pg_get_shmem_allocations pg_get_wal_resource_managers pg_hba_file_rules pg_ident_file_mappings
+pg_listening_channels pg_lock_status pg_logical_slot_get_binary_changes
+pg_logical_slot_get_changes pg_logical_slot_peek_binary_changes pg_logical_slot_peek_changes
+pg_ls_archive_statusdir pg_ls_dir pg_ls_logdir pg_ls_logicalmapdir pg_ls_logicalsnapdir
+pg_ls_replslotdir pg_ls_tmpdir pg_ls_waldir pg_mcv_list_items pg_options_to_table
+pg_partition_ancestors pg_partition_tree pg_prepared_statement pg_prepared_xact
+pg_show_all_file_settings pg_show_all_settings pg_show_replication_origin_status
+pg_snapshot_xip pg_stat_get_activity pg_stat_get_backend_idset pg_stat_get_progress_info
+pg_stat_get_recovery_prefetch pg_stat_get_slru pg_stat_get_subscription
+pg_stat_get_wal_senders pg_tablespace_databases pg_timezone_abbrevs pg_timezone_names
+regexp_matches regexp_split_to_table string_to_table ts_debug ts_parse ts_stat ts_token_type
+txid_snapshot_xip unnest pg_stat_statements pg_stat_statements_info""".split())
+# PostgreSQL 15's aggregates (pg_proc.prokind = 'a')
+AGG_NAMES = frozenset("""array_agg avg bit_and bit_or bit_xor bool_and bool_or corr count
+covar_pop covar_samp cume_dist dense_rank every json_agg json_object_agg jsonb_agg
+jsonb_object_agg max min mode percent_rank percentile_cont percentile_disc range_agg
+range_intersect_agg rank regr_avgx regr_avgy regr_count regr_intercept regr_r2 regr_slope
+regr_sxx regr_sxy regr_syy stddev stddev_pop stddev_samp string_agg sum var_pop var_samp
+variance xmlagg""".split())
+ALL = "*"
+
+
+def walk_skip(node, skip, path=()):
+    """walk(), leaving out the subtrees at the paths in skip."""
+    if path in skip:
+        return
+    yield path, node
+    for attr, i, ch in children(node):
+        yield from walk_skip(ch, skip, path + ((attr, i),))
+
+
+def out_name(rt):
+    """The name PostgreSQL gives a target list entry (FigureColname), or None when it
+    is not certain (such a column is never taken as unread)."""
+    from pglast import ast
+
+    if rt.name:
+        return rt.name
+    v = rt.val
+    while isinstance(v, ast.TypeCast) and isinstance(v.arg, ast.ColumnRef):
+        v = v.arg
+    if isinstance(v, ast.ColumnRef):
+        f = v.fields[-1]
+        return f.sval if isinstance(f, ast.String) else None
+    if isinstance(v, ast.FuncCall):
+        return v.funcname[-1].sval
+    if isinstance(v, ast.CoalesceExpr):
+        return "coalesce"
+    return None
+
+
+def select_arms(stmt):
+    """The SELECTs whose target lists make a statement's rows: one, or the arms of a
+    UNION ALL tree; None when the columns' values decide the rows (UNION, INTERSECT,
+    EXCEPT)."""
+    from pglast import enums
+
+    if stmt.op == enums.SetOperation.SETOP_NONE:
+        return [((), stmt)]
+    if stmt.op != enums.SetOperation.SETOP_UNION or not stmt.all:
+        return None
+    out = []
+    for side in ("larg", "rarg"):
+        sub = select_arms(getattr(stmt, side))
+        if sub is None:
+            return None
+        out += [(((side, None),) + p, s) for p, s in sub]
+    return out
+
+
+def contains(node, pred):
+    return any(pred(n) for _, n in walk(node))
+
+
+def block_columns(root):
+    """{column name: [path of each arm's target entry]} for the columns of a block's
+    statement whose values alone can change (see above); the others are left out."""
+    from pglast import ast
+
+    arms = select_arms(root)
+    if not arms:
+        return {}
+    first = arms[0][1]
+    star = lambda s: any(isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star)  # noqa: E731
+                         for t in s.targetList)
+    if not first.targetList or any(not s.targetList for _, s in arms):
+        return {}
+    if len(arms) > 1 and any(len(s.targetList) != len(first.targetList) or star(s) for _, s in arms):
+        return {}  # the arms' columns match by position: not followed through a `*`
+    names = [out_name(t) for t in first.targetList]
+    live = set()
+    for p, s in arms + ([((), root)] if len(arms) > 1 else []):
+        if s.distinctClause and s.distinctClause[0] is None:
+            return {}  # plain DISTINCT: every column decides which rows are kept
+        for item in [x for c in (s.distinctClause, s.sortClause, s.groupClause) for x in c or () if x is not None]:
+            for _, n in walk(item):
+                if isinstance(n, ast.ColumnRef) and isinstance(n.fields[-1], ast.String):
+                    live.add(n.fields[-1].sval)
+                elif isinstance(n, ast.A_Const) and isinstance(n.val, ast.Integer):
+                    if 1 <= n.val.ival <= len(names):
+                        live.add(names[n.val.ival - 1])
+    out = {}
+    for p, s in arms:
+        grouped = bool(s.groupClause)
+        for i, t in enumerate(s.targetList):
+            name = names[i]
+            if name is None or name in live:
+                continue
+            if contains(t.val, lambda n: isinstance(n, ast.FuncCall) and (
+                    n.funcname[-1].sval in SRF_NAMES
+                    or (not grouped and n.over is None and (n.agg_star or n.funcname[-1].sval in AGG_NAMES)))):
+                live.add(name)
+                continue
+            out.setdefault(name, []).append(p + (("targetList", i), ))
+    return {n: ps for n, ps in out.items() if n not in live}
+
+
+def relation_reads(root, names, skip=frozenset()):
+    """{relation: set of its columns read, or ALL} for every relation of `names` the
+    statement refers to (by an unqualified name: a CTE), leaving out the subtrees at
+    the paths in `skip`. Over-approximates (see above)."""
+    from pglast import ast
+
+    nodes = list(walk_skip(root, skip))
+    alias, out = {}, {}
+
+    def read(rel, col):
+        if out.get(rel) is not ALL:
+            if col is ALL:
+                out[rel] = ALL
+            else:
+                out.setdefault(rel, set()).add(col)
+
+    def direct(item):
+        """The relations of `names` a FROM item scans itself (not in sub-selects)."""
+        if isinstance(item, ast.RangeVar):
+            return [item.relname] if item.relname in names and not item.schemaname else []
+        if isinstance(item, ast.JoinExpr):
+            return direct(item.larg) + direct(item.rarg)
+        return []
+
+    for _, n in nodes:
+        if isinstance(n, ast.RangeVar) and n.relname in names and not n.schemaname:
+            out.setdefault(n.relname, set())
+            alias.setdefault(n.alias.aliasname if n.alias else n.relname, set()).add(n.relname)
+            if n.alias and n.alias.colnames:
+                read(n.relname, ALL)
+        elif isinstance(n, ast.JoinExpr):
+            for rel in direct(n):
+                if n.isNatural:
+                    read(rel, ALL)
+                for u in n.usingClause or ():
+                    read(rel, u.sval)
+        elif isinstance(n, ast.SelectStmt):
+            if any(isinstance(t.val, ast.ColumnRef) and len(t.val.fields) == 1
+                   and isinstance(t.val.fields[0], ast.A_Star) for t in n.targetList or ()):
+                for item in n.fromClause or ():
+                    for rel in direct(item):
+                        read(rel, ALL)
+    for _, n in nodes:
+        if not isinstance(n, ast.ColumnRef):
+            continue
+        f = n.fields
+        if len(f) == 1:
+            if isinstance(f[0], ast.A_Star):
+                continue  # select *: above
+            for rel in alias.get(f[0].sval, ()):
+                read(rel, ALL)  # a whole-row reference
+            for rel in list(out):
+                read(rel, f[0].sval)  # maybe a column of any relation in reach
+        elif isinstance(f[0], ast.String):
+            for rel in alias.get(f[0].sval, ()):
+                read(rel, ALL if isinstance(f[1], ast.A_Star) else f[1].sval)
+    return out
+
+
+class Reads:
+    """Which columns of which blocks each check reads, directly or through the columns
+    of other blocks it reads, and which block columns the engine's SQL may read."""
+
+    def __init__(self, checks, libs):
+        pglast = pg()
+        self.names = set(libs)
+        self.trees, self.cols = {}, {}
+        self.texts = {n: snap.read_text() for n, snap in libs.items()}
+        for n, snap in libs.items():
+            try:
+                self.trees[n] = pglast.parse_sql(snap.read_text())[0].stmt
+                self.cols[n] = block_columns(self.trees[n])
+            except Exception:
+                self.trees[n] = None
+                self.cols[n] = {}
+        self.by_check = {}
+        for cid, c in checks.items():
+            if not automated(c):
+                continue
+            try:
+                tree = pglast.parse_sql(c["sql"])[0].stmt
+            except Exception:
+                continue
+            self.by_check[cid] = self.closure(relation_reads(tree, self.names))
+        self.engine = self.engine_reads()
+
+    def dead_paths(self, block, read):
+        if read is ALL:
+            return frozenset()
+        return frozenset(p for name, ps in self.cols.get(block, {}).items() if name not in read for p in ps)
+
+    def closure(self, reads):
+        """Add what the blocks read, for the columns read of them, until nothing changes."""
+        reads = {k: (v if v is ALL else set(v)) for k, v in reads.items()}
+        changed = True
+        while changed:
+            changed = False
+            for b in list(reads):
+                if self.trees.get(b) is None:
+                    # not parsed: everything it might read
+                    more = {x: ALL for x in self.names if x != b and re.search(rf"\b{x}\b", self.texts[b])}
+                else:
+                    more = relation_reads(self.trees[b], self.names - {b}, self.dead_paths(b, reads[b]))
+                for r, cols in more.items():
+                    old = reads.get(r)
+                    if old is ALL:
+                        continue
+                    new = ALL if cols is ALL else (old or set()) | cols
+                    if old is None or new is ALL or new != old:
+                        reads[r] = new
+                        changed = True
+        return reads
+
+    def engine_reads(self):
+        """{block: column names} the engine's SQL may read: every column name of a block
+        that appears as a word in a source file naming the block in a string."""
+        out = {}
+        for f in (ROOT / "src").rglob("*.rs"):
+            t = f.read_text()
+            for b in self.names:
+                if f'"{b}"' in t:
+                    words = set(re.findall(r"\w+", t))
+                    out.setdefault(b, set()).update(c for c in self.cols.get(b, {}) if c in words)
+        return out
+
+    def column_of(self, block, path):
+        """The unread-able column a mutation path lies in, or None."""
+        for name, ps in self.cols.get(block, {}).items():
+            if any(path[:len(p)] == p for p in ps):
+                return name
+        return None
+
+    def users(self, block, column):
+        """The checks that read the block's rows (column None) or that column."""
+        out = []
+        for cid, reads in sorted(self.by_check.items()):
+            r = reads.get(block, None) if block in reads else None
+            if block not in reads:
+                continue
+            if column is None or r is ALL or column in r:
+                out.append(cid)
+        return out
 
 
 # ---------------------------------------------------------------- clusters
@@ -541,7 +832,10 @@ class Cluster:
         self._run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
         with open(os.path.join(data, "postgresql.conf"), "a") as f:
             f.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{self.dir}'\nport = 5432\n"
-                    "fsync = off\nfull_page_writes = off\nsynchronous_commit = off\nmax_connections = 50\n")
+                    "fsync = off\nfull_page_writes = off\nsynchronous_commit = off\nmax_connections = 50\n"
+                    # every case makes a database: with wal_level minimal, CREATE DATABASE
+                    # (PostgreSQL 15's WAL_LOG strategy) copies template1 without logging it
+                    "wal_level = minimal\nmax_wal_senders = 0\nmax_wal_size = 4GB\ncheckpoint_timeout = 1h\n")
             for s in settings:
                 f.write(s + "\n")
         self._run("pg_ctl", "-D", data, "-l", os.path.join(self.dir, "server.log"), "-w", "-t", "60", "start")
@@ -623,13 +917,18 @@ class Runner:
     def closure(self, uses):
         return block_closure(self.libs, uses)
 
+    def reads(self):
+        if getattr(self, "_reads", None) is None:
+            self._reads = Reads(self.checks, self.libs)
+        return self._reads
+
     def ordered_cases(self, cid):
         """The check's cases, those that killed most mutants last time first."""
         tests = list(self.checks[cid].get("test", []))
         kills = self.kills.get(cid, {})
         return sorted(tests, key=lambda t: -kills.get(t.get("name", ""), 0))
 
-    def write_dir(self, d, cid, check_sql=None, lib=None):
+    def write_dir(self, d, cid, check_sql=None, lib=None, preloaded_only=False):
         c = self.checks[cid]
         (Path(d) / "lib").mkdir(parents=True)
         # the blocks this check needs, from the work tree (not the binary's copy)
@@ -637,7 +936,10 @@ class Runner:
             (Path(d) / "lib" / f"{name}.sql").write_bytes(self.libs[name].read_bytes())
         if lib:
             (Path(d) / "lib" / f"{lib[0]}.sql").write_text(lib[1])
-        c = dict(c, test=self.ordered_cases(cid))
+        tests = self.ordered_cases(cid)
+        if preloaded_only:
+            tests = [t for t in tests if t.get("preloaded")]
+        c = dict(c, test=tests)
         (Path(d) / f"{cid}.toml").write_text(toml_check(c, check_sql if check_sql is not None else c["sql"]))
 
     def run_variants(self, cid, base, variants):
@@ -649,11 +951,16 @@ class Runner:
         c = self.checks[cid]
         out = {}
         with tempfile.TemporaryDirectory(prefix="pgi-mutant-") as d:
-            self.write_dir(Path(d) / "base", cid, *base)
-            for name, check_sql, lib in variants:
-                self.write_dir(Path(d) / "variants" / name, cid, check_sql, lib)
             needs = [False] + ([True] if any(t.get("preloaded") for t in c.get("test", [])) else [])
             for pre in needs:
+                # on the preloaded server, only the cases that need it: the others ran
+                # on the plain one (a variant there is one that passed them all)
+                live = [(n, s, lib) for n, s, lib in variants if n not in out]
+                shutil.rmtree(Path(d) / "base", ignore_errors=True)
+                shutil.rmtree(Path(d) / "variants", ignore_errors=True)
+                self.write_dir(Path(d) / "base", cid, *base, preloaded_only=pre)
+                for name, check_sql, lib in live:
+                    self.write_dir(Path(d) / "variants" / name, cid, check_sql, lib, preloaded_only=pre)
                 url = self.worker().get(pre).url
                 r = subprocess.run([self.binary, "checks", "test", str(Path(d) / "base"), "--only", cid,
                                     "--variants", str(Path(d) / "variants"), "--database-url", url],
@@ -667,10 +974,10 @@ class Runner:
                         with self.lock:
                             k = self.kills.setdefault(cid, {})
                             k[v["case"]] = k.get(v["case"], 0) + 1
-                # the preloaded server runs again only the variants that survived
-                for name in [n for n, v in out.items() if v["verdict"] != "survived"]:
-                    shutil.rmtree(Path(d) / "variants" / name, ignore_errors=True)
-                if not any((Path(d) / "variants").iterdir()):
+                # the preloaded server runs only the variants that survived
+                for name in [n for n, v in out.items() if v["verdict"] == "survived"]:
+                    del out[name]
+                if all(n in out for n, _, _ in variants):
                     break
         return out, None
 
@@ -688,14 +995,39 @@ def within_budget():
 
 
 def target_mutants(runner, target, equivalent):
-    """(base SQL, [mutants not marked equivalent], number marked equivalent)."""
+    """(base SQL, [mutants to run], [equivalent mutants not run]): those listed in
+    scripts/mutants-equivalent.toml, and a block's mutants in a column no check reads
+    (see Reads), each with its reason. A block mutant to run carries the checks whose
+    cases can see it (`users`: those of block_users reading its rows, or its column)."""
     if target.startswith("lib:"):
-        base, mutants = make_mutants(target, runner.libs[target[4:]].read_text(), None, False)
+        name = target[4:]
+        base, mutants = make_mutants(target, runner.libs[name].read_text(), None, False)
     else:
         c = runner.checks[target]
         base, mutants = make_mutants(target, c["sql"], c.get("kind"), True)
-    kept = [m for m in mutants if (target, m["id"]) not in equivalent]
-    return base, kept, len(mutants) - len(kept)
+    kept, eq = [], []
+    for m in mutants:
+        if (target, m["id"]) in equivalent:
+            eq.append(dict(m, why=equivalent[(target, m["id"])]))
+            continue
+        if target.startswith("lib:"):
+            reads = runner.reads()
+            col = reads.column_of(name, m["path"])
+            seen_by = reads.users(name, col)
+            # judged by the checks naming the block (block_users); one that only
+            # checks reaching it through other blocks can see survives them unrun
+            m["users"] = [u for u in seen_by if u in lib_users(runner, name)]
+            if not seen_by:
+                engine = col in reads.engine.get(name, ()) if col else False
+                if col is None:
+                    why = "no check reads the block's rows"
+                else:
+                    why = (f"only in column {col}, which no check reads"
+                           + (" (the engine's own SQL in src/ may: no check case can see it)" if engine else ""))
+                eq.append(dict(m, why=why, unread=col))
+                continue
+        kept.append(m)
+    return base, kept, eq
 
 
 def lib_users(runner, name):
@@ -716,7 +1048,10 @@ def run_chunk(runner, target, base, chunk, verbose):
         verdicts = {}
         alive = list(chunk)
         for cid in users:
-            got, err = runner.run_variants(cid, (None, (name, base)), [(m["id"], None, (name, m["sql"])) for m in alive])
+            mine = [m for m in alive if cid in m.get("users", users)]
+            if not mine:
+                continue
+            got, err = runner.run_variants(cid, (None, (name, base)), [(m["id"], None, (name, m["sql"])) for m in mine])
             if err:
                 raise BaselineFails(f"baseline (deparsed, unmutated) fails with {cid}: {err}")
             for mid, v in got.items():
@@ -749,9 +1084,11 @@ class BaselineFails(Exception):
     pass
 
 
-def make_row(target, kept, n_equivalent, verdicts, error, seconds, users=None):
+def make_row(target, kept, eq, verdicts, error, seconds, users=None):
     row = {"target": target, "made": len(kept), "killed": 0, "survived": [], "undecided": [],
-           "equivalent": n_equivalent, "error": error, "seconds": round(seconds, 1)}
+           "equivalent": len(eq), "error": error, "seconds": round(seconds, 1),
+           # equivalent because no check reads the column they are in (not run)
+           "unread": [{k: m[k] for k in ("id", "op", "why", "diff")} for m in eq if "unread" in m]}
     if users is not None:
         row["users"] = users
     if error:
@@ -781,6 +1118,8 @@ def print_row(row):
     print(f"{row['target']}: made {row['made']}, killed {row['killed']}, survived {len(row['survived'])}, "
           + (f"undecided {len(undecided)}, " if undecided else "")
           + f"equivalent {row['equivalent']}, rate {rate(row):.0%} ({row.get('seconds', 0)} s)")
+    for m in row.get("unread", []):
+        print(f"  equivalent {m['id']}: {m['why']}")
     for m in row["survived"]:
         print(f"  survivor {m['id']}:")
         for line in m["diff"].splitlines():
@@ -931,16 +1270,29 @@ def run_targets(runner, targets, equivalent, a):
     plans, rows = {}, []
     for t in targets:
         try:
-            base, kept, n_eq = target_mutants(runner, t, equivalent)
+            base, kept, eq = target_mutants(runner, t, equivalent)
         except Exception as e:
-            rows.append(make_row(t, [], 0, {}, f"not parsed: {e}", 0))
+            rows.append(make_row(t, [], [], {}, f"not parsed: {e}", 0))
             print_row(rows[-1])
             continue
         n_cases = sum(len(runner.checks[c].get("test", [])) for c in
                       (lib_users(runner, t[4:]) if t.startswith("lib:") else [t]))
-        chunks = [kept[i:i + a.chunk] for i in range(0, len(kept), a.chunk)] or [[]]
-        plans[t] = {"base": base, "kept": kept, "eq": n_eq, "chunks": chunks, "cases": n_cases,
-                    "verdicts": {}, "error": None, "left": len(chunks), "t0": None, "spent": 0.0}
+        plans[t] = {"base": base, "kept": kept, "eq": eq, "cases": n_cases,
+                    "verdicts": {}, "error": None, "t0": None, "spent": 0.0}
+    # Shares: a case's database is set up once per share (and per check, for a block),
+    # so a target is split only as far as keeping --jobs workers busy needs: into up to
+    # --jobs shares when it is a large part of the run (mutants x cases), else one.
+    # --chunk N takes at most N mutants a share instead.
+    total = sum(len(p["kept"]) * max(1, p["cases"]) for p in plans.values()) or 1
+    for t, p in plans.items():
+        kept = p["kept"]
+        if a.chunk:
+            p["chunks"] = [kept[i:i + a.chunk] for i in range(0, len(kept), a.chunk)] or [[]]
+        else:
+            cost = len(kept) * max(1, p["cases"])
+            k = max(1, min(a.jobs, len(kept), -(-cost * 2 * a.jobs // total)))
+            p["chunks"] = [kept[i::k] for i in range(k)] or [[]]
+        p["left"] = len(p["chunks"])
     lock = threading.Lock()
 
     def run(t, chunk):
@@ -977,6 +1329,7 @@ def run_targets(runner, targets, equivalent, a):
             if done:
                 users = lib_users(runner, t[4:]) if t.startswith("lib:") else None
                 rows.append(make_row(t, p["kept"], p["eq"], p["verdicts"], p["error"], p["spent"], users))
+                rows[-1]["shares"] = len(p["chunks"])
                 # what was measured (the files as the run read them), for the doc's row
                 rows[-1]["hash"] = (lib_hash(runner.checks, runner.libs, t[4:]) if t.startswith("lib:")
                                     else check_hash(runner.checks, t))
@@ -996,8 +1349,9 @@ def main():
     ap.add_argument("targets", nargs="*", help="check ids, or lib:NAME for a building block")
     ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "pg-integrity"))
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=40, metavar="N",
-                    help="a worker takes at most N mutants of a target at a time (default 40)")
+    ap.add_argument("--chunk", type=int, default=None, metavar="N",
+                    help="a worker takes at most N mutants of a target at a time (default: a target "
+                         "is split into up to --jobs shares only when it is a large part of the run)")
     ap.add_argument("--libs", action="store_true", help="also the blocks the given checks use")
     ap.add_argument("--all", action="store_true",
                     help="the whole catalog: every automated check and every block a check uses "
