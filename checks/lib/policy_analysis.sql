@@ -284,7 +284,8 @@ pa_reduce as (
     cross join lateral (
         select g.m[2] as p,
                regexp_replace(g.m[3], ' AS (?:"[^"]*"|[A-Za-z_][\w$]*)', '', 'g') as x,
-               case when g.m[2] is not null then 'F'
+               -- ARRAY(SELECT …) is a sub-select like ( SELECT …): `tenant = ANY (ARRAY(SELECT …))`
+               case when g.m[2] is not null and not (upper(g.m[2]) = 'ARRAY' and g.m[3] ~ '^\s*SELECT\M') then 'F'
                     when g.m[3] ~ '^\s*SELECT\M' then 'Q'
                     when g.m[3] ~ '^\s*CASE WHEN ' and g.m[3] !~ 'CASE.*CASE' then 'C'
                     when g.m[3] ~ ' OR ' then 'O'
