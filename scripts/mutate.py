@@ -918,8 +918,9 @@ class Runner:
         return block_closure(self.libs, uses)
 
     def reads(self):
-        if getattr(self, "_reads", None) is None:
-            self._reads = Reads(self.checks, self.libs)
+        with self.lock:
+            if getattr(self, "_reads", None) is None:
+                self._reads = Reads(self.checks, self.libs)
         return self._reads
 
     def ordered_cases(self, cid):
@@ -1264,38 +1265,68 @@ def changed_since(ref, checks):
     return ids, libs
 
 
+def estimate(runner, target):
+    """How many mutants a target will have, without making them (one parse, no deparse)."""
+    pglast = pg()
+    if target.startswith("lib:"):
+        sql, kind, is_check = runner.libs[target[4:]].read_text(), None, False
+    else:
+        c = runner.checks[target]
+        sql, kind, is_check = c["sql"], c.get("kind"), True
+    return len(site_edits(pglast.parse_sql(sql)[0].stmt, kind, is_check))
+
+
 def run_targets(runner, targets, equivalent, a):
-    """Every target's mutants, in shares of at most --chunk run by --jobs workers
-    (each with its own clusters), the largest shares first; a row per target."""
+    """Every target's mutants, in shares run by --jobs workers (each with its own
+    clusters), the largest shares first; a row per target. A target's mutants are made
+    by the first of its shares to start (making them is Python deparsing, which takes
+    minutes for the whole catalog): the workers start on the largest targets at once."""
     plans, rows = {}, []
     for t in targets:
         try:
-            base, kept, eq = target_mutants(runner, t, equivalent)
+            n = estimate(runner, t)
         except Exception as e:
             rows.append(make_row(t, [], [], {}, f"not parsed: {e}", 0))
             print_row(rows[-1])
             continue
         n_cases = sum(len(runner.checks[c].get("test", [])) for c in
                       (lib_users(runner, t[4:]) if t.startswith("lib:") else [t]))
-        plans[t] = {"base": base, "kept": kept, "eq": eq, "cases": n_cases,
+        plans[t] = {"n": n, "made": None, "lock": threading.Lock(), "cases": n_cases,
                     "verdicts": {}, "error": None, "t0": None, "spent": 0.0}
     # Shares: a case's database is set up once per share (and per check, for a block),
     # so a target is split only as far as keeping --jobs workers busy needs: into up to
     # --jobs shares when it is a large part of the run (mutants x cases), else one.
     # --chunk N takes at most N mutants a share instead.
-    total = sum(len(p["kept"]) * max(1, p["cases"]) for p in plans.values()) or 1
+    total = sum(p["n"] * max(1, p["cases"]) for p in plans.values()) or 1
     for t, p in plans.items():
-        kept = p["kept"]
         if a.chunk:
-            p["chunks"] = [kept[i:i + a.chunk] for i in range(0, len(kept), a.chunk)] or [[]]
+            k = max(1, -(-p["n"] // a.chunk))
         else:
-            cost = len(kept) * max(1, p["cases"])
-            k = max(1, min(a.jobs, len(kept), -(-cost * 2 * a.jobs // total)))
-            p["chunks"] = [kept[i::k] for i in range(k)] or [[]]
-        p["left"] = len(p["chunks"])
+            k = max(1, min(a.jobs, p["n"], -(-p["n"] * max(1, p["cases"]) * 2 * a.jobs // total)))
+        p["chunks"] = list(range(k))
+        p["left"] = k
     lock = threading.Lock()
 
-    def run(t, chunk):
+    def made(t):
+        """(base, kept, eq) of target t, made once (None, [], [] when it does not parse)."""
+        p = plans[t]
+        with p["lock"]:
+            if p["made"] is None:
+                try:
+                    p["made"] = target_mutants(runner, t, equivalent)
+                except Exception as e:
+                    p["made"] = (None, [], [])
+                    p["error"] = f"not parsed: {e}"
+        return p["made"]
+
+    def share(t, i):
+        base, kept, _ = made(t)
+        k = len(plans[t]["chunks"])
+        if a.chunk:
+            return kept[i * a.chunk:(i + 1) * a.chunk] if i < k - 1 else kept[i * a.chunk:]
+        return kept[i::k]
+
+    def run(t, i):
         p = plans[t]
         try:
             within_budget()
@@ -1305,8 +1336,9 @@ def run_targets(runner, targets, equivalent, a):
             return t
         t1 = time.time()
         try:
+            chunk = share(t, i)
             if chunk and not p["error"]:
-                got = run_chunk(runner, t, p["base"], chunk, a.verbose)
+                got = run_chunk(runner, t, p["made"][0], chunk, a.verbose)
                 with lock:
                     p["verdicts"].update(got)
         except BaselineFails as e:
@@ -1316,8 +1348,8 @@ def run_targets(runner, targets, equivalent, a):
             p["spent"] += time.time() - t1
         return t
 
-    tasks = [(t, ch) for t, p in plans.items() for ch in p["chunks"]]
-    tasks.sort(key=lambda tc: -len(tc[1]) * max(1, plans[tc[0]]["cases"]))
+    tasks = [(t, i) for t, p in plans.items() for i in p["chunks"]]
+    tasks.sort(key=lambda ti: -plans[ti[0]]["n"] / len(plans[ti[0]]["chunks"]) * max(1, plans[ti[0]]["cases"]))
     ex = cf.ThreadPoolExecutor(max_workers=a.jobs)
     try:
         for f in cf.as_completed([ex.submit(run, t, ch) for t, ch in tasks]):
@@ -1328,7 +1360,8 @@ def run_targets(runner, targets, equivalent, a):
                 done = p["left"] == 0
             if done:
                 users = lib_users(runner, t[4:]) if t.startswith("lib:") else None
-                rows.append(make_row(t, p["kept"], p["eq"], p["verdicts"], p["error"], p["spent"], users))
+                _, kept, eq = p["made"] or (None, [], [])
+                rows.append(make_row(t, kept, eq, p["verdicts"], p["error"], p["spent"], users))
                 rows[-1]["shares"] = len(p["chunks"])
                 # what was measured (the files as the run read them), for the doc's row
                 rows[-1]["hash"] = (lib_hash(runner.checks, runner.libs, t[4:]) if t.startswith("lib:")
