@@ -1349,7 +1349,11 @@ def run_targets(runner, targets, equivalent, a):
         return t
 
     tasks = [(t, i) for t, p in plans.items() for i in p["chunks"]]
-    tasks.sort(key=lambda ti: -plans[ti[0]]["n"] / len(plans[ti[0]]["chunks"]) * max(1, plans[ti[0]]["cases"]))
+    # the largest first; a target's next share after the next target's first, so that
+    # the workers do not both wait for the same target's mutants to be made
+    rank = {t: r for r, t in enumerate(sorted(plans, key=lambda t: -plans[t]["n"] / len(plans[t]["chunks"])
+                                              * max(1, plans[t]["cases"])))}
+    tasks.sort(key=lambda ti: rank[ti[0]] + 1.5 * ti[1])
     ex = cf.ThreadPoolExecutor(max_workers=a.jobs)
     try:
         for f in cf.as_completed([ex.submit(run, t, ch) for t, ch in tasks]):
