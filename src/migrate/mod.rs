@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod files;
 pub mod locks;
+pub mod parse;
 pub mod plan;
 pub mod preflight;
 pub mod sqlsplit;
