@@ -666,3 +666,134 @@ fn plan_json_names_each_statements_lock_and_the_preflight_verdict() {
     );
     assert_eq!(sync(history(&db)), vec![], "plan changes nothing");
 }
+
+#[test]
+fn plan_flags_unsafe_statements_with_the_safe_form_and_their_size() {
+    let db = sync(TestDb::new(&format!(
+        "{BASE} insert into children select g, 1, 'x' from generate_series(100, 20099) g; analyze children;"
+    )));
+    let dir = migrations(&[(
+        "V1__unsafe.sql",
+        "create index children_note on children (note);\n\
+         alter table children add constraint children_id_check check (id > 0);\n\
+         alter table parents alter column id type bigint;",
+    )]);
+    let out = migrate(&db, dir.path(), &["plan", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "flags do not refuse: {out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &doc["migrations"][0];
+    let flags: Vec<(u64, String, String)> = m["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["statement"].as_u64().unwrap(),
+                f["rule"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        flags.contains(&(0, "require-concurrent-index-creation".into(), "high".into())),
+        "{flags:?}"
+    );
+    assert!(
+        flags.contains(&(1, "constraint-missing-not-valid".into(), "high".into())),
+        "{flags:?}"
+    );
+    // parents has two rows: the same rule, low.
+    assert!(
+        flags.contains(&(2, "changing-column-type".into(), "low".into())),
+        "{flags:?}"
+    );
+    assert_eq!(
+        m["flags"][0]["fixed_sql"],
+        "create index concurrently children_note on children (note)"
+    );
+    let s = &m["statements"][0];
+    assert_eq!(
+        (s["kind"].as_str(), s["lock"].as_str()),
+        (Some("create_index"), Some("SHARE"))
+    );
+    assert!(s["estimated_rows"].as_i64().unwrap() >= 20_000, "{s}");
+    let s = &m["statements"][2];
+    assert_eq!(s["rewrites"], true);
+    // The text form says the same, statement by statement.
+    let out = migrate(&db, dir.path(), &["plan"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("-- UNSAFE (high, require-concurrent-index-creation)")
+            && text.contains("safe form: CREATE INDEX CONCURRENTLY"),
+        "{text}"
+    );
+    assert_eq!(sync(history(&db)), vec![], "plan changes nothing");
+}
+
+#[test]
+fn a_statement_the_parser_cannot_read_is_lock_unknown_never_guessed() {
+    let db = sync(TestDb::new(BASE));
+    let dir = migrations(&[(
+        "V1__typo.sql",
+        "alter tabel children add column x int;\nalter table children add column y int;",
+    )]);
+    let out = migrate(&db, dir.path(), &["plan", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let st = doc["migrations"][0]["statements"].as_array().unwrap();
+    assert_eq!(st[0]["kind"], "unknown", "{doc}");
+    assert!(st[0]["lock"].is_null());
+    assert!(
+        st[0]["unknown_because"]
+            .as_str()
+            .unwrap()
+            .contains("parser could not read"),
+        "{doc}"
+    );
+    assert_eq!(st.last().unwrap()["kind"], "add_column", "{doc}");
+    assert!(doc["one_table_per_transaction"].is_null(), "{doc}");
+}
+
+#[test]
+fn dry_run_runs_every_preflight_and_exits_1_when_one_would_refuse() {
+    let db = sync(TestDb::new(&format!(
+        "{BASE} insert into children values (12, 99, null);"
+    )));
+    let dir = migrations(&[
+        ("V1__harmless.sql", "create table marker(id int);"),
+        (
+            "V2__fk.sql",
+            "alter table children add constraint children_parent_id_fkey foreign key (parent_id) references parents(id) not valid;",
+        ),
+    ]);
+    let out = migrate(&db, dir.path(), &["apply", "--dry-run", "--no-audit"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("V2__fk") && text.contains("PREFLIGHT WOULD REFUSE"),
+        "{text}"
+    );
+    assert_eq!(
+        sync(count(
+            &db,
+            "select count(*) from pg_class where relname in ('marker', 'refinery_schema_history')"
+        )),
+        0,
+        "a dry run changes nothing, history table included"
+    );
+}
+
+#[test]
+fn a_partial_apply_says_which_migrations_were_applied_and_which_not() {
+    let db = sync(TestDb::new(BASE));
+    let dir = migrations(&[
+        ("V1__ok.sql", "create table marker(id int);"),
+        ("V2__bad.sql", "alter table no_such_table add column x int;"),
+        ("V3__later.sql", "create table later(id int);"),
+    ]);
+    let out = migrate(&db, dir.path(), &["apply", "--no-audit"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("applied by this run: V1__ok"), "{err}");
+    assert!(err.contains("not applied: V2__bad, V3__later"), "{err}");
+    assert_eq!(sync(history(&db)), vec![(1, "ok".to_string())]);
+}

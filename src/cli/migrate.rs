@@ -128,9 +128,18 @@ async fn print_plan(
                 out.push_str(&format!("-- PREFLIGHT WOULD REFUSE:\n{}\n", comment(r)));
             }
             out.push_str(&one_table_line(m));
-            for s in &m.statements {
+            for (i, s) in m.statements.iter().enumerate() {
                 out.push_str(&migrate_plan::describe(s));
                 out.push('\n');
+                for f in m.flags.iter().filter(|f| f.statement == i) {
+                    out.push_str(&format!(
+                        "-- UNSAFE ({}, {}): {}\n--   safe form: {}\n",
+                        f.severity, f.rule, f.message, f.safe_form
+                    ));
+                    if let Some(fixed) = &f.fixed_sql {
+                        out.push_str(&format!("--   e.g. {}\n", fixed.replace('\n', " ")));
+                    }
+                }
                 out.push_str(s.sql.trim_end().trim_end_matches(';'));
                 out.push_str(";\n");
             }
@@ -171,6 +180,32 @@ fn one_table_line(m: &migrate_plan::PlannedMigration) -> String {
             broken.concat()
         )
     }
+}
+
+/// After a failed apply: which of the migrations pending before were applied by this run,
+/// and which were not.
+fn partial_note(pending_before: &[String], after: &[StatusRow]) -> String {
+    if pending_before.is_empty() {
+        return String::new();
+    }
+    let applied = |label: &String| {
+        after
+            .iter()
+            .any(|r| r.state != State::Pending && format!("V{}__{}", r.version, r.name) == *label)
+    };
+    let (done, not): (Vec<&String>, Vec<&String>) = pending_before.iter().partition(|l| applied(l));
+    let list = |v: &[&String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    };
+    format!(
+        "applied by this run: {}\nnot applied: {}\n",
+        list(&done),
+        list(&not)
+    )
 }
 
 fn comment(text: &str) -> String {
@@ -241,7 +276,27 @@ async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
         retries: args.retries,
         from: args.source.from.clone(),
     };
-    let report = apply::apply(&mut client, &opts).await?;
+    // The pending migrations before, to say after a failure which were applied and which not.
+    let pending_before: Vec<String> = rows(&target, from)
+        .await
+        .map(|(_, r)| {
+            r.iter()
+                .filter(|r| r.state == State::Pending)
+                .filter(|r| args.target_version.is_none_or(|t| r.version <= t))
+                .map(|r| format!("V{}__{}", r.version, r.name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let report = match apply::apply(&mut client, &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop(client);
+            if let Ok((_, after)) = rows(&target, from).await {
+                eprint!("{}", partial_note(&pending_before, &after));
+            }
+            return Err(e.into());
+        }
+    };
     drop(client);
     let mut out = if report.applied.is_empty() {
         "nothing to apply: the database is up to date\n".to_string()

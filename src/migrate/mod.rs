@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod files;
+pub mod lint;
 pub mod locks;
 pub mod parse;
 pub mod plan;

@@ -21,7 +21,7 @@
 //! parse error ("lock unknown" in `plan`), never guessed; a transactional migration still
 //! applies (the server parses it), a no-transaction one is refused (its statements could
 //! not be told apart safely). squawk 2.68 needs rustc 1.94, hence this crate's
-//! rust-version; 2.71 needs 1.99, hence the exact pin in Cargo.toml.
+//! rust-version; 2.69 and later need 1.99, hence the exact pin in Cargo.toml.
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use squawk_syntax::ast::{self, AstNode};
@@ -263,24 +263,6 @@ mod tests {
         assert_eq!(bad[0].error.as_ref().unwrap().position(sql).0, 2);
         assert_eq!(s.last().unwrap().sql, "select 2");
         assert!(s.last().unwrap().error.is_none());
-    }
-
-    #[test]
-    #[ignore]
-    fn dump() {
-        let sql = std::fs::read_to_string("/tmp/P/dump.sql").unwrap();
-        let p = SourceFile::parse(&sql);
-        for e in p.errors() {
-            println!("ERR {e:?}");
-        }
-        for s in p.tree().stmts() {
-            println!("{:#?}", s.syntax());
-            if let ast::Stmt::Do(d) = &s {
-                if let Some(b) = d.plpgsql() {
-                    println!("BODY {:#?}", b.syntax());
-                }
-            }
-        }
     }
 
     #[test]

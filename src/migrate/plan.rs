@@ -4,8 +4,9 @@
 //! The JSON form is a stable contract (docs/plan-format.md).
 
 use crate::migrate::files::{MigrateError, MigrationFile};
-use crate::migrate::locks::{blocks, classify, migration_rules, table_key};
-use crate::migrate::{preflight, sqlsplit};
+use crate::migrate::lint::{self, Flag};
+use crate::migrate::locks::{blocks, migration_rules, statement_locks, summary, table_key};
+use crate::migrate::{parse, preflight};
 use serde::Serialize;
 use std::collections::HashMap;
 use tokio_postgres::Client;
@@ -34,6 +35,9 @@ pub struct PlannedMigration {
     /// Why preflight would refuse it (null: it would not).
     pub preflight_refusal: Option<String>,
     pub statements: Vec<PlannedStatement>,
+    /// Unsafe statements, with the safe form (squawk-linter's rules; see `migrate::lint`).
+    /// They do not refuse `apply`.
+    pub flags: Vec<Flag>,
     /// The transactions it runs, in order (one for a transactional migration).
     pub transactions: Vec<PlannedTransaction>,
 }
@@ -71,6 +75,23 @@ pub struct PlannedStatement {
     pub table_bytes: Option<i64>,
     /// `pg_class.reltuples` of `table` (-1 or 0: never analyzed), when it exists now.
     pub estimated_rows: Option<i64>,
+    /// Why the lock is unknown (`kind` = `unknown`): the parser's error, or what cannot be
+    /// read from the text.
+    pub unknown_because: Option<String>,
+    /// Every lock it takes: one entry per ALTER TABLE action, foreign key parent, or
+    /// statement a DO block runs (the fields above are its strongest).
+    pub locks: Vec<ActionLock>,
+}
+
+/// One lock of a statement (one action of it).
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionLock {
+    pub kind: String,
+    pub table: Option<String>,
+    pub lock: Option<String>,
+    pub also_locks: Option<AlsoLocks>,
+    pub scans: bool,
+    pub rewrites: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +117,15 @@ async fn size(client: &Client, table: &str) -> (Option<i64>, Option<i64>) {
 /// The plan of `pending` (in order), every preflight run first.
 pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, MigrateError> {
     let fks = foreign_keys(client).await?;
+    let pg_major: u32 = client
+        .query_one(
+            "select current_setting('server_version_num')::int / 10000",
+            &[],
+        )
+        .await?
+        .get::<_, i32>(0)
+        .try_into()
+        .unwrap_or(15);
     let mut migrations = vec![];
     for m in pending {
         let preflight_refusal = match preflight::check(client, m).await {
@@ -104,8 +134,9 @@ pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, M
             Err(e) => Some(format!("preflight could not run: {e}")),
         };
         let mut statements = vec![];
-        for sql in sqlsplit::split(&m.sql) {
-            let c = classify(&sql);
+        for sql in parse::split(&m.sql) {
+            let all = statement_locks(&sql);
+            let c = summary(&all);
             let (table_bytes, estimated_rows) = match &c.table {
                 Some(t) => size(client, t).await,
                 None => (None, None),
@@ -123,8 +154,27 @@ pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, M
                 rewrites: c.rewrites,
                 table_bytes,
                 estimated_rows,
+                unknown_because: c.unknown_because.clone(),
+                locks: all
+                    .into_iter()
+                    .map(|a| ActionLock {
+                        kind: a.kind.to_string(),
+                        table: a.table,
+                        lock: a.lock.map(str::to_string),
+                        also_locks: a.also.map(|(table, lock)| AlsoLocks {
+                            table,
+                            lock: lock.to_string(),
+                        }),
+                        scans: a.scans,
+                        rewrites: a.rewrites,
+                    })
+                    .collect(),
                 sql,
             });
+        }
+        let mut flags = lint::lint(m, pg_major);
+        for f in &mut flags {
+            f.severity = severity(&f.rule, statements.get(f.statement)).into();
         }
         let transactions = planned_transactions(m, &statements, &fks);
         migrations.push(PlannedMigration {
@@ -135,6 +185,7 @@ pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, M
             transaction: !m.no_transaction,
             preflight_refusal,
             statements,
+            flags,
         });
     }
     let rules: Vec<Option<bool>> = migrations
@@ -154,6 +205,23 @@ pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, M
         refused: migrations.iter().any(|m| m.preflight_refusal.is_some()),
         migrations,
     })
+}
+
+/// A flag's severity (see `migrate::lint`): `high` on a table of 10,000 rows or 16 MiB or
+/// more, or of unknown size, or when the statement cannot run as written; `low` on a
+/// smaller table or one that does not exist yet.
+fn severity(rule: &str, s: Option<&PlannedStatement>) -> &'static str {
+    if rule == "ban-concurrent-index-creation-in-transaction" {
+        return "high";
+    }
+    let Some(s) = s else { return "high" };
+    if s.table.is_some() && s.table_bytes.is_none() {
+        return "low"; // created by a pending migration: empty when this one runs
+    }
+    match (s.estimated_rows, s.table_bytes) {
+        (Some(r), Some(b)) if r < 10_000 && b < 16 << 20 => "low",
+        _ => "high",
+    }
 }
 
 /// The database's foreign keys: (table, constraint) -> parent, for what dropping one locks.
@@ -236,7 +304,12 @@ fn planned_transactions(
 pub fn describe(s: &PlannedStatement) -> String {
     let Some(lock) = &s.lock else {
         return match s.kind.as_str() {
-            "unknown" => "-- lock: unknown (statement not recognised)".into(),
+            "unknown" => format!(
+                "-- lock: unknown ({})",
+                s.unknown_because
+                    .as_deref()
+                    .unwrap_or("statement not recognised")
+            ),
             _ => format!("-- {}: locks no existing table", s.kind),
         };
     };
