@@ -9,11 +9,9 @@
 //! migrations — the same text the migration itself would run — never from users.
 
 use crate::migrate::files::{MigrateError, MigrationFile};
-use crate::migrate::sqlsplit;
-use regex::Regex;
+use crate::migrate::parse::{self, name_text};
+use squawk_syntax::ast::{self, AstNode};
 use tokio_postgres::Client;
-
-const IDENT: &str = r#"(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)"#;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
@@ -40,38 +38,6 @@ pub enum Rule {
     },
 }
 
-fn qualified() -> String {
-    format!(r"{IDENT}(?:\s*\.\s*{IDENT})?")
-}
-
-fn cols(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
-        .collect()
-}
-
-/// The text inside the parenthesis that opens at `open` (balanced, quote-aware enough
-/// for CHECK expressions).
-fn balanced(s: &str, open: usize) -> Option<&str> {
-    let mut depth = 0;
-    let mut in_quote = false;
-    for (i, ch) in s[open..].char_indices() {
-        match ch {
-            '\'' => in_quote = !in_quote,
-            '(' if !in_quote => depth += 1,
-            ')' if !in_quote => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(&s[open + 1..open + i]);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 /// The `-- TODO(pg-integrity):` line `pg-integrity fix` writes into a migration that
 /// needs a person's decision; such a migration is refused until the line is deleted.
 pub fn todo(sql: &str) -> Option<&str> {
@@ -80,84 +46,140 @@ pub fn todo(sql: &str) -> Option<&str> {
         .find(|l| l.starts_with("-- TODO(pg-integrity):"))
 }
 
-/// Constraints a migration adds.
+/// Constraints a migration adds, read from its top-level statements' syntax trees
+/// (`parse`): `ALTER TABLE … ADD CONSTRAINT` (FOREIGN KEY, CHECK, UNIQUE, PRIMARY KEY:
+/// unique and not null), `ALTER COLUMN … SET NOT NULL`, and `CREATE UNIQUE INDEX` on plain
+/// columns without WHERE (a partial or expression index is not checked). A statement the
+/// parser cannot read adds nothing here (the server reports its own error when it runs).
 pub fn rules(sql: &str) -> Vec<Rule> {
-    let q = qualified();
-    let alter = Regex::new(&format!(
-        r"(?is)^\s*alter\s+table\s+(?:if\s+exists\s+)?(?:only\s+)?({q})\s+(.*)$"
-    ))
-    .ok();
-    let fk = Regex::new(&format!(
-        r"(?is)add\s+constraint\s+({IDENT})\s+foreign\s+key\s*\(([^)]*)\)\s*references\s+({q})\s*(?:\(([^)]*)\))?"
-    ))
-    .ok();
-    let check = Regex::new(&format!(r"(?is)add\s+constraint\s+({IDENT})\s+check\s*\(")).ok();
-    let unique = Regex::new(&format!(
-        r"(?is)add\s+constraint\s+({IDENT})\s+unique\s*\(([^)]*)\)"
-    ))
-    .ok();
-    let not_null = Regex::new(&format!(
-        r"(?is)alter\s+column\s+({IDENT})\s+set\s+not\s+null"
-    ))
-    .ok();
-    let uindex = Regex::new(&format!(
-        r"(?is)^\s*create\s+unique\s+index\s+(?:concurrently\s+)?(?:if\s+not\s+exists\s+)?({IDENT})\s+on\s+(?:only\s+)?({q})\s*(?:using\s+\w+\s*)?\(([^()]*)\)\s*(where|;|$)"
-    ))
-    .ok();
-    let (Some(alter), Some(fk), Some(check), Some(unique), Some(not_null), Some(uindex)) =
-        (alter, fk, check, unique, not_null, uindex)
+    let mut out = vec![];
+    for stmt in parse::statements(sql) {
+        if stmt.error.is_some() {
+            continue;
+        }
+        match parse::parse_one(&stmt.sql) {
+            Ok(ast::Stmt::CreateIndex(ci)) => out.extend(unique_index(&ci)),
+            Ok(ast::Stmt::AlterTable(a)) => out.extend(alter_table(&a)),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn names<N: AstNode>(list: impl Iterator<Item = N>) -> Vec<String> {
+    list.map(|n| name_text(n.syntax())).collect()
+}
+
+fn constraint_name(c: Option<ast::ConstraintNameClause>) -> String {
+    c.and_then(|c| c.constraint_name())
+        .map_or_else(|| "(unnamed)".to_string(), |n| name_text(n.syntax()))
+}
+
+fn unique_index(ci: &ast::CreateIndex) -> Option<Rule> {
+    ci.unique_token()?;
+    // A partial unique index only constrains some rows: not checked here.
+    if ci.where_clause().is_some() {
+        return None;
+    }
+    let table = ci
+        .table_relation_name()
+        .and_then(|t| t.table_name_ref())
+        .map(|t| name_text(t.syntax()))?;
+    let mut columns = vec![];
+    for item in ci.partition_item_list()?.partition_items() {
+        // Plain columns only: an expression key (lower(email)) is not checked here.
+        match item.expr()? {
+            ast::Expr::NameRef(n) if item.collate().is_none() => {
+                columns.push(name_text(n.syntax()));
+            }
+            _ => return None,
+        }
+    }
+    let name = ci
+        .index()
+        .and_then(|i| i.path())
+        .map_or_else(|| "(unnamed)".to_string(), |p| name_text(p.syntax()));
+    (!columns.is_empty()).then_some(Rule::Unique {
+        table,
+        name,
+        columns,
+    })
+}
+
+fn alter_table(a: &ast::AlterTable) -> Vec<Rule> {
+    let Some(table) = a
+        .table_relation_name()
+        .and_then(|t| t.table_name_ref())
+        .map(|t| name_text(t.syntax()))
     else {
         return vec![];
     };
     let mut out = vec![];
-    for stmt in sqlsplit::split(sql) {
-        if let Some(c) = uindex.captures(&stmt) {
-            // A partial unique index only constrains some rows: not checked here.
-            if !c[4].eq_ignore_ascii_case("where") {
-                out.push(Rule::Unique {
-                    table: c[2].to_string(),
-                    name: c[1].to_string(),
-                    columns: cols(&c[3]),
-                });
+    for action in a.actions() {
+        match action {
+            ast::AlterTableAction::AddConstraint(add) => match add.constraint() {
+                Some(ast::Constraint::ForeignKeyConstraint(f)) => {
+                    let (Some(from), Some(parent)) = (f.from_columns(), f.table_name_ref()) else {
+                        continue;
+                    };
+                    out.push(Rule::ForeignKey {
+                        table: table.clone(),
+                        name: constraint_name(f.constraint_name_clause()),
+                        columns: names(from.column_name_refs()),
+                        parent: name_text(parent.syntax()),
+                        parent_columns: f
+                            .to_columns()
+                            .map(|t| names(t.column_name_refs()))
+                            .unwrap_or_default(),
+                    });
+                }
+                Some(ast::Constraint::CheckConstraint(c)) => {
+                    if let Some(e) = c.expr() {
+                        out.push(Rule::Check {
+                            table: table.clone(),
+                            name: constraint_name(c.constraint_name_clause()),
+                            expr: parse::text(e.syntax()),
+                        });
+                    }
+                }
+                Some(ast::Constraint::UniqueConstraint(u)) => {
+                    if let Some(cols) = u.index_parameters().and_then(|p| p.column_list()) {
+                        out.push(Rule::Unique {
+                            table: table.clone(),
+                            name: constraint_name(u.constraint_name_clause()),
+                            columns: names(cols.column_name_refs()),
+                        });
+                    }
+                }
+                Some(ast::Constraint::PrimaryKeyConstraint(p)) => {
+                    if let Some(cols) = p.index_parameters().and_then(|p| p.column_list()) {
+                        let columns = names(cols.column_name_refs());
+                        for c in &columns {
+                            out.push(Rule::NotNull {
+                                table: table.clone(),
+                                column: c.clone(),
+                            });
+                        }
+                        out.push(Rule::Unique {
+                            table: table.clone(),
+                            name: constraint_name(p.constraint_name_clause()),
+                            columns,
+                        });
+                    }
+                }
+                _ => {}
+            },
+            ast::AlterTableAction::AlterColumn(c) => {
+                if let (Some(ast::AlterColumnOption::SetNotNull(_)), Some(col)) =
+                    (c.option(), c.column_name_ref())
+                {
+                    out.push(Rule::NotNull {
+                        table: table.clone(),
+                        column: name_text(col.syntax()),
+                    });
+                }
             }
-            continue;
-        }
-        let Some(a) = alter.captures(&stmt) else {
-            continue;
-        };
-        let table = a[1].to_string();
-        let body = a.get(2).map_or("", |m| m.as_str());
-        for c in fk.captures_iter(body) {
-            out.push(Rule::ForeignKey {
-                table: table.clone(),
-                name: c[1].to_string(),
-                columns: cols(&c[2]),
-                parent: c[3].to_string(),
-                parent_columns: c.get(4).map(|m| cols(m.as_str())).unwrap_or_default(),
-            });
-        }
-        for c in check.captures_iter(body) {
-            let open = c.get(0).map_or(0, |m| m.end() - 1);
-            if let Some(expr) = balanced(body, open) {
-                out.push(Rule::Check {
-                    table: table.clone(),
-                    name: c[1].to_string(),
-                    expr: expr.to_string(),
-                });
-            }
-        }
-        for c in unique.captures_iter(body) {
-            out.push(Rule::Unique {
-                table: table.clone(),
-                name: c[1].to_string(),
-                columns: cols(&c[2]),
-            });
-        }
-        for c in not_null.captures_iter(body) {
-            out.push(Rule::NotNull {
-                table: table.clone(),
-                column: c[1].to_string(),
-            });
+            _ => {}
         }
     }
     out
@@ -325,6 +347,8 @@ mod tests {
             create unique index concurrently if not exists tickets_tenant_number on public.tickets (tenant_id, ticket_number);
             create unique index if not exists partial_idx on jobs (key) where done;
             do $$ begin alter table x add constraint y check (false); end $$;
+            -- alter table commented add constraint c check (false);
+            select 'alter table quoted add constraint q check (false)';
         "#;
         let r = rules(sql);
         assert_eq!(r.len(), 4, "{r:?}");
@@ -337,6 +361,61 @@ mod tests {
         assert!(matches!(&r[2], Rule::NotNull { column, .. } if column == "status"));
         assert!(
             matches!(&r[3], Rule::Unique { columns, .. } if columns == &["tenant_id", "ticket_number"])
+        );
+    }
+
+    #[test]
+    fn reads_them_from_the_tree_not_the_words() {
+        let sql = r#"
+            alter table only "Odd Table" add constraint "k;1" check (note <> 'a;b' and (x > 0)),
+                add primary key (id, "Other"),
+                add unique (a, b),
+                add foreign key (p_id) references parents;
+            create unique index u1 on t using btree (lower(email));
+            create unique index u2 on t (a, b) include (c);
+            alter tabel broken add constraint z check (false);
+        "#;
+        let r = rules(sql);
+        assert_eq!(
+            r,
+            vec![
+                Rule::Check {
+                    table: "\"Odd Table\"".into(),
+                    name: "\"k;1\"".into(),
+                    expr: "note <> 'a;b' and (x > 0)".into(),
+                },
+                Rule::NotNull {
+                    table: "\"Odd Table\"".into(),
+                    column: "id".into(),
+                },
+                Rule::NotNull {
+                    table: "\"Odd Table\"".into(),
+                    column: "\"Other\"".into(),
+                },
+                Rule::Unique {
+                    table: "\"Odd Table\"".into(),
+                    name: "(unnamed)".into(),
+                    columns: vec!["id".into(), "\"Other\"".into()],
+                },
+                Rule::Unique {
+                    table: "\"Odd Table\"".into(),
+                    name: "(unnamed)".into(),
+                    columns: vec!["a".into(), "b".into()],
+                },
+                Rule::ForeignKey {
+                    table: "\"Odd Table\"".into(),
+                    name: "(unnamed)".into(),
+                    columns: vec!["p_id".into()],
+                    parent: "parents".into(),
+                    parent_columns: vec![],
+                },
+                Rule::Unique {
+                    table: "t".into(),
+                    name: "u2".into(),
+                    columns: vec!["a".into(), "b".into()],
+                },
+            ],
+            "{r:#?}"
         );
     }
 }

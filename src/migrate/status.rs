@@ -174,7 +174,7 @@ pub fn with_steps(rows: &mut [StatusRow], files: &[MigrationFile], steps: &[(u32
             .find(|f| f.version == *version)
             .and_then(|f| {
                 crate::migrate::locks::transactions(
-                    &crate::migrate::sqlsplit::split(&f.sql),
+                    &crate::migrate::parse::split(&f.sql),
                     f.no_transaction,
                 )
                 .ok()
