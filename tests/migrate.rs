@@ -797,3 +797,98 @@ fn a_partial_apply_says_which_migrations_were_applied_and_which_not() {
     assert!(err.contains("not applied: V2__bad, V3__later"), "{err}");
     assert_eq!(sync(history(&db)), vec![(1, "ok".to_string())]);
 }
+
+/// Every field path of a JSON value: `a.b`, `a[]` for an array (its elements' fields under
+/// `a[].`).
+fn json_paths(v: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let mut p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_array() {
+                    p.push_str("[]");
+                }
+                out.insert(p.clone());
+                json_paths(v, &p, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for e in a {
+                json_paths(e, prefix, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The field paths docs/plan-format.md documents: each table row's backticked names,
+/// under the section heading's backticked prefix (none: the top level).
+fn documented_paths() -> std::collections::BTreeSet<String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/plan-format.md"))
+            .unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    let mut prefix: Option<String> = None;
+    for line in doc.lines() {
+        if let Some(h) = line.strip_prefix("### ") {
+            prefix = Some(h.split('`').nth(1).unwrap_or("").to_string());
+            continue;
+        }
+        if line.starts_with("## ") {
+            prefix = None;
+        }
+        let (Some(prefix), Some(cell)) = (&prefix, line.strip_prefix("| ")) else {
+            continue;
+        };
+        let cell = cell.split(" |").next().unwrap_or("");
+        if cell == "field" || cell.starts_with("---") {
+            continue;
+        }
+        for name in cell.split(", ") {
+            let name = name.trim().trim_matches('`');
+            out.insert(if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn plan_json_fields_are_the_documented_ones() {
+    let db = sync(TestDb::new(BASE));
+    let dir = migrations(&[
+        (
+            "V1__mixed.sql",
+            "create index children_note on children (note);\n\
+             alter table children add constraint children_parent_fk foreign key (parent_id) references parents (id) not valid, add column z int;",
+        ),
+        (
+            "V2__steps.sql",
+            "-- pg-integrity: no-transaction\nbegin;\nalter table children validate constraint children_parent_fk;\ncommit;",
+        ),
+    ]);
+    let out = migrate(&db, dir.path(), &["plan", "--format", "json"]);
+    assert_exit(&out, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut got = std::collections::BTreeSet::new();
+    json_paths(&doc, "", &mut got);
+    let documented = documented_paths();
+    let undocumented: Vec<&String> = got.difference(&documented).collect();
+    let absent: Vec<&String> = documented.difference(&got).collect();
+    assert!(
+        undocumented.is_empty() && absent.is_empty(),
+        "in the output but not in docs/plan-format.md: {undocumented:?}\n\
+         in docs/plan-format.md but not in the output: {absent:?}\n{doc:#}"
+    );
+    // The example's flag and the foreign key's parent, as documented.
+    let m = &doc["migrations"][0];
+    assert_eq!(m["flags"][0]["rule"], "require-concurrent-index-creation");
+    assert_eq!(m["statements"][1]["also_locks"]["table"], "parents");
+}

@@ -6,8 +6,10 @@
 use crate::migrate::files::{MigrateError, MigrationFile};
 use crate::migrate::lint::{self, Flag};
 use crate::migrate::locks::{blocks, migration_rules, statement_locks, summary, table_key};
+use crate::migrate::parse::name_text;
 use crate::migrate::{parse, preflight};
 use serde::Serialize;
+use squawk_syntax::ast::{self, AstNode};
 use std::collections::HashMap;
 use tokio_postgres::Client;
 
@@ -116,7 +118,9 @@ async fn size(client: &Client, table: &str) -> (Option<i64>, Option<i64>) {
 
 /// The plan of `pending` (in order), every preflight run first.
 pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, MigrateError> {
-    let fks = foreign_keys(client).await?;
+    // The database's foreign keys, carried forward through the pending migrations: what a
+    // later one's DROP CONSTRAINT locks depends on the keys the earlier ones add or drop.
+    let mut fks = foreign_keys(client).await?;
     let pg_major: u32 = client
         .query_one(
             "select current_setting('server_version_num')::int / 10000",
@@ -176,7 +180,18 @@ pub async fn plan(client: &Client, pending: &[&MigrationFile]) -> Result<Plan, M
         for f in &mut flags {
             f.severity = severity(&f.rule, statements.get(f.statement)).into();
         }
-        let transactions = planned_transactions(m, &statements, &fks);
+        let changes = fk_changes(&m.sql);
+        // Its own transactions see the keys it adds too (a key added, then dropped later in
+        // the same no-transaction migration).
+        let mut seen = fks.clone();
+        carry_forward(
+            &mut seen,
+            changes
+                .iter()
+                .filter(|c| matches!(c, FkChange::Added { .. })),
+        );
+        let transactions = planned_transactions(m, &statements, &seen);
+        carry_forward(&mut fks, changes.iter());
         migrations.push(PlannedMigration {
             transactions,
             version: m.version,
@@ -246,15 +261,168 @@ pub async fn foreign_keys(
         .collect())
 }
 
+/// A change a migration makes to the foreign keys, as `plan` carries them forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FkChange {
+    /// A key added (its name as written, or PostgreSQL's default `<table>_<columns>_fkey`).
+    Added {
+        table: String,
+        constraint: String,
+        parent: String,
+    },
+    /// A constraint dropped (a foreign key or not).
+    Dropped { table: String, constraint: String },
+    /// A table dropped, with its keys.
+    TableDropped { table: String },
+}
+
+/// The foreign keys a migration adds and drops, in order, read from its statements' trees:
+/// `ALTER TABLE … ADD [CONSTRAINT] … FOREIGN KEY`, `ADD COLUMN … REFERENCES`,
+/// `CREATE TABLE` with either, `DROP CONSTRAINT`, `DROP TABLE`. Statements the parser
+/// cannot read, and `DO` blocks, change nothing here.
+pub fn fk_changes(sql: &str) -> Vec<FkChange> {
+    use ast::AlterTableAction as A;
+    let mut out = vec![];
+    for s in parse::statements(sql) {
+        if s.error.is_some() {
+            continue;
+        }
+        match parse::parse_one(&s.sql) {
+            Ok(ast::Stmt::CreateTable(t)) => {
+                let Some(table) = t.table_name().and_then(|n| n.path()) else {
+                    continue;
+                };
+                let table = name_text(table.syntax());
+                for c in t.syntax().descendants().filter_map(ast::Constraint::cast) {
+                    let column = c
+                        .syntax()
+                        .ancestors()
+                        .find_map(ast::Column::cast)
+                        .and_then(|col| col.name())
+                        .map(|n| name_text(n.syntax()));
+                    out.extend(fk_added(&table, &c, column));
+                }
+            }
+            Ok(ast::Stmt::AlterTable(a)) => {
+                let Some(table) = a
+                    .table_relation_name()
+                    .and_then(|t| t.table_name_ref())
+                    .map(|t| name_text(t.syntax()))
+                else {
+                    continue;
+                };
+                for action in a.actions() {
+                    match action {
+                        A::AddConstraint(add) => {
+                            if let Some(c) = add.constraint() {
+                                out.extend(fk_added(&table, &c, None));
+                            }
+                        }
+                        A::AddColumn(col) => {
+                            let column = col.column_name().map(|n| name_text(n.syntax()));
+                            for c in col.constraints() {
+                                out.extend(fk_added(&table, &c, column.clone()));
+                            }
+                        }
+                        A::DropConstraint(d) => {
+                            if let Some(n) = d.constraint_name_ref() {
+                                out.push(FkChange::Dropped {
+                                    table: table.clone(),
+                                    constraint: name_text(n.syntax()),
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(ast::Stmt::DropTable(d)) => {
+                for t in d.table_name_refs() {
+                    out.push(FkChange::TableDropped {
+                        table: name_text(t.syntax()),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A foreign key `c` adds to `table` (`column`: the column it is written on, for a
+/// `REFERENCES` column constraint).
+fn fk_added(table: &str, c: &ast::Constraint, column: Option<String>) -> Option<FkChange> {
+    let (name, columns, parent) = match c {
+        ast::Constraint::ForeignKeyConstraint(f) => (
+            f.constraint_name_clause(),
+            f.from_columns()
+                .map(|l| {
+                    l.column_name_refs()
+                        .map(|n| name_text(n.syntax()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+            f.table_name_ref()?,
+        ),
+        ast::Constraint::ReferencesConstraint(r) => (
+            r.constraint_name_clause(),
+            column.into_iter().collect(),
+            r.table()?,
+        ),
+        _ => return None,
+    };
+    let constraint = match name.and_then(|n| n.constraint_name()) {
+        Some(n) => name_text(n.syntax()),
+        None => {
+            // PostgreSQL's default name; a longer one is truncated in ways not followed here.
+            let rel = table_key(table);
+            let rel = rel.rsplit('.').next().unwrap_or_default().to_string();
+            let cols: Vec<String> = columns.iter().map(|c| table_key(c)).collect();
+            let n = format!("{rel}_{}_fkey", cols.join("_"));
+            if columns.is_empty() || n.len() > 63 {
+                return None;
+            }
+            format!("\"{}\"", n.replace('"', "\"\""))
+        }
+    };
+    Some(FkChange::Added {
+        table: table.to_string(),
+        constraint,
+        parent: name_text(parent.syntax()),
+    })
+}
+
+/// Apply `changes` to a (table, constraint) -> parent map (keys as [`table_key`] gives them).
+fn carry_forward<'a>(
+    fks: &mut HashMap<(String, String), String>,
+    changes: impl Iterator<Item = &'a FkChange>,
+) {
+    for c in changes {
+        match c {
+            FkChange::Added {
+                table,
+                constraint,
+                parent,
+            } => {
+                fks.insert((table_key(table), table_key(constraint)), parent.clone());
+            }
+            FkChange::Dropped { table, constraint } => {
+                fks.remove(&(table_key(table), table_key(constraint)));
+            }
+            FkChange::TableDropped { table } => {
+                let t = table_key(table);
+                fks.retain(|(child, _), _| *child != t);
+            }
+        }
+    }
+}
+
 fn planned_transactions(
     m: &MigrationFile,
     statements: &[PlannedStatement],
     fks: &HashMap<(String, String), String>,
 ) -> Vec<PlannedTransaction> {
-    let lookup = |t: &str, c: &str| {
-        let c = c.trim_matches('"').to_string();
-        fks.get(&(table_key(t), c)).cloned()
-    };
+    let lookup = |t: &str, c: &str| fks.get(&(table_key(t), table_key(c))).cloned();
     let rules = match migration_rules(&m.sql, m.no_transaction, &lookup) {
         Ok(r) => r,
         Err(e) => {
@@ -333,4 +501,69 @@ pub fn describe(s: &PlannedStatement) -> String {
         out.push_str(&format!("; {} bytes, ~{} rows", b, r.max(0)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_keys_are_carried_forward_through_pending_migrations() {
+        let mut fks: HashMap<(String, String), String> = HashMap::new();
+        fks.insert(("old".into(), "old_p_fkey".into()), "p".into());
+        let v1 = "create table public.c (id int primary key, p_id int references p, q_id int, \
+                  constraint \"C_Q\" foreign key (q_id) references q (id));\n\
+                  alter table d add constraint d_p foreign key (p_id) references public.p not valid, \
+                  add column e_id int references e;\n\
+                  alter table old drop constraint old_p_fkey;\n\
+                  drop table gone;";
+        let changes = fk_changes(v1);
+        assert_eq!(changes.len(), 6, "{changes:#?}");
+        carry_forward(&mut fks, changes.iter());
+        let get = |t: &str, c: &str| fks.get(&(table_key(t), table_key(c))).cloned();
+        assert_eq!(get("c", "c_p_id_fkey"), Some("p".into()));
+        assert_eq!(get("public.c", "\"C_Q\""), Some("q".into()));
+        assert_eq!(get("c", "c_q"), None, "a quoted name keeps its case");
+        assert_eq!(get("d", "D_P"), Some("public.p".into()));
+        assert_eq!(get("d", "d_e_id_fkey"), Some("e".into()));
+        assert_eq!(get("old", "old_p_fkey"), None);
+        // What a later migration's DROP CONSTRAINT of a key added before it locks.
+        let m = MigrationFile {
+            sql: "alter table d drop constraint d_p; alter table d add column z int;".into(),
+            no_transaction: false,
+            ..crate::migrate::files::embedded().unwrap().remove(0)
+        };
+        let before = planned_transactions(&m, &statements_of(&m.sql), &HashMap::new());
+        assert_eq!(before[0].one_table, Some(true), "{before:?}");
+        let after = planned_transactions(&m, &statements_of(&m.sql), &fks);
+        assert_eq!(after[0].one_table, Some(false), "{after:?}");
+        assert!(
+            after[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("parent p ACCESS EXCLUSIVE"),
+            "{after:?}"
+        );
+    }
+
+    fn statements_of(sql: &str) -> Vec<PlannedStatement> {
+        parse::split(sql)
+            .into_iter()
+            .map(|sql| PlannedStatement {
+                sql,
+                kind: String::new(),
+                table: None,
+                lock: None,
+                blocks: None,
+                also_locks: None,
+                scans: false,
+                rewrites: false,
+                table_bytes: None,
+                estimated_rows: None,
+                unknown_because: None,
+                locks: vec![],
+            })
+            .collect()
+    }
 }
