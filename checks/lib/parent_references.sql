@@ -3,7 +3,8 @@
 -- to the guessed parent's single-column primary key; a parent without one is left out).
 -- Columns: object (schema.table.conname, or schema.table.column for a guessed one),
 -- table_oid, ref_oid, ref_object, columns, ref_columns (text[]), direct (bool[] per
--- column: the types compare as they are, else as text), declared, conname, validated
+-- column: the types compare as they are, through = between them or an implicit
+-- conversion, else as text), declared, conname, validated
 -- (false for a guessed one), match_full, and for the shared scan: alias (the parent's
 -- alias, the same for every check following this reference, so the scan joins it
 -- once) and join (`LEFT JOIN parent alias ON ...`).
@@ -38,7 +39,19 @@ from (
            array[ct.base_type_oid = pk.base_type_oid
                  or exists (select 1 from pg_operator o
                             where o.oprname = '=' and o.oprleft = ct.base_type_oid
-                              and o.oprright = pk.base_type_oid)],
+                              and o.oprright = pk.base_type_oid)
+                 -- one type converts to the other implicitly, which has =: an integer
+                 -- column against a numeric key compares as numeric (1 = 1.00, whose
+                 -- texts differ); not when both convert (macaddr, macaddr8: = is ambiguous)
+                 or exists (select 1 from pg_cast k
+                            join pg_operator o on o.oprname = '=' and o.oprleft = k.casttarget
+                                              and o.oprright = k.casttarget
+                            where k.castcontext = 'i'
+                              and ((k.castsource = ct.base_type_oid and k.casttarget = pk.base_type_oid)
+                                   or (k.castsource = pk.base_type_oid and k.casttarget = ct.base_type_oid))
+                              and not exists (select 1 from pg_cast b
+                                              where b.castsource = k.casttarget and b.casttarget = k.castsource
+                                                and b.castcontext = 'i'))],
            false,
            null,
            false,
