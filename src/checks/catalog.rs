@@ -108,10 +108,13 @@ pub struct FixStep {
     /// CONCURRENTLY, VALIDATE); its statements must be safe to re-run.
     #[serde(default = "yes")]
     pub transaction: bool,
-    /// Only for findings whose field `fix_<when>` is true.
+    /// Only for findings whose field `fix_<when>` is true (with `each`: judged per
+    /// element, so `when` may name one of the `fix_<each>_*` lists).
     #[serde(default)]
     pub when: Option<String>,
-    /// Once per element of the text[] field `fix_<each>` (`{<each>}` is the element).
+    /// Once per element of the text[] field `fix_<each>` (`{<each>}` is the element);
+    /// the text[] fields `fix_<each>_*` are taken element by element alongside. In a
+    /// transaction, each element is a migration of its own.
     #[serde(default)]
     pub each: Option<String>,
     pub sql: String,

@@ -6,7 +6,7 @@
 //! migration run statement by statement; a finding that needs a person's decision gets
 //! migrations of its own, the first one carrying the data query and a `-- TODO`.
 
-use crate::checks::catalog::Check;
+use crate::checks::catalog::{Check, FixStep};
 use crate::fix::fill::{elements, fill, truthy, Fields};
 use std::collections::BTreeSet;
 
@@ -66,22 +66,8 @@ pub fn plan(checks: &[(&Check, Vec<Fixable>)], manual: &mut Vec<Manual>) -> Vec<
         let Some(fix) = &check.fix else { continue };
         let mut ok = vec![];
         for f in findings {
-            let steps: Result<Vec<Vec<String>>, String> = fix
-                .steps
-                .iter()
-                .map(|s| match (&s.when, &s.each) {
-                    (Some(w), _) if !truthy(&f.fields, w) => Ok(vec![]),
-                    (_, Some(each)) => elements(&f.fields, each)
-                        .into_iter()
-                        .map(|e| {
-                            let mut one = f.fields.clone();
-                            one.insert(each.clone(), e);
-                            fill(&s.sql, &f.object, &one).map(|sql| sql.trim().to_string())
-                        })
-                        .collect(),
-                    _ => fill(&s.sql, &f.object, &f.fields).map(|sql| vec![sql.trim().to_string()]),
-                })
-                .collect();
+            let steps: Result<Vec<Vec<String>>, String> =
+                fix.steps.iter().map(|s| fill_step(s, f)).collect();
             match steps {
                 Ok(steps) => ok.push((f, steps)),
                 Err(e) => manual.push(Manual {
@@ -93,6 +79,14 @@ pub fn plan(checks: &[(&Check, Vec<Fixable>)], manual: &mut Vec<Manual>) -> Vec<
         }
         filled.push((check, ok));
     }
+    // A plain index another fix's index makes redundant (its columns start that one's,
+    // on the same table) is not built: e.g. an index on a foreign key's tenant column
+    // beside the UNIQUE (tenant, id) a tenant-scoped key needs.
+    let all: Vec<&String> = filled
+        .iter()
+        .flat_map(|(_, fs)| fs.iter().flat_map(|(_, steps)| steps.iter().flatten()))
+        .collect();
+    let covered = covered_indexes(&all);
     let depth = filled
         .iter()
         .filter_map(|(c, _)| c.fix.as_ref().map(|f| f.steps.len()))
@@ -114,6 +108,7 @@ pub fn plan(checks: &[(&Check, Vec<Fixable>)], manual: &mut Vec<Manual>) -> Vec<
                     .get(k)
                     .into_iter()
                     .flatten()
+                    .filter(|sql| !covered.contains(&normalise(sql)))
                     .filter(|sql| seen.insert(normalise(sql)))
                     .cloned()
                     .collect();
@@ -125,24 +120,34 @@ pub fn plan(checks: &[(&Check, Vec<Fixable>)], manual: &mut Vec<Manual>) -> Vec<
                     gathered.extend(stmts.into_iter().map(|s| (f.object.clone(), s)));
                     continue;
                 }
-                let todo = f
-                    .todo
-                    .as_ref()
-                    .filter(|_| todo_written.insert((check.id.clone(), f.object.clone())));
-                out.push(Planned {
-                    name: format!("{}_{}", fix.name, label(&f.object)),
-                    check: check.id.clone(),
-                    no_transaction: !step.transaction,
-                    objects: vec![f.object.clone()],
-                    sql: file_text(
-                        check,
-                        !step.transaction,
-                        std::slice::from_ref(&f.object),
-                        todo,
-                        &stmts,
-                    ),
-                    todo: todo.is_some(),
-                });
+                // In a transaction: one migration per statement (a step repeated with
+                // `each` may name another parent table each time); outside one, the
+                // finding's statements together.
+                let groups: Vec<Vec<String>> = if step.transaction {
+                    stmts.into_iter().map(|s| vec![s]).collect()
+                } else {
+                    vec![stmts]
+                };
+                for group in groups {
+                    let todo = f
+                        .todo
+                        .as_ref()
+                        .filter(|_| todo_written.insert((check.id.clone(), f.object.clone())));
+                    out.push(Planned {
+                        name: format!("{}_{}", fix.name, label(&f.object)),
+                        check: check.id.clone(),
+                        no_transaction: !step.transaction,
+                        objects: vec![f.object.clone()],
+                        sql: file_text(
+                            check,
+                            !step.transaction,
+                            std::slice::from_ref(&f.object),
+                            todo,
+                            &group,
+                        ),
+                        todo: todo.is_some(),
+                    });
+                }
             }
             if !gathered.is_empty() {
                 let mut objects: Vec<String> = gathered.iter().map(|(o, _)| o.clone()).collect();
@@ -157,6 +162,94 @@ pub fn plan(checks: &[(&Check, Vec<Fixable>)], manual: &mut Vec<Manual>) -> Vec<
                     todo: false,
                 });
             }
+        }
+    }
+    out
+}
+
+/// One step's statements for one finding: none (`when` is false), one, or one per
+/// element of the `each` list. With `each = "keys"`, every field `keys_*` is a list of
+/// as many elements, taken element by element too (`{keys_parent}` is the parent of
+/// `{keys}`), and `when` is judged per element; lists of other lengths are an error
+/// (the finding is left to a person, never half-fixed).
+fn fill_step(step: &FixStep, f: &Fixable) -> Result<Vec<String>, String> {
+    let Some(each) = &step.each else {
+        if step.when.as_ref().is_some_and(|w| !truthy(&f.fields, w)) {
+            return Ok(vec![]);
+        }
+        return fill(&step.sql, &f.object, &f.fields).map(|sql| vec![sql.trim().to_string()]);
+    };
+    let list = elements(&f.fields, each);
+    let prefix = format!("{each}_");
+    let parallel: Vec<(&String, Vec<String>)> = f
+        .fields
+        .keys()
+        .filter(|k| k.starts_with(&prefix))
+        .map(|k| (k, elements(&f.fields, k)))
+        .collect();
+    if let Some((k, v)) = parallel.iter().find(|(_, v)| v.len() != list.len()) {
+        return Err(format!(
+            "the field fix_{k} has {} element(s), fix_{each} {}",
+            v.len(),
+            list.len()
+        ));
+    }
+    let mut out = vec![];
+    for (i, e) in list.into_iter().enumerate() {
+        let mut one = f.fields.clone();
+        one.insert(each.clone(), e);
+        for (k, v) in &parallel {
+            one.insert((*k).clone(), v[i].clone());
+        }
+        if step.when.as_ref().is_some_and(|w| !truthy(&one, w)) {
+            continue;
+        }
+        out.push(fill(&step.sql, &f.object, &one)?.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// (unique, table, columns) of an index statement, normalised.
+type IndexShape = (bool, String, Vec<String>);
+
+/// An index statement as the fix templates write it: `create [unique] index
+/// concurrently if not exists NAME on TABLE (COLUMNS)`, a plain column list (no
+/// expression, WHERE or INCLUDE).
+fn index_shape(sql: &str) -> Option<IndexShape> {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^create (unique )?index concurrently if not exists \S+ on (\S+) \(([^()]+)\);?$",
+        )
+        .expect("a valid regex")
+    });
+    let n = normalise(sql);
+    let c = RE.captures(&n)?;
+    let cols = c[3].split(',').map(|x| x.trim().to_string()).collect();
+    Some((c.get(1).is_some(), c[2].to_string(), cols))
+}
+
+/// The plain index statements (normalised) that another index statement among
+/// `stmts` covers: the same table, and its columns start with all of these (an equal
+/// plain one: the later is covered).
+fn covered_indexes(stmts: &[&String]) -> BTreeSet<String> {
+    let shapes: Vec<(String, IndexShape)> = stmts
+        .iter()
+        .filter_map(|s| index_shape(s).map(|x| (normalise(s), x)))
+        .collect();
+    let mut out = BTreeSet::new();
+    for (i, (sql, (unique, table, cols))) in shapes.iter().enumerate() {
+        if *unique {
+            continue;
+        }
+        let by_other = shapes.iter().enumerate().any(|(j, (other, (u2, t2, c2)))| {
+            other != sql
+                && t2 == table
+                && c2.len() >= cols.len()
+                && c2[..cols.len()] == cols[..]
+                && (*u2 || c2.len() > cols.len() || j < i)
+        });
+        if by_other {
+            out.insert(sql.clone());
         }
     }
     out
@@ -328,6 +421,26 @@ mod tests {
         let planned = plan(&[(check, vec![f])], &mut manual);
         assert!(planned.is_empty());
         assert!(manual[0].why.contains("fix_column"), "{manual:?}");
+    }
+
+    #[test]
+    fn an_index_another_fix_index_starts_with_is_not_built() {
+        let stmts = [
+            "create index concurrently if not exists o_t_idx on public.o (tenant_id)".to_string(),
+            "create unique index concurrently if not exists o_t_id_key on public.o (tenant_id, id)"
+                .to_string(),
+            "create index concurrently if not exists p_t_idx on public.p (tenant_id)".to_string(),
+            "create index concurrently if not exists p_t2_idx on public.p (tenant_id)".to_string(),
+            "create index concurrently if not exists q_a_idx on public.q (a, b)".to_string(),
+            "create index concurrently if not exists q_b_idx on public.q (a) where a > 0"
+                .to_string(),
+        ];
+        let refs: Vec<&String> = stmts.iter().collect();
+        let covered = covered_indexes(&refs);
+        assert_eq!(
+            covered,
+            BTreeSet::from([normalise(&stmts[0]), normalise(&stmts[3])])
+        );
     }
 
     #[test]
