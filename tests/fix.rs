@@ -609,3 +609,122 @@ fn check_constraints_are_added_not_valid_then_validated_and_negative_rows_are_a_
         todo[0]
     );
 }
+
+#[test]
+fn an_idempotency_table_is_written_only_when_asked_with_the_schemas_key_types() {
+    let db = sync(TestDb::new(
+        "create role idem_fix_app;
+         create table tenants(id uuid primary key);
+         create table users(id uuid primary key, tenant_id uuid not null references tenants(id), email text,
+           unique (tenant_id, id));
+         create table orders(id bigint primary key, tenant_id uuid not null references tenants(id), user_id uuid not null,
+           total numeric(12,2) not null check (total >= 0),
+           foreign key (tenant_id, user_id) references users(tenant_id, id) on update cascade);
+         create index on orders (user_id, tenant_id);
+         alter table users enable row level security; alter table users force row level security;
+         alter table orders enable row level security; alter table orders force row level security;
+         create policy tenant_isolation on users to idem_fix_app
+           using (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::uuid))
+           with check (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::uuid));
+         create policy tenant_isolation on orders to idem_fix_app
+           using (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::uuid))
+           with check (tenant_id = (select nullif(current_setting('app.current_tenant', true), '')::uuid));
+         grant select, insert, update, delete on users, orders to idem_fix_app;
+         insert into tenants values ('00000000-0000-0000-0000-00000000000a'), ('00000000-0000-0000-0000-00000000000b');
+         insert into users values ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-00000000000a', 'a@x'),
+           ('00000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-00000000000b', 'b@x');",
+    ));
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[tenancy]\ncolumn = \"tenant_id\"\ntenant_table = \"tenants\"\nsetting = \"app.current_tenant\"\n[roles]\napp = [\"idem_fix_app\"]\n",
+    )
+    .unwrap();
+    // not asked: left to a person, saying how to ask
+    let dir = tempfile::tempdir().unwrap();
+    let (said, written) = fix(&db, config.path(), dir.path());
+    assert!(
+        written.iter().all(|p| !std::fs::read_to_string(p)
+            .unwrap()
+            .contains("for races.idempotency_keys")),
+        "{said}"
+    );
+    assert!(
+        said.contains("races.idempotency_keys  idempotency_keys: its fix is a design decision, written only when asked: `pg-integrity fix --only races.idempotency_keys`"),
+        "{said}"
+    );
+    // asked: the table, then the round trip (idempotency checks pass, nothing that passed fails)
+    let n = round_trip_with(
+        "idempotency keys",
+        &db,
+        config.path(),
+        &["--only", "races.idempotency_keys"],
+    );
+    assert!(n > 0);
+    let after = audit(&db, config.path());
+    for id in [
+        "races.idempotency_keys",
+        "races.idempotency_expiry",
+        "rls.enabled",
+        "rls.forced",
+        "tenancy.tenant_scoped_foreign_keys",
+    ] {
+        assert_eq!(after[id].0, "pass", "{id}: {:?}", after[id]);
+    }
+    // the schema's key types, the tenant in the unique and in the key to the users
+    assert_eq!(
+        constraint_def(&db, "idempotency_keys", "idempotency_keys_scope_key").as_deref(),
+        Some("UNIQUE (tenant_id, user_id, idempotency_key)")
+    );
+    assert_eq!(
+        constraint_def(&db, "idempotency_keys", "idempotency_keys_user_id_fkey").as_deref(),
+        Some("FOREIGN KEY (tenant_id, user_id) REFERENCES users(tenant_id, id) ON UPDATE CASCADE ON DELETE CASCADE")
+    );
+    sync(async {
+        let client = db.client().await;
+        let types: Vec<String> = client
+            .query(
+                "select format_type(atttypid, atttypmod) from pg_attribute
+                 where attrelid = 'idempotency_keys'::regclass and attname in ('tenant_id', 'user_id', 'response_body', 'expires_at')
+                 order by attname",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(types, ["timestamp with time zone", "jsonb", "uuid", "uuid"]);
+        // the application claims a key once per tenant; another tenant does not see it
+        let claim = "begin; set local role idem_fix_app; set local app.current_tenant = '00000000-0000-0000-0000-00000000000a';
+             insert into idempotency_keys (tenant_id, user_id, idempotency_key, request_method, request_path, request_hash)
+             values ('00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', 'k1', 'POST', '/orders', '\\x00')
+             on conflict (tenant_id, user_id, idempotency_key) do nothing; commit;";
+        client.batch_execute(claim).await.unwrap();
+        client.batch_execute(claim).await.unwrap();
+        let seen = |tenant: &'static str| {
+            let client = &client;
+            async move {
+                client
+                    .batch_execute(&format!(
+                        "begin; set local role idem_fix_app; set local app.current_tenant = '{tenant}'"
+                    ))
+                    .await
+                    .unwrap();
+                let n: i64 = client
+                    .query_one("select count(*) from idempotency_keys", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                client.batch_execute("rollback").await.unwrap();
+                n
+            }
+        };
+        assert_eq!(seen("00000000-0000-0000-0000-00000000000a").await, 1);
+        assert_eq!(seen("00000000-0000-0000-0000-00000000000b").await, 0);
+        client
+            .batch_execute("drop owned by idem_fix_app; drop role idem_fix_app")
+            .await
+            .unwrap();
+    });
+}

@@ -99,6 +99,10 @@ pub struct FixTemplate {
     /// A data question a person must answer first (NULL rows, orphans, duplicates).
     #[serde(default)]
     pub decision: Option<FixDecision>,
+    /// Written only when the check is named in `fix --only` (a new table is a design
+    /// decision); otherwise its findings are left to a person, saying so.
+    #[serde(default)]
+    pub only_when_asked: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -60,6 +60,19 @@ pub async fn run(args: FixArgs) -> Result<u8, Failure> {
             }
             continue;
         };
+        if fix.only_when_asked && !args.only.contains(&check.id) {
+            for f in findings {
+                manual.push(Manual {
+                    check: check.id.clone(),
+                    object: f.object.clone(),
+                    why: format!(
+                        "its fix is a design decision, written only when asked: `pg-integrity fix --only {}`",
+                        check.id
+                    ),
+                });
+            }
+            continue;
+        }
         let by_object = match fields::fields(&client, &catalog, check, &config).await {
             Ok(m) => m,
             Err(e) => {
