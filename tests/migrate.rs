@@ -892,3 +892,48 @@ fn plan_json_fields_are_the_documented_ones() {
     assert_eq!(m["flags"][0]["rule"], "require-concurrent-index-creation");
     assert_eq!(m["statements"][1]["also_locks"]["table"], "parents");
 }
+
+#[test]
+fn reports_name_shipped_migrations_only_on_the_fixture_and_point_at_fix_elsewhere() {
+    let db = sync(TestDb::new(
+        "create table parents(id int primary key); create table children(id int primary key, parent_id int references parents);",
+    ));
+    let audit = |format: &str| {
+        let out = cli()
+            .args([
+                "audit",
+                "--only",
+                "schema.foreign_key_indexes",
+                "--format",
+                format,
+                "--database-url",
+                &db.url,
+            ])
+            .timeout(Duration::from_secs(300))
+            .output()
+            .unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let md = audit("markdown");
+    assert!(!md.contains("Fixed by"), "{md}");
+    assert!(
+        md.contains("Fix: `pg-integrity fix --only schema.foreign_key_indexes`"),
+        "{md}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&audit("json")).unwrap();
+    let c = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "schema.foreign_key_indexes")
+        .unwrap();
+    assert_eq!(c["status"], "fail");
+    assert_eq!(c["fixed_by"], serde_json::json!([]), "{c}");
+    let junit = audit("junit");
+    assert!(
+        !junit.contains("Fixed by")
+            && junit.contains("Fix: pg-integrity fix --only schema.foreign_key_indexes"),
+        "{junit}"
+    );
+}

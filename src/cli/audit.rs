@@ -81,6 +81,7 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
     if let Some(reason) = &untenanted {
         crate::audit::scope::explain_untenanted(&mut run, &catalog, reason);
     }
+    shipped_fixes_only_on_the_fixture(&target.options, &mut run).await;
     let load_warnings = target.warnings.clone();
     drop(target);
     let mut assessment = assess(run, &config, baseline.as_ref(), &gate_opts);
@@ -110,6 +111,35 @@ pub async fn run(args: AuditArgs) -> Result<u8, Failure> {
     } else {
         EXIT_GATE
     })
+}
+
+/// The compiled-in migrations are the ticket-service fixture's (`migrate apply` without
+/// `--from` refuses any other schema): a check's `fixed_by` names them only when the audited
+/// database is that schema (it has every fixture table). Elsewhere it is emptied, and the
+/// reports point at `pg-integrity fix --only <id>` for a check with a fix template.
+async fn shipped_fixes_only_on_the_fixture(
+    options: &ConnectOptions,
+    run: &mut crate::audit::outcome::AuditRun,
+) {
+    if run.results.iter().all(|r| r.check.fixed_by.is_empty()) {
+        return;
+    }
+    let fixture = match crate::db::connection::connect(options).await {
+        Ok(client) => crate::migrate::apply::missing_fixture_tables(&client)
+            .await
+            .is_ok_and(|missing| missing.is_empty()),
+        Err(_) => false,
+    };
+    if fixture {
+        return;
+    }
+    for r in &mut run.results {
+        if !r.check.fixed_by.is_empty() {
+            let mut check = (*r.check).clone();
+            check.fixed_by.clear();
+            r.check = std::sync::Arc::new(check);
+        }
+    }
 }
 
 fn gate_options(args: &AuditArgs) -> Result<GateOptions, Failure> {

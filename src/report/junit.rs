@@ -130,6 +130,8 @@ fn testcase(out: &mut String, section: &str, c: &Assessed, counts: &mut Counts) 
             }
             if !r.check.fixed_by.is_empty() {
                 let _ = writeln!(text, "Fixed by: {}", r.check.fixed_by.join(", "));
+            } else if r.check.fix.is_some() {
+                let _ = writeln!(text, "Fix: pg-integrity fix --only {}", r.check.id);
             }
             let _ = writeln!(
                 out,

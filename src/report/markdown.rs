@@ -242,6 +242,13 @@ fn remediation_item(out: &mut String, n: usize, c: &Assessed, max: usize) {
     if !r.check.fixed_by.is_empty() {
         let names: Vec<String> = r.check.fixed_by.iter().map(|m| format!("`{m}`")).collect();
         let _ = writeln!(out, "\n{indent}Fixed by: {}", names.join(", "));
+    } else if r.check.fix.is_some() {
+        // No shipped migration fixes it here: `fix` writes this database's migration.
+        let _ = writeln!(
+            out,
+            "\n{indent}Fix: `pg-integrity fix --only {}`",
+            r.check.id
+        );
     }
 }
 

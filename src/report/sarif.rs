@@ -93,6 +93,8 @@ fn rule(c: &Assessed) -> Value {
     };
     if !check.fixed_by.is_empty() {
         help.push_str(&format!("\nFixed by: {}", check.fixed_by.join(", ")));
+    } else if check.fix.is_some() {
+        help.push_str(&format!("\nFix: pg-integrity fix --only {}", check.id));
     }
     json!({
         "id": check.id,
