@@ -937,3 +937,54 @@ fn reports_name_shipped_migrations_only_on_the_fixture_and_point_at_fix_elsewher
         "{junit}"
     );
 }
+
+#[test]
+fn a_no_transaction_migration_the_parser_cannot_delimit_is_refused_before_anything_runs() {
+    let db = sync(TestDb::new(BASE));
+    let dir = migrations(&[
+        ("V1__first.sql", "create table marker(id int);"),
+        (
+            "V2__steps.sql",
+            "-- pg-integrity: no-transaction\ncreate index concurrently children_note on children (note);\nalter tabel children add column x int;",
+        ),
+    ]);
+    let dry = migrate(&db, dir.path(), &["apply", "--dry-run", "--no-audit"]);
+    assert_eq!(dry.status.code(), Some(1), "{dry:?}");
+    let out = migrate(&db, dir.path(), &["apply", "--no-audit"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("V2__steps") && err.contains("could not read line 3, column"),
+        "{err}"
+    );
+    assert_eq!(
+        sync(count(
+            &db,
+            "select count(*) from pg_class where relname in ('marker', 'children_note', 'refinery_schema_history')"
+        )),
+        0,
+        "refused before the first migration"
+    );
+}
+
+#[test]
+fn a_partial_apply_says_what_a_no_transaction_migration_left_done() {
+    let db = sync(TestDb::new(BASE));
+    let dir = migrations(&[
+        ("V1__ok.sql", "create table marker(id int);"),
+        (
+            "V2__steps.sql",
+            "-- pg-integrity: no-transaction\nbegin;\ncreate table n1(id int);\ncommit;\nbegin;\ncreate table n1(id int);\ncommit;",
+        ),
+        ("V3__later.sql", "create table later(id int);"),
+    ]);
+    let out = migrate(&db, dir.path(), &["apply", "--no-audit"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("applied by this run: V1__ok\n"), "{err}");
+    assert!(
+        err.contains("not applied: V2__steps (run outside a transaction: part-way: 1 of 2"),
+        "{err}"
+    );
+    assert!(err.contains(", V3__later"), "{err}");
+}

@@ -183,28 +183,46 @@ fn one_table_line(m: &migrate_plan::PlannedMigration) -> String {
 }
 
 /// After a failed apply: which of the migrations pending before were applied by this run,
-/// and which were not.
+/// and which were not. The first not applied is the one that failed: run outside a
+/// transaction, what it did before the failure stays (its steps done, when it has
+/// `BEGIN … COMMIT` blocks), and `migrate apply` goes on from there.
 fn partial_note(pending_before: &[String], after: &[StatusRow]) -> String {
     if pending_before.is_empty() {
         return String::new();
     }
-    let applied = |label: &String| {
+    let row = |label: &String| {
         after
             .iter()
-            .any(|r| r.state != State::Pending && format!("V{}__{}", r.version, r.name) == *label)
+            .find(|r| format!("V{}__{}", r.version, r.name) == *label)
     };
-    let (done, not): (Vec<&String>, Vec<&String>) = pending_before.iter().partition(|l| applied(l));
-    let list = |v: &[&String]| {
+    let (done, not): (Vec<&String>, Vec<&String>) = pending_before
+        .iter()
+        .partition(|l| row(l).is_some_and(|r| r.state != State::Pending));
+    let list = |v: Vec<String>| {
         if v.is_empty() {
             "none".to_string()
         } else {
-            v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            v.join(", ")
         }
     };
+    let not: Vec<String> = not
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match row(l) {
+            Some(r) if i == 0 && r.no_transaction => format!(
+                "{l} (run outside a transaction: {}; `migrate apply` goes on from there)",
+                r.detail
+                    .as_deref()
+                    .and_then(|d| d.split(';').next())
+                    .unwrap_or("the statements before the one that failed stay applied")
+            ),
+            _ => l.to_string(),
+        })
+        .collect();
     format!(
         "applied by this run: {}\nnot applied: {}\n",
-        list(&done),
-        list(&not)
+        list(done.iter().map(|s| s.to_string()).collect()),
+        list(not)
     )
 }
 

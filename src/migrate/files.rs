@@ -52,10 +52,10 @@ pub enum MigrateError {
         help("`pg-integrity migrate status` lists them; a changed migration must become a new migration")
     )]
     Divergent(String),
-    #[error("preflight refused {migration}: existing rows violate what it adds\n{details}")]
+    #[error("preflight refused {migration}:\n{details}")]
     #[diagnostic(
         code(pg_integrity::migrate::preflight),
-        help("fix or remove these rows first (nothing was changed); `pg-integrity audit --deep` lists data problems")
+        help("nothing was changed: act on what is listed above, then apply again; `pg-integrity audit --deep` lists data problems")
     )]
     Preflight { migration: String, details: String },
     #[error("{migration} failed: {message}")]

@@ -185,6 +185,22 @@ fn alter_table(a: &ast::AlterTable) -> Vec<Rule> {
     out
 }
 
+/// A no-transaction migration is sent statement by statement, so the parser must delimit
+/// every statement: one it cannot read (a syntax error, or PostgreSQL squawk's grammar does
+/// not know) refuses the migration before anything runs. A transactional migration is sent
+/// whole, and the server parses it.
+pub fn unreadable_outside_a_transaction(m: &MigrationFile) -> Option<String> {
+    if !m.no_transaction {
+        return None;
+    }
+    let e = parse::errors(&m.sql).into_iter().next()?;
+    let (line, col) = e.position(&m.sql);
+    Some(format!(
+        "  the SQL parser could not read line {line}, column {col}: {}\n  outside a transaction each statement is sent on its own, so where each ends must be known: correct it, or drop the `-- pg-integrity: no-transaction` line if it can run in one transaction",
+        e.message
+    ))
+}
+
 /// Run every rule's data query; refuse the migration if any finds rows.
 pub async fn check(client: &Client, m: &MigrationFile) -> Result<(), MigrateError> {
     if let Some(todo) = todo(&m.sql) {
@@ -193,6 +209,12 @@ pub async fn check(client: &Client, m: &MigrationFile) -> Result<(), MigrateErro
             details: format!(
                 "  it waits for a person's decision: {todo}\n  decide, act (the file shows the rows concerned), then delete the TODO line"
             ),
+        });
+    }
+    if let Some(why) = unreadable_outside_a_transaction(m) {
+        return Err(MigrateError::Preflight {
+            migration: m.label(),
+            details: why,
         });
     }
     let mut problems = vec![];
@@ -313,7 +335,10 @@ pub async fn check(client: &Client, m: &MigrationFile) -> Result<(), MigrateErro
     } else {
         Err(MigrateError::Preflight {
             migration: m.label(),
-            details: problems.join("\n"),
+            details: format!(
+                "  existing rows violate what it adds:\n{}",
+                problems.join("\n")
+            ),
         })
     }
 }
