@@ -82,12 +82,35 @@ writer=$!
 sleep "${STALL_BENCH_BASELINE_S:-15}"
 start=$(date +%s.%N)
 # Lock waits, apart from this machine's scheduling noise: every 10 ms, how long has a writer
-# been waiting for a lock (pg_stat_activity wait_event_type = 'Lock')? The largest value seen
-# is the longest lock stall of the writer (to within one sampling interval).
-# Each sample: the longest-waiting writer's wait in ms, its wait_event (`relation`: a table
-# lock, what a migration's DDL takes; `extend`: the two writers growing the same file, no
-# migration's doing), and the statement it waits behind.
-printf '%s\n' "select coalesce((select (extract(epoch from clock_timestamp() - a.query_start) * 1000)::int || '|' || a.wait_event || '|' || coalesce((select left(regexp_replace(b.query, '\s+', ' ', 'g'), 90) from pg_stat_activity b where b.pid = any(pg_blocking_pids(a.pid)) limit 1), '?') from pg_stat_activity a where a.application_name = 'pgbench' and a.wait_event_type = 'Lock' order by a.wait_event <> 'relation', a.query_start limit 1), '0|none|')" '\watch 0.01' > "$work/sampler.sql"
+# been waiting for a lock? Two measures, each the largest value seen (to within one sampling
+# interval):
+# - since its statement started, while pg_stat_activity says it waits for a lock
+#   (wait_event_type = 'Lock'): this includes the statement's work before the wait and, after
+#   the lock is granted, the time until the writer is scheduled to run again (on a loaded
+#   machine, tens of ms);
+# - queued: since it began to wait for a lock not yet granted (pg_locks.waitstart, PG 14+):
+#   the time the migration's lock kept it in the queue, nothing else (a lock released is
+#   granted to the next waiter at once, before it runs).
+# Each sample: the first measure for the longest-waiting writer, its wait_event (`relation`: a
+# table lock, what a migration's DDL takes; `extend`: the two writers growing the same file,
+# no migration's doing), the statement it waits behind; then the second measure (table locks
+# only) and the statement that writer waits behind.
+cat > "$work/sampler.sql" <<'SQL'
+select coalesce((select (extract(epoch from clock_timestamp() - a.query_start) * 1000)::int || '|' || a.wait_event || '|'
+                        || coalesce((select left(regexp_replace(b.query, '\s+', ' ', 'g'), 90) from pg_stat_activity b
+                                     where b.pid = any(pg_blocking_pids(a.pid)) limit 1), '?')
+                 from pg_stat_activity a
+                 where a.application_name = 'pgbench' and a.wait_event_type = 'Lock'
+                 order by a.wait_event <> 'relation', a.query_start limit 1), '0|none|')
+       || '|' ||
+       coalesce((select (extract(epoch from clock_timestamp() - l.waitstart) * 1000)::int || '|'
+                        || coalesce((select left(regexp_replace(b.query, '\s+', ' ', 'g'), 90) from pg_stat_activity b
+                                     where b.pid = any(pg_blocking_pids(l.pid)) limit 1), '?')
+                 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+                 where a.application_name = 'pgbench' and not l.granted and l.locktype = 'relation'
+                 order by l.waitstart limit 1), '0|')
+\watch 0.01
+SQL
 psql -X -At -d "$db" -f "$work/sampler.sql" > "$work/lockwaits.out" 2>&1 &
 sampler=$!
 echo "load average before apply: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -108,9 +131,12 @@ echo "writer errors: $(grep -cE 'aborted|ERROR' "$work/pgbench.out" || true)"
 for kind in relation other; do
   grep -E '^-?[0-9]+[|]' "$work/lockwaits.out" | awk -F'|' -v k="$kind" '(k == "relation") == ($2 == "relation") && $2 != "none"' \
     | sort -t'|' -k1,1n | awk -F'|' -v k="$kind" -v n="$(grep -cE '^-?[0-9]+[|]' "$work/lockwaits.out")" '{v[NR] = $1; e[NR] = $2; q[NR] = $3}
-      END {if (k == "relation") printf "writer waits for a table lock: longest %d ms, behind `%s` (%d samples, %.0f per second)\n", v[NR], q[NR], n, n / '"$apply_s"';
+      END {if (k == "relation") printf "writer waits for a table lock (since its statement started): longest %d ms, behind `%s` (%d samples, %.0f per second)\n", v[NR], q[NR], n, n / '"$apply_s"';
            else printf "writer waits for other locks: longest %d ms (%s)\n", v[NR], e[NR]}'
 done
+grep -E '^-?[0-9]+[|]' "$work/lockwaits.out" | awk -F'|' 'NF >= 5 && $4 > 0' | sort -t'|' -k4,4n | tail -n 1 \
+  | awk -F'|' '{printf "writer queued for a table lock (pg_locks.waitstart, not yet granted): longest %d ms, behind `%s`\n", $4, $5}
+      END {if (NR == 0) print "writer queued for a table lock (pg_locks.waitstart, not yet granted): never sampled"}'
 # pgbench's log: client, transaction, latency (us), script, end time (epoch s, us). Before the
 # apply (from 1 s after the writer started) is the baseline; "during" is every transaction
 # that ended while apply ran, or within 1 s after (one held by the last lock ends then).

@@ -195,7 +195,10 @@ pub struct ApplyArgs {
     /// Seconds to wait for another migrator's advisory lock before giving up
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub lock_wait: u64,
-    /// lock_timeout of each migration statement, in milliseconds
+    /// How long each transaction of a migration may wait for its table locks, in
+    /// milliseconds, in total: one that locks several tables in a mode others queue behind
+    /// (SHARE or stronger) waits for each at most its share, since readers and writers
+    /// queue behind it meanwhile
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub lock_timeout: u64,
     /// Retries (with backoff) when a lock is not granted in time (SQLSTATE 55P03)

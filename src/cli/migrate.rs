@@ -293,6 +293,7 @@ async fn apply(args: ApplyArgs) -> Result<u8, Failure> {
         lock_timeout_ms: args.lock_timeout,
         retries: args.retries,
         from: args.source.from.clone(),
+        watch: Some(target.options.clone()),
     };
     // The pending migrations before, to say after a failure which were applied and which not.
     let pending_before: Vec<String> = rows(&target, from)

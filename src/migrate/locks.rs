@@ -511,10 +511,10 @@ fn add_column(table: Option<String>, c: &ast::AddColumn) -> StatementLock {
     let mut parent = None;
     for con in c.constraints() {
         match &con {
-            ast::Constraint::DefaultConstraint(d) => {
-                if d.expr().is_some_and(|e| !constant(e.syntax())) {
-                    rewrites = true;
-                }
+            ast::Constraint::DefaultConstraint(d)
+                if d.expr().is_some_and(|e| !constant(e.syntax())) =>
+            {
+                rewrites = true;
             }
             ast::Constraint::GeneratedConstraint(_) => rewrites = true,
             ast::Constraint::CheckConstraint(_) => scans = true,
