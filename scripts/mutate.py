@@ -70,7 +70,8 @@ Usage:
                     [--snapshot]              (in its "Snapshot" section, not kept fresh)
   scripts/mutate.py --check-doc               fail if docs/test-strength.md is stale (no mutation)
   scripts/mutate.py --ratchet ...             fail if a target falls below min(its row's rate, 90%)
-  scripts/mutate.py --budget SECONDS ...      start no new target after SECONDS (CI)
+  scripts/mutate.py --budget SECONDS ...      stop after SECONDS: targets not finished are listed as
+                                              not run, not judged (CI)
   scripts/mutate.py --from-json A.json ... --write-doc   the doc from earlier runs' --json
   scripts/mutate.py --list ID                 print the mutants of ID (ids and diffs), run nothing
 
@@ -104,6 +105,8 @@ EQUIV = ROOT / "scripts" / "mutants-equivalent.toml"
 KILLS = ROOT / "target" / "mutate-case-kills.json"
 PGLAST_VERSION = "8.7"
 TARGET = 0.90
+# what the second cluster preloads (for cases with `preloaded`)
+PRELOAD = ("pg_stat_statements",)
 
 
 # ---------------------------------------------------------------- catalog
@@ -482,6 +485,8 @@ def make_mutants(target, sql, kind, is_check):
     edits = site_edits(trees[0].stmt, kind, is_check)
     mutants, seen, made_sql = [], {}, set()
     for op, path, edit in edits:
+        # making a large block's mutants (pglast deparsing) takes minutes under load
+        within_budget()
         root = pglast.parse_sql(sql)[0].stmt
         node = get(root, path) if path else root
         before = text(node) if node is not None else ""
@@ -865,7 +870,7 @@ class Worker:
     def get(self, preloaded):
         if preloaded:
             if self.preload is None:
-                self.preload = Cluster(["shared_preload_libraries = 'pg_stat_statements'"])
+                self.preload = Cluster([f"shared_preload_libraries = '{','.join(PRELOAD)}'"])
             return self.preload
         if self.plain is None:
             self.plain = Cluster()
@@ -939,7 +944,15 @@ class Runner:
             (Path(d) / "lib" / f"{lib[0]}.sql").write_text(lib[1])
         tests = self.ordered_cases(cid)
         if preloaded_only:
-            tests = [t for t in tests if t.get("preloaded")]
+            # on the preloaded server only the cases that need it run (the others ran
+            # on the plain server). They are kept in the file, marked not_preloaded, so
+            # that `checks test` skips them there (a case's unmet requirement): the
+            # loader still sees a passing and a failing case (with only the preloaded
+            # cases written, a check whose preloaded cases all pass, or all fail, was
+            # rejected: "needs a [[test]] that passes and one that fails")
+            tests = [t if t.get("preloaded") else
+                     dict(t, not_preloaded=sorted(set(t.get("not_preloaded", [])) | set(PRELOAD)))
+                     for t in tests]
         c = dict(c, test=tests)
         (Path(d) / f"{cid}.toml").write_text(toml_check(c, check_sql if check_sql is not None else c["sql"]))
 
@@ -963,9 +976,15 @@ class Runner:
                 for name, check_sql, lib in live:
                     self.write_dir(Path(d) / "variants" / name, cid, check_sql, lib, preloaded_only=pre)
                 url = self.worker().get(pre).url
-                r = subprocess.run([self.binary, "checks", "test", str(Path(d) / "base"), "--only", cid,
-                                    "--variants", str(Path(d) / "variants"), "--database-url", url],
-                                   capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                try:
+                    # --budget is a hard limit: a share still running then is stopped
+                    # and its target reported as not finished (not a failure)
+                    r = subprocess.run([self.binary, "checks", "test", str(Path(d) / "base"), "--only", cid,
+                                        "--variants", str(Path(d) / "variants"), "--database-url", url],
+                                       capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                       timeout=remaining())
+                except subprocess.TimeoutExpired:
+                    raise OutOfBudget()
                 if r.returncode != 0:
                     return None, (r.stdout + r.stderr).strip()[:2000]
                 for line in r.stdout.splitlines():
@@ -993,6 +1012,14 @@ class OutOfBudget(Exception):
 def within_budget():
     if DEADLINE[0] is not None and time.time() > DEADLINE[0]:
         raise OutOfBudget()
+
+
+def remaining():
+    """Seconds left of --budget (None: no budget)."""
+    if DEADLINE[0] is None:
+        return None
+    within_budget()
+    return max(1.0, DEADLINE[0] - time.time())
 
 
 def target_mutants(runner, target, equivalent):
@@ -1314,6 +1341,8 @@ def run_targets(runner, targets, equivalent, a):
             if p["made"] is None:
                 try:
                     p["made"] = target_mutants(runner, t, equivalent)
+                except OutOfBudget:
+                    raise
                 except Exception as e:
                     p["made"] = (None, [], [])
                     p["error"] = f"not parsed: {e}"
@@ -1344,15 +1373,20 @@ def run_targets(runner, targets, equivalent, a):
         except BaselineFails as e:
             with lock:
                 p["error"] = str(e)
+        except OutOfBudget:
+            with lock:
+                p["error"] = p["error"] or f"not run: --budget {a.budget:.0f} s spent before it finished"
         with lock:
             p["spent"] += time.time() - t1
         return t
 
     tasks = [(t, i) for t, p in plans.items() for i in p["chunks"]]
     # the largest first; a target's next share after the next target's first, so that
-    # the workers do not both wait for the same target's mutants to be made
-    rank = {t: r for r, t in enumerate(sorted(plans, key=lambda t: -plans[t]["n"] / len(plans[t]["chunks"])
-                                              * max(1, plans[t]["cases"])))}
+    # the workers do not both wait for the same target's mutants to be made. Under
+    # --budget the smallest first: as many targets as fit are judged, and the budget
+    # cuts the largest (CI: a change to lib:policy_analysis does not fit anyway)
+    size = lambda t: plans[t]["n"] / len(plans[t]["chunks"]) * max(1, plans[t]["cases"])  # noqa: E731
+    rank = {t: r for r, t in enumerate(sorted(plans, key=lambda t: size(t) if a.budget else -size(t)))}
     tasks.sort(key=lambda ti: rank[ti[0]] + 1.5 * ti[1])
     ex = cf.ThreadPoolExecutor(max_workers=a.jobs)
     try:
@@ -1402,7 +1436,8 @@ def main():
     ap.add_argument("--ratchet", action="store_true",
                     help="exit 1 if a target falls below min(its row's rate, 90%%) in the doc")
     ap.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                    help="start no new target after this long (the rest are listed as not run)")
+                    help="stop after this long: no share starts later, and the shares still running "
+                         "are stopped; targets not finished are listed as not run, not judged")
     ap.add_argument("--json", metavar="FILE", help="write the results (rows with survivors' diffs) here")
     ap.add_argument("--from-json", metavar="FILE", nargs="+",
                     help="take the results of earlier runs (--json) instead of running, e.g. to --write-doc")
@@ -1478,6 +1513,9 @@ def main():
     killed = sum(r["killed"] for r in rows)
     print(f"\n{len(rows)} target(s), {made} mutants, {killed} killed, {made - killed} survived "
           f"({killed / made if made else 1:.0%}), {total:.0f} s with --jobs {a.jobs}")
+    cut = [r["target"] for r in rows if (r["error"] or "").startswith("not run")]
+    if cut:
+        print(f"{len(cut)} target(s) not finished within --budget (not judged): {', '.join(sorted(cut))}")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
     if a.write_doc:
