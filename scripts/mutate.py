@@ -387,7 +387,7 @@ def site_edits(root, kind, is_check):
     # its own tests judge (tests/fix.rs); a check's cases judge the verdicts, evidence
     # and related objects, and cannot see them. The same for a sub-select in FROM that
     # only feeds fix_* columns and always returns one row (see fix_only_subselects).
-    feeds_fix = fix_only_subselects(root) if is_check else []
+    feeds_fix = fix_paths(root) if is_check else ()
     return [e for e in edits if not in_fix_column(root, e[1])
             and not any(e[1][:len(f)] == f for f in feeds_fix)]
 
@@ -428,6 +428,32 @@ def fix_only_subselects(root):
         if not used_elsewhere:
             out.append(path)
     return out
+
+
+def fix_paths(root):
+    """The paths of a check's fix_* output columns and of the sub-selects in FROM that
+    only feed them (fix_only_subselects)."""
+    from pglast import ast
+
+    nodes = list(walk(root))
+    out = {p for p, n in nodes if isinstance(n, ast.ResTarget) and (n.name or "").startswith("fix_")}
+    out |= set(fix_only_subselects(root))
+    # a WITH query every reference to which lies in those (a CTE is computed only for
+    # its references), until nothing changes: one read only by such a CTE counts too
+    ctes = [(p, n.ctename) for p, n in nodes if isinstance(n, ast.CommonTableExpr)]
+    inside = lambda q: any(q[:len(f)] == f for f in out)  # noqa: E731
+    changed = True
+    while changed:
+        changed = False
+        for p, name in ctes:
+            if p in out:
+                continue
+            refs = [q for q, n in nodes if isinstance(n, ast.RangeVar) and n.relname == name
+                    and not n.schemaname and q[:len(p)] != p]
+            if refs and all(inside(q) for q in refs):
+                out.add(p)
+                changed = True
+    return frozenset(out)
 
 
 def in_fix_column(root, path):
@@ -741,7 +767,9 @@ class Reads:
                 tree = pglast.parse_sql(c["sql"])[0].stmt
             except Exception:
                 continue
-            self.by_check[cid] = self.closure(relation_reads(tree, self.names))
+            # what the check reads only inside its fix_* columns (or the sub-selects
+            # that only feed them) no case can see, as for the check's own mutants
+            self.by_check[cid] = self.closure(relation_reads(tree, self.names, fix_paths(tree)))
         self.engine = self.engine_reads()
 
     def dead_paths(self, block, read):

@@ -300,7 +300,11 @@ async fn check_case(
     compare_batched: bool,
 ) -> Result<(), String> {
     let server = server_info(client).await.map_err(|e| db_message(&e))?;
-    if check.sql.is_some() {
+    // A variant (a mutant, `compare_batched` false) is not held to the output contract
+    // again: the mutation operators never touch the output columns' names or types (a
+    // mutant that broke them would fail its run anyway), and the contract's prepare
+    // (a parse and analysis of the composed SQL) was an eighth of a variant's judgement.
+    if check.sql.is_some() && compare_batched {
         contract(client, catalog, check).await?;
     }
     // the audit's own session: read-only snapshot, timeouts, planner settings
