@@ -1,6 +1,6 @@
 //! Reading SQL text as psql and the server do: where a comment, a quoted string or
 //! identifier, or a dollar-quoted body that starts at some byte ends. One lexer for
-//! the psql-script rules (`db::shell`) and the migration splitter (`migrate::sqlsplit`).
+//! the psql-script rules (`db::shell`).
 
 /// If a comment, a quoted string or identifier, or a dollar-quoted body starts at byte
 /// `i` of `text`, the byte index just after it: for `--`, the newline that ends it;

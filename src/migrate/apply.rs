@@ -5,8 +5,8 @@
 use crate::db::connection::{connect, ConnectOptions};
 use crate::migrate::files::{load, MigrateError, MigrationFile, HISTORY_TABLE, STEPS_TABLE};
 use crate::migrate::locks::{classify, one_table_rule, strength, table_key, transactions};
+use crate::migrate::parse;
 use crate::migrate::preflight;
-use crate::migrate::sqlsplit;
 use crate::migrate::status::{disagreement, history, status, State};
 use refinery::{Migration, Runner, Target};
 use std::collections::HashMap;
@@ -441,7 +441,7 @@ async fn fks_for(
 /// `update t …`)", for the retry message (the blocked statement was already cancelled,
 /// so `pg_blocking_pids` of this session is empty by now: the holders are read instead).
 async fn lock_holders(client: &Client, m: &MigrationFile) -> String {
-    let tables: std::collections::BTreeSet<String> = sqlsplit::split(&m.sql)
+    let tables: std::collections::BTreeSet<String> = parse::split(&m.sql)
         .iter()
         .flat_map(|s| {
             let c = classify(s);
@@ -539,7 +539,7 @@ async fn apply_in_transaction(
     run: &Run<'_>,
 ) -> Result<(), MigrateError> {
     let all: Vec<Migration> = files.iter().map(|f| f.refinery.clone()).collect();
-    let statements = sqlsplit::split(&m.sql);
+    let statements = parse::split(&m.sql);
     let mut attempt = 0;
     loop {
         let timeout_ms = lock_timeout_for(
@@ -601,7 +601,7 @@ async fn apply_no_transaction(
         r#"(?is)^\s*create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s+on\s+(?:only\s+)?((?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*))?)"#,
     )
     .map_err(|e| MigrateError::Database(e.to_string()))?;
-    let txs = transactions(&sqlsplit::split(&m.sql), true)
+    let txs = transactions(&parse::split(&m.sql), true)
         .map_err(|e| MigrateError::Invalid(m.label(), e))?;
     let done = if txs.iter().any(|t| t.block) {
         client

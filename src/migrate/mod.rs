@@ -11,5 +11,4 @@ pub mod locks;
 pub mod parse;
 pub mod plan;
 pub mod preflight;
-pub mod sqlsplit;
 pub mod status;
