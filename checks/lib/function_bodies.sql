@@ -1,6 +1,8 @@
 -- SQL and PL/pgSQL functions and procedures outside the system schemas, with the
 -- text of their body: prosrc, or, for a SQL-standard body (BEGIN ATOMIC, server
--- >= 14, whose prosrc is empty), the definition pg_get_functiondef prints.
+-- >= 14, whose prosrc is empty), the definition pg_get_functiondef prints without
+-- its SET clauses (` SET name TO value` lines: a value for the call only, not a
+-- statement of the body).
 -- Functions of every schema are listed (a claim or a setter may live outside the
 -- scope); in_scope says whether the function itself is judged: its schema is in
 -- scope (scope.schemas, else any schema not owned by an extension) and it is not
@@ -14,7 +16,7 @@ select p.oid,
        n.nspname || '.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')' as object,
        l.lanname::text as language,
        case when coalesce(p.prosrc, '') ~ '\S' then p.prosrc
-            else pg_get_functiondef(p.oid) end as body,
+            else regexp_replace(pg_get_functiondef(p.oid), '^ SET [^\n]*\n', '', 'gn') end as body,
        ((cardinality((select schemas from params)) = 0
          and not exists (select 1 from pg_depend d
                          where d.classid = 'pg_namespace'::regclass and d.objid = n.oid
