@@ -100,14 +100,14 @@ select coalesce((select (extract(epoch from clock_timestamp() - a.query_start) *
                         || coalesce((select left(regexp_replace(b.query, '\s+', ' ', 'g'), 90) from pg_stat_activity b
                                      where b.pid = any(pg_blocking_pids(a.pid)) limit 1), '?')
                  from pg_stat_activity a
-                 where a.application_name = 'pgbench' and a.wait_event_type = 'Lock'
+                 where a.application_name = 'pgbench' and a.datname = current_database() and a.wait_event_type = 'Lock'
                  order by a.wait_event <> 'relation', a.query_start limit 1), '0|none|')
        || '|' ||
        coalesce((select (extract(epoch from clock_timestamp() - l.waitstart) * 1000)::int || '|'
                         || coalesce((select left(regexp_replace(b.query, '\s+', ' ', 'g'), 90) from pg_stat_activity b
                                      where b.pid = any(pg_blocking_pids(l.pid)) limit 1), '?')
                  from pg_locks l join pg_stat_activity a on a.pid = l.pid
-                 where a.application_name = 'pgbench' and not l.granted and l.locktype = 'relation'
+                 where a.application_name = 'pgbench' and a.datname = current_database() and not l.granted and l.locktype = 'relation'
                  order by l.waitstart limit 1), '0|')
 \watch 0.01
 SQL
