@@ -74,6 +74,8 @@ Usage:
                                               not run, not judged (CI)
   scripts/mutate.py --from-json A.json ... --write-doc   the doc from earlier runs' --json
   scripts/mutate.py --list ID                 print the mutants of ID (ids and diffs), run nothing
+  scripts/mutate.py --also-pg BIN ...         survivors run the cases again on that server (bin dir of
+                                              another PostgreSQL version); killed there counts as killed
 
 Needs: pip install pglast==8.7 (only for mutating; --check-doc needs nothing) and a built
 binary (--bin, default target/release/pg-integrity).
@@ -847,10 +849,17 @@ def bindir():
     sys.exit("no PostgreSQL server binaries (set PG_INTEGRITY_PG_BIN)")
 
 
+def server_version(bin_dir):
+    """'18.1' from `postgres --version` in bin_dir."""
+    r = subprocess.run([str(Path(bin_dir) / "postgres"), "--version"], capture_output=True, text=True)
+    m = re.search(r"(\d+(?:\.\d+)?)", r.stdout)
+    return m.group(1) if m else str(bin_dir)
+
+
 class Cluster:
-    def __init__(self, settings=()):
+    def __init__(self, settings=(), bin_dir=None):
         self.dir = tempfile.mkdtemp(prefix="pgi-mutate-")
-        self.bin = bindir()
+        self.bin = Path(bin_dir) if bin_dir else bindir()
         self.pre = None
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
@@ -889,25 +898,22 @@ class Cluster:
 
 
 class Worker:
-    """One worker's clusters: a plain one, and one with pg_stat_statements preloaded."""
+    """One worker's clusters: a plain one, and one with pg_stat_statements preloaded,
+    per server (the default one, and each --also-pg)."""
 
     def __init__(self):
-        self.plain = None
-        self.preload = None
+        self.clusters = {}
 
-    def get(self, preloaded):
-        if preloaded:
-            if self.preload is None:
-                self.preload = Cluster([f"shared_preload_libraries = '{','.join(PRELOAD)}'"])
-            return self.preload
-        if self.plain is None:
-            self.plain = Cluster()
-        return self.plain
+    def get(self, preloaded, bin_dir=None):
+        key = (bin_dir, bool(preloaded))
+        if key not in self.clusters:
+            settings = [f"shared_preload_libraries = '{','.join(PRELOAD)}'"] if preloaded else []
+            self.clusters[key] = Cluster(settings, bin_dir)
+        return self.clusters[key]
 
     def stop(self):
-        for c in (self.plain, self.preload):
-            if c:
-                c.stop()
+        for c in self.clusters.values():
+            c.stop()
 
 
 # ---------------------------------------------------------------- running
@@ -984,7 +990,7 @@ class Runner:
         c = dict(c, test=tests)
         (Path(d) / f"{cid}.toml").write_text(toml_check(c, check_sql if check_sql is not None else c["sql"]))
 
-    def run_variants(self, cid, base, variants):
+    def run_variants(self, cid, base, variants, bin_dir=None):
         """Check cid's cases against each variant: base = (check_sql, lib) of the
         unmutated (deparsed) check, variants = [(name, check_sql, lib)]. Each case is
         set up once and every variant still alive judged in it (`checks test
@@ -1003,7 +1009,7 @@ class Runner:
                 self.write_dir(Path(d) / "base", cid, *base, preloaded_only=pre)
                 for name, check_sql, lib in live:
                     self.write_dir(Path(d) / "variants" / name, cid, check_sql, lib, preloaded_only=pre)
-                url = self.worker().get(pre).url
+                url = self.worker().get(pre, bin_dir).url
                 try:
                     # --budget is a hard limit: a share still running then is stopped
                     # and its target reported as not finished (not a failure)
@@ -1090,7 +1096,7 @@ def lib_users(runner, name):
     return block_users(runner.checks, runner.libs, name)
 
 
-def run_chunk(runner, target, base, chunk, verbose):
+def run_chunk(runner, target, base, chunk, verbose, bin_dir=None):
     """One share of a target's mutants: {mutant id: verdict dict}, or raises
     BaselineFails. A block's mutants run against each check using it in turn, the
     next check taking only those still alive."""
@@ -1107,9 +1113,10 @@ def run_chunk(runner, target, base, chunk, verbose):
             mine = [m for m in alive if cid in m.get("users", users)]
             if not mine:
                 continue
-            got, err = runner.run_variants(cid, (None, (name, base)), [(m["id"], None, (name, m["sql"])) for m in mine])
+            got, err = runner.run_variants(cid, (None, (name, base)), [(m["id"], None, (name, m["sql"])) for m in mine],
+                                           bin_dir)
             if err:
-                raise BaselineFails(f"baseline (deparsed, unmutated) fails with {cid}: {err}")
+                raise BaselineFails(f"baseline (deparsed, unmutated) fails with {cid}{on(bin_dir)}: {err}")
             for mid, v in got.items():
                 if v["verdict"] != "survived":
                     verdicts[mid] = dict(v, check=cid)
@@ -1123,9 +1130,9 @@ def run_chunk(runner, target, base, chunk, verbose):
         for m in alive:
             verdicts[m["id"]] = {"variant": m["id"], "verdict": "survived"}
     else:
-        got, err = runner.run_variants(target, (base, None), [(m["id"], m["sql"], None) for m in chunk])
+        got, err = runner.run_variants(target, (base, None), [(m["id"], m["sql"], None) for m in chunk], bin_dir)
         if err:
-            raise BaselineFails(f"baseline (deparsed, unmutated) fails: {err}")
+            raise BaselineFails(f"baseline (deparsed, unmutated) fails{on(bin_dir)}: {err}")
         verdicts = got
     if verbose:
         for mid, v in sorted(verdicts.items()):
@@ -1138,6 +1145,10 @@ def run_chunk(runner, target, base, chunk, verbose):
 
 class BaselineFails(Exception):
     pass
+
+
+def on(bin_dir):
+    return f" on PostgreSQL {server_version(bin_dir)} ({bin_dir})" if bin_dir else ""
 
 
 def make_row(target, kept, eq, verdicts, error, seconds, users=None):
@@ -1154,6 +1165,10 @@ def make_row(target, kept, eq, verdicts, error, seconds, users=None):
         v = verdicts.get(m["id"], {"verdict": "survived"})
         if v["verdict"] == "killed":
             row["killed"] += 1
+            if v.get("server"):
+                # killed only by a case on another server version (--also-pg)
+                also = row.setdefault("also", {})
+                also[v["server"]] = also.get(v["server"], 0) + 1
         elif v["verdict"] == "undecided":
             # neither killed nor survived; not counted as killed
             row["undecided"].append(dict(m, why=v.get("why", "")))
@@ -1173,7 +1188,8 @@ def print_row(row):
     undecided = row.get("undecided", [])
     print(f"{row['target']}: made {row['made']}, killed {row['killed']}, survived {len(row['survived'])}, "
           + (f"undecided {len(undecided)}, " if undecided else "")
-          + f"equivalent {row['equivalent']}, rate {rate(row):.0%} ({row.get('seconds', 0)} s)")
+          + f"equivalent {row['equivalent']}, rate {rate(row):.0%} ({row.get('seconds', 0)} s)"
+          + "".join(f"; {n} killed only on PostgreSQL {ver}" for ver, n in sorted(row.get("also", {}).items())))
     for m in row.get("unread", []):
         print(f"  equivalent {m['id']}: {m['why']}")
     for m in row["survived"]:
@@ -1243,8 +1259,10 @@ def doc_line(row, last):
     if row["error"]:
         return f"| `{row['target']}` | - | - | - | - | {row['error'][:80]} | {last} |"
     r = rate(row)
+    also = "".join(f", {n} killed only on PG {ver.split('.')[0]}" for ver, n in sorted(row.get("also", {}).items()))
+    note = ("below 90%" if r < TARGET else "") + also
     return (f"| `{row['target']}` | {row['made']} | {row['killed']} | {len(row['survived'])} | {row['equivalent']} | "
-            f"{r * 100:.0f}%{'' if r >= TARGET else ' (below 90%)'} | {last} |")
+            f"{r * 100:.0f}%{' (' + note.lstrip(', ') + ')' if note else ''} | {last} |")
 
 
 def write_doc(checks, libs, rows, snapshot):
@@ -1396,6 +1414,16 @@ def run_targets(runner, targets, equivalent, a):
             chunk = share(t, i)
             if chunk and not p["error"]:
                 got = run_chunk(runner, t, p["made"][0], chunk, a.verbose)
+                # --also-pg: the survivors against the cases on another server version
+                # (version-gated cases run there); a mutant killed there is killed
+                for alt in a.also_pg or ():
+                    alive = [m for m in chunk if got.get(m["id"], {}).get("verdict", "survived") == "survived"]
+                    if not alive:
+                        break
+                    more = run_chunk(runner, t, p["made"][0], alive, a.verbose, alt)
+                    for mid, v in more.items():
+                        if v["verdict"] != "survived":
+                            got[mid] = dict(v, server=server_version(alt))
                 with lock:
                     p["verdicts"].update(got)
         except BaselineFails as e:
@@ -1469,6 +1497,10 @@ def main():
     ap.add_argument("--json", metavar="FILE", help="write the results (rows with survivors' diffs) here")
     ap.add_argument("--from-json", metavar="FILE", nargs="+",
                     help="take the results of earlier runs (--json) instead of running, e.g. to --write-doc")
+    ap.add_argument("--also-pg", metavar="BIN", action="append",
+                    help="a PostgreSQL bin directory (e.g. /opt/pg-integrity/pg18/native/bin): the "
+                         "survivors run the cases again on a server of that version, and a mutant a "
+                         "case kills there counts as killed (version-gated cases); repeatable")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
     # `timeout` (CI) sends SIGTERM: stop as on ^C, so that the clusters are stopped
@@ -1529,6 +1561,9 @@ def main():
 
     if not Path(a.bin).exists():
         sys.exit(f"{a.bin} not found: cargo build --release (or --bin)")
+    for alt in a.also_pg or ():
+        if not (Path(alt) / "initdb").exists():
+            sys.exit(f"--also-pg {alt}: no initdb there (a PostgreSQL bin directory)")
     pg()
     equivalent = load_equivalent()
     runner = Runner(a.bin, checks, libs, a.jobs)
