@@ -292,6 +292,20 @@ fn corpus_round_trips() {
     }
 }
 
+/// The first column of every row `sql` returns.
+async fn first_column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Vec<T> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// The catalog's definition of a constraint, or None.
 fn constraint_def(db: &TestDb, table: &str, name: &str) -> Option<String> {
     sync(async {
@@ -360,16 +374,7 @@ fn tenant_scoped_foreign_keys_are_replaced_keeping_on_delete() {
         let client = db.client().await;
         // plain indexes the new UNIQUE (tenant_id, id) or the child's (event_id, tenant_id)
         // start with are dropped; the others stay
-        let idx: Vec<String> = client
-            .query(
-                "select indexrelid::regclass::text from pg_index where indrelid in ('events'::regclass, 'tickets'::regclass) order by 1",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let idx: Vec<String> = first_column(&client, "select indexrelid::regclass::text from pg_index where indrelid in ('events'::regclass, 'tickets'::regclass) order by 1").await;
         assert_eq!(
             idx,
             [
@@ -526,13 +531,8 @@ fn membership_model_policies_read_the_memberships_once_and_fail_closed() {
                     ))
                     .await
                     .unwrap();
-                let ids: Vec<i32> = client
-                    .query("select id from documents order by id", &[])
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
+                let ids: Vec<i32> =
+                    first_column(&client, "select id from documents order by id").await;
                 client.batch_execute("rollback").await.unwrap();
                 ids
             }
@@ -682,18 +682,9 @@ fn an_idempotency_table_is_written_only_when_asked_with_the_schemas_key_types() 
     );
     sync(async {
         let client = db.client().await;
-        let types: Vec<String> = client
-            .query(
-                "select format_type(atttypid, atttypmod) from pg_attribute
+        let types: Vec<String> = first_column(&client, "select format_type(atttypid, atttypmod) from pg_attribute
                  where attrelid = 'idempotency_keys'::regclass and attname in ('tenant_id', 'user_id', 'response_body', 'expires_at')
-                 order by attname",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+                 order by attname").await;
         assert_eq!(types, ["timestamp with time zone", "jsonb", "uuid", "uuid"]);
         // the application claims a key once per tenant; another tenant does not see it
         let claim = "begin; set local role idem_fix_app; set local app.current_tenant = '00000000-0000-0000-0000-00000000000a';

@@ -53,6 +53,19 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// How many of the relations `names` exist.
+async fn relations(db: &TestDb, names: &[&str]) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            "select count(*) from pg_class where relname = any($1)",
+            &[&names],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 const BASE: &str = "create table parents(id int primary key); create table children(id int primary key, parent_id int, note text);
                     insert into parents values (1), (2); insert into children values (10, 1, 'a'), (11, 2, 'b');";
 
@@ -593,10 +606,7 @@ fn all_preflights_run_before_the_first_migration() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("V2__fk"), "{err}");
     assert_eq!(
-        sync(count(
-            &db,
-            "select count(*) from pg_class where relname in ('marker', 'refinery_schema_history')"
-        )),
+        sync(relations(&db, &["marker", "refinery_schema_history"])),
         0,
         "V1 was not applied: V2's preflight refused first"
     );
@@ -773,10 +783,7 @@ fn dry_run_runs_every_preflight_and_exits_1_when_one_would_refuse() {
         "{text}"
     );
     assert_eq!(
-        sync(count(
-            &db,
-            "select count(*) from pg_class where relname in ('marker', 'refinery_schema_history')"
-        )),
+        sync(relations(&db, &["marker", "refinery_schema_history"])),
         0,
         "a dry run changes nothing, history table included"
     );
@@ -958,9 +965,9 @@ fn a_no_transaction_migration_the_parser_cannot_delimit_is_refused_before_anythi
         "{err}"
     );
     assert_eq!(
-        sync(count(
+        sync(relations(
             &db,
-            "select count(*) from pg_class where relname in ('marker', 'children_note', 'refinery_schema_history')"
+            &["marker", "children_note", "refinery_schema_history"]
         )),
         0,
         "refused before the first migration"
