@@ -532,7 +532,7 @@ fn membership_model_policies_read_the_memberships_once_and_fail_closed() {
                     .await
                     .unwrap();
                 let ids: Vec<i32> =
-                    first_column(&client, "select id from documents order by id").await;
+                    first_column(client, "select id from documents order by id").await;
                 client.batch_execute("rollback").await.unwrap();
                 ids
             }
