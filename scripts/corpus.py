@@ -57,18 +57,20 @@ failed = False
 entries = args.entries or sorted(e for e in os.listdir(corpus) if os.path.isdir(os.path.join(corpus, e)))
 summary = []
 for entry in entries:
-    db, files = load_command(entry)
-    db = db if entry == "chinook" else f"{args.db_prefix}{entry.replace('-', '_')}"
+    _, files = load_command(entry)
+    # Every entry loads into a database of its own name under --db-prefix. A file that
+    # manages its own database (chinook: DROP DATABASE …; CREATE DATABASE …; \c …) is
+    # loaded without those statements, so that runs with different prefixes do not share
+    # (and drop) one database, and the audit reads the database the file filled.
+    db = f"{args.db_prefix}{entry.replace('-', '_')}"
     maintenance = "postgres"
     psql(maintenance, "-c", f'drop database if exists "{db}" with (force)', check=False)
-    if entry == "chinook":
-        target_db = maintenance  # the file creates and connects to its own database
-    else:
-        psql(maintenance, "-c", f'create database "{db}"')
-        target_db = db
+    psql(maintenance, "-c", f'create database "{db}"')
+    own_db = re.compile(r"(?im)^\s*(drop\s+database\s+if\s+exists\s+\w+\s*;|create\s+database\s+\w+\s*;|\\c(onnect)?\s+\w+\s*;?)\s*$")
+    script = "".join(own_db.sub("", open(os.path.join(corpus, entry, f)).read()) + "\n" for f in files)
     t = time.time()
-    load = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", f"{args.server} dbname={target_db}",
-                           *sum((["-f", f] for f in files), [])], cwd=os.path.join(corpus, entry), capture_output=True, text=True)
+    load = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", f"{args.server} dbname={db}"],
+                          input=script, cwd=os.path.join(corpus, entry), capture_output=True, text=True)
     load_s = time.time() - t
     errors = load.stderr.count("ERROR:")
     t = time.time()
