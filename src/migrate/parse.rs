@@ -188,6 +188,16 @@ pub fn split(sql: &str) -> Vec<String> {
     statements(sql).into_iter().map(|s| s.sql).collect()
 }
 
+/// The syntax trees of the statements the parser could read, in order (see
+/// [`statements`]); text it could not read is left out.
+pub fn trees(sql: &str) -> Vec<ast::Stmt> {
+    statements(sql)
+        .into_iter()
+        .filter(|s| s.error.is_none())
+        .filter_map(|s| parse_one(&s.sql).ok())
+        .collect()
+}
+
 /// One statement's syntax tree, or the parser's error. More than one statement in `sql`
 /// is an error too.
 pub fn parse_one(sql: &str) -> Result<ast::Stmt, SyntaxError> {

@@ -283,12 +283,9 @@ pub enum FkChange {
 pub fn fk_changes(sql: &str) -> Vec<FkChange> {
     use ast::AlterTableAction as A;
     let mut out = vec![];
-    for s in parse::statements(sql) {
-        if s.error.is_some() {
-            continue;
-        }
-        match parse::parse_one(&s.sql) {
-            Ok(ast::Stmt::CreateTable(t)) => {
+    for s in parse::trees(sql) {
+        match s {
+            ast::Stmt::CreateTable(t) => {
                 let Some(table) = t.table_name().and_then(|n| n.path()) else {
                     continue;
                 };
@@ -303,7 +300,7 @@ pub fn fk_changes(sql: &str) -> Vec<FkChange> {
                     out.extend(fk_added(&table, &c, column));
                 }
             }
-            Ok(ast::Stmt::AlterTable(a)) => {
+            ast::Stmt::AlterTable(a) => {
                 let Some(table) = a
                     .table_relation_name()
                     .and_then(|t| t.table_name_ref())
@@ -336,7 +333,7 @@ pub fn fk_changes(sql: &str) -> Vec<FkChange> {
                     }
                 }
             }
-            Ok(ast::Stmt::DropTable(d)) => {
+            ast::Stmt::DropTable(d) => {
                 for t in d.table_name_refs() {
                     out.push(FkChange::TableDropped {
                         table: name_text(t.syntax()),

@@ -53,13 +53,10 @@ pub fn todo(sql: &str) -> Option<&str> {
 /// parser cannot read adds nothing here (the server reports its own error when it runs).
 pub fn rules(sql: &str) -> Vec<Rule> {
     let mut out = vec![];
-    for stmt in parse::statements(sql) {
-        if stmt.error.is_some() {
-            continue;
-        }
-        match parse::parse_one(&stmt.sql) {
-            Ok(ast::Stmt::CreateIndex(ci)) => out.extend(unique_index(&ci)),
-            Ok(ast::Stmt::AlterTable(a)) => out.extend(alter_table(&a)),
+    for stmt in parse::trees(sql) {
+        match stmt {
+            ast::Stmt::CreateIndex(ci) => out.extend(unique_index(&ci)),
+            ast::Stmt::AlterTable(a) => out.extend(alter_table(&a)),
             _ => {}
         }
     }
