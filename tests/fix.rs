@@ -10,7 +10,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{assert_exit, cli, json_report, sync, TestDb};
+use support::{assert_exit, cli, first_column, json_report, sync, TestDb};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -290,20 +290,6 @@ fn corpus_round_trips() {
         let n = round_trip(entry, &db, config.path());
         eprintln!("[{entry}] round trip passed with {n} migration(s)");
     }
-}
-
-/// The first column of every row `sql` returns.
-async fn first_column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
-    client: &tokio_postgres::Client,
-    sql: &str,
-) -> Vec<T> {
-    client
-        .query(sql, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// The catalog's definition of a constraint, or None.

@@ -14,7 +14,7 @@ use pg_integrity::migrate::locks::{migration_rules, strength, table_key, MODES};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{assert_exit, cli, sync, TestDb};
+use support::{assert_exit, cli, first_column, sync, TestDb};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -301,14 +301,7 @@ async fn catalog(db: &TestDb) -> Vec<String> {
         select 'setting ' || setrole::regrole || ' ' || setconfig::text
           from pg_db_role_setting where setdatabase = (select oid from pg_database where datname = current_database())
         order by 1";
-    db.client()
-        .await
-        .query(sql, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    first_column(&db.client().await, sql).await
 }
 
 /// 8 appliers at once on one database: every one succeeds (waiting for the advisory

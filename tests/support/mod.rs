@@ -186,3 +186,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn sync<F: std::future::Future>(f: F) -> F::Output {
     runtime().block_on(f)
 }
+
+/// The first column of every row `sql` returns.
+pub async fn first_column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Vec<T> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
