@@ -540,13 +540,14 @@ async fn apply_in_transaction(
 ) -> Result<(), MigrateError> {
     let all: Vec<Migration> = files.iter().map(|f| f.refinery.clone()).collect();
     let statements = parse::split(&m.sql);
+    // The catalog's foreign keys are read once, not on every attempt.
+    let timeout_ms = lock_timeout_for(
+        run.opts.lock_timeout_ms,
+        &statements,
+        &fks_for(client, &statements).await?,
+    );
     let mut attempt = 0;
     loop {
-        let timeout_ms = lock_timeout_for(
-            run.opts.lock_timeout_ms,
-            &statements,
-            &fks_for(client, &statements).await?,
-        );
         client
             .batch_execute(&format!("set lock_timeout = {timeout_ms}"))
             .await?;
@@ -632,6 +633,11 @@ async fn apply_no_transaction(
             continue;
         }
         let stmt = &tx.statements[0];
+        let timeout_ms = lock_timeout_for(
+            run.opts.lock_timeout_ms,
+            &tx.statements,
+            &fks_for(client, &tx.statements).await?,
+        );
         let mut attempt = 0;
         loop {
             // Before every attempt: a concurrent build that gave up (a lock timeout in one
@@ -640,11 +646,6 @@ async fn apply_no_transaction(
             if let Some(c) = index_re.captures(stmt) {
                 drop_invalid_index(client, &c[1], &c[2]).await?;
             }
-            let timeout_ms = lock_timeout_for(
-                run.opts.lock_timeout_ms,
-                &tx.statements,
-                &fks_for(client, &tx.statements).await?,
-            );
             client
                 .batch_execute(&format!("set lock_timeout = {timeout_ms}"))
                 .await?;
@@ -719,12 +720,12 @@ async fn apply_block(
     let mut attempt = 0;
     // Each statement on its own lines, so that a trailing comment cannot swallow the `;`.
     let body = format!("{}\n;\ncommit", statements.join("\n;\n"));
+    let timeout_ms = lock_timeout_for(
+        run.opts.lock_timeout_ms,
+        statements,
+        &fks_for(client, statements).await?,
+    );
     loop {
-        let timeout_ms = lock_timeout_for(
-            run.opts.lock_timeout_ms,
-            statements,
-            &fks_for(client, statements).await?,
-        );
         let attempt_once = async {
             client
                 .batch_execute(&format!("begin; set local lock_timeout = {timeout_ms}"))
