@@ -74,6 +74,7 @@ Usage:
                                               not run, not judged (CI)
   scripts/mutate.py --from-json A.json ... --write-doc   the doc from earlier runs' --json
   scripts/mutate.py --list ID                 print the mutants of ID (ids and diffs), run nothing
+  scripts/mutate.py --mutant ID ...           only the mutants whose id starts with ID (repeatable)
   scripts/mutate.py --also-pg BIN ...         survivors run the cases again on that server (bin dir of
                                               another PostgreSQL version); killed there counts as killed
 
@@ -1037,6 +1038,8 @@ class Runner:
 
 
 DEADLINE = [None]
+# --mutant: only the mutants whose id starts with one of these (re-running survivors)
+ONLY_MUTANTS = []
 
 
 class OutOfBudget(Exception):
@@ -1067,6 +1070,8 @@ def target_mutants(runner, target, equivalent):
     else:
         c = runner.checks[target]
         base, mutants = make_mutants(target, c["sql"], c.get("kind"), True)
+    if ONLY_MUTANTS:
+        mutants = [m for m in mutants if any(m["id"].startswith(x) for x in ONLY_MUTANTS)]
     kept, eq = [], []
     for m in mutants:
         if (target, m["id"]) in equivalent:
@@ -1501,11 +1506,17 @@ def main():
                     help="a PostgreSQL bin directory (e.g. /opt/pg-integrity/pg18/native/bin): the "
                          "survivors run the cases again on a server of that version, and a mutant a "
                          "case kills there counts as killed (version-gated cases); repeatable")
+    ap.add_argument("--mutant", metavar="ID", action="append",
+                    help="only the mutants whose id starts with ID (repeatable; e.g. the survivors of an "
+                         "earlier run); the row is then not a measurement of the target: no --write-doc")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
     # `timeout` (CI) sends SIGTERM: stop as on ^C, so that the clusters are stopped
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
+    if a.mutant and (a.write_doc or a.ratchet):
+        sys.exit("--mutant runs part of a target: not with --write-doc or --ratchet")
+    ONLY_MUTANTS[:] = a.mutant or []
     checks, libs = load_checks(), load_libs()
     if a.check_doc:
         stale = check_doc(checks, libs)
