@@ -40,7 +40,8 @@ judged by tests/fix.rs; a check's cases cannot see it), nor inside a sub-select 
 that only feeds such columns and always returns one row (aggregates, no GROUP BY).
 Building-block mutants (flip_cmp, drop_conjunct, swap_case, flip_order on checks/lib/X.sql,
 "drop a uses block's filter") are made once per block and run against the cases of each
-check that names the block in `uses`, in turn, until one kills it; they are counted in the
+check that uses the block (naming it in `uses` or through another block), in turn, until
+one kills it; they are counted in the
 block's own row, not in each check's. A block mutant inside one of the block's output
 columns runs only against the checks that read that column (directly, or through a column
 of another block they read: class Reads, from the parsed SQL; any reference that might be
@@ -178,12 +179,17 @@ def block_closure(libs, uses):
 
 
 def block_users(checks, libs, name):
-    """The checks whose cases judge a block's mutants: those naming it in `uses`; for a
-    block no check names (only other blocks require it), the checks that reach it
-    through those blocks."""
+    """The checks whose cases judge a block's mutants: every check that uses it, naming
+    it in `uses` or reaching it through another block it names (a mutant in one of the
+    block's columns then runs only against those of them that read the column: Reads).
+    Until session 12 only the checks naming it ran a block's mutants when there were
+    any: a mutant in a column read only through another block (lib:column_types'
+    not_null_domain, read by schema.not_null through column_nullability) was counted a
+    survivor that no case could kill."""
     auto = [cid for cid in sorted(checks) if automated(checks[cid])]
     direct = [cid for cid in auto if name in checks[cid].get("uses", [])]
-    return direct or [cid for cid in auto if name in block_closure(libs, checks[cid].get("uses", []))]
+    return direct + [cid for cid in auto if cid not in direct
+                     and name in block_closure(libs, checks[cid].get("uses", []))]
 
 
 def lib_hash(checks, libs, name):
@@ -1081,8 +1087,7 @@ def target_mutants(runner, target, equivalent):
             reads = runner.reads()
             col = reads.column_of(name, m["path"])
             seen_by = reads.users(name, col)
-            # judged by the checks naming the block (block_users); one that only
-            # checks reaching it through other blocks can see survives them unrun
+            # judged by the checks using the block that read the column (block_users)
             m["users"] = [u for u in seen_by if u in lib_users(runner, name)]
             if not seen_by:
                 engine = col in reads.engine.get(name, ()) if col else False
@@ -1216,9 +1221,9 @@ Written by `scripts/mutate.py` (issue 18); do not edit the tables by hand.
 Each mutant is the check's SQL (or a building block's) broken one plausible way; it is
 *killed* when one of the check's own `[[test]]` cases fails against it. Equivalent
 mutants are listed with their reason in `scripts/mutants-equivalent.toml` and not
-counted. A block's mutants run against the cases of every check that uses it (a block
-only other blocks require: the checks reaching it through them), those checks whose
-cases killed most of the block's mutants before first. `scripts/mutate.py --all
+counted. A block's mutants run against the cases of every check that uses it (naming
+it in `uses` or through another block), those checks whose cases killed most of the
+block's mutants before first. `scripts/mutate.py --all
 --write-doc` measures the whole catalog and writes every row.
 Target: every automated check kills >= 90% of its mutants.
 
