@@ -232,6 +232,22 @@ async fn probe_one(client: &Client, step: &Step) -> Result<Row3, String> {
                     "inconclusive: the probe's query failed with {message} ({code}), which is not a refusal by a policy or a privilege, so it shows nothing about isolation"
                 ),
             )),
+            // A query the server could not plan (class 42: an undefined function or
+            // operator, such as no equality for a `point` tenant column's count)
+            // failed before any policy ran: it proves nothing, not even with the
+            // context unset. 42704 is a policy's current_setting() of a setting that
+            // does not exist: a refusal, below.
+            Stop::Other(message, code)
+                if step.error_refuses && code.starts_with("42") && code != "42704" =>
+            {
+                Ok((
+                    step.object.clone(),
+                    None,
+                    format!(
+                        "inconclusive: the probe's query failed with {message} ({code}) before any policy ran, so it shows nothing about isolation"
+                    ),
+                ))
+            }
             // A probe run with the context unset on purpose: a policy that errors when
             // a setting is unset (or casts it) fails closed, a refusal.
             Stop::Other(message, _) if step.error_refuses => Ok((
