@@ -1230,9 +1230,9 @@ Target: every automated check kills >= 90% of its mutants.
 Rows under "Checks" and "Building blocks" are kept fresh: `hash` is what a row was
 measured on (the check file; for a block, the block and the files of the checks using
 it), and `tests/test_strength.rs` fails when it no longer matches. Rerun
-`scripts/mutate.py --write-doc ID` (or `lib:NAME`) for that row. CI reruns the mutation
-of the checks changed since `MUTATE_BASE` and fails when one falls below what its row
-says (or below 90% for a row at or above it). Rows under "Snapshot" were measured once
+`scripts/mutate.py --write-doc ID` (or `lib:NAME`) for that row. CI reruns the whole
+catalog (`--all --ratchet`, about 25 minutes) and fails when a target falls below what
+its row says (or below 90% for a row at or above it). Rows under "Snapshot" were measured once
 (at the commit given) and are not kept fresh: `--write-doc --snapshot ID` writes there.
 """
 

@@ -125,19 +125,16 @@ fn current_hash(checks: &BTreeMap<String, CheckFile>, target: &str) -> Option<St
         let lib = std::fs::read(root().join("checks/lib").join(format!("{name}.sql"))).ok()?;
         let mut parts = vec![lib];
         // the checks that judge the block (scripts/mutate.py block_users): those naming
-        // it in `uses`, else those reaching it through the blocks they use
-        let direct: Vec<&CheckFile> = checks
-            .values()
-            .filter(|c| c.automated && c.uses.iter().any(|u| u == name))
+        // it in `uses`, then those reaching it through the blocks they use
+        let names = |c: &CheckFile| c.uses.iter().any(|u| u == name);
+        let automated = || checks.values().filter(|c| c.automated);
+        let users: Vec<&CheckFile> = automated()
+            .filter(|c| names(c))
+            .chain(
+                automated()
+                    .filter(|c| !names(c) && block_closure(&c.uses).iter().any(|u| u == name)),
+            )
             .collect();
-        let users = if direct.is_empty() {
-            checks
-                .values()
-                .filter(|c| c.automated && block_closure(&c.uses).iter().any(|u| u == name))
-                .collect()
-        } else {
-            direct
-        };
         parts.extend(users.into_iter().map(|c| c.bytes.clone()));
         Some(hash(&parts))
     } else {
