@@ -422,6 +422,17 @@ fn lock_timeout_for(
     (budget_ms / queued_behind.max(1)).max(1)
 }
 
+/// [`lock_timeout_for`] a transaction of `statements`, with the catalog's foreign keys it
+/// needs: computed once per transaction, before its retries.
+async fn transaction_lock_timeout(
+    client: &Client,
+    budget_ms: u64,
+    statements: &[String],
+) -> Result<u64, MigrateError> {
+    let fks = fks_for(client, statements).await?;
+    Ok(lock_timeout_for(budget_ms, statements, &fks))
+}
+
 /// The catalog's foreign keys, when `statements` drop a constraint (which one is a
 /// foreign key decides what it locks); otherwise none are needed.
 async fn fks_for(
@@ -540,12 +551,8 @@ async fn apply_in_transaction(
 ) -> Result<(), MigrateError> {
     let all: Vec<Migration> = files.iter().map(|f| f.refinery.clone()).collect();
     let statements = parse::split(&m.sql);
-    // The catalog's foreign keys are read once, not on every attempt.
-    let timeout_ms = lock_timeout_for(
-        run.opts.lock_timeout_ms,
-        &statements,
-        &fks_for(client, &statements).await?,
-    );
+    let timeout_ms =
+        transaction_lock_timeout(client, run.opts.lock_timeout_ms, &statements).await?;
     let mut attempt = 0;
     loop {
         client
@@ -633,11 +640,8 @@ async fn apply_no_transaction(
             continue;
         }
         let stmt = &tx.statements[0];
-        let timeout_ms = lock_timeout_for(
-            run.opts.lock_timeout_ms,
-            &tx.statements,
-            &fks_for(client, &tx.statements).await?,
-        );
+        let timeout_ms =
+            transaction_lock_timeout(client, run.opts.lock_timeout_ms, &tx.statements).await?;
         let mut attempt = 0;
         loop {
             // Before every attempt: a concurrent build that gave up (a lock timeout in one
@@ -720,11 +724,7 @@ async fn apply_block(
     let mut attempt = 0;
     // Each statement on its own lines, so that a trailing comment cannot swallow the `;`.
     let body = format!("{}\n;\ncommit", statements.join("\n;\n"));
-    let timeout_ms = lock_timeout_for(
-        run.opts.lock_timeout_ms,
-        statements,
-        &fks_for(client, statements).await?,
-    );
+    let timeout_ms = transaction_lock_timeout(client, run.opts.lock_timeout_ms, statements).await?;
     loop {
         let attempt_once = async {
             client
