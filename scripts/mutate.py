@@ -41,11 +41,10 @@ that only feeds such columns and always returns one row (aggregates, no GROUP BY
 Building-block mutants (flip_cmp, drop_conjunct, swap_case, flip_order on checks/lib/X.sql,
 "drop a uses block's filter") are made once per block and run against the cases of each
 check that uses the block (naming it in `uses` or through another block), in turn, until
-one kills it; they are counted in the
-block's own row, not in each check's. A block mutant inside one of the block's output
-columns runs only against the checks that read that column (directly, or through a column
-of another block they read: class Reads, from the parsed SQL; any reference that might be
-to it counts); one in a column no check reads at all cannot change a verdict or an
+one kills it; they are counted in the block's own row, not in each check's. A block
+mutant inside one of the block's output columns runs only against the checks that read
+that column (directly, or through a column of another block they read: class Reads, from
+the parsed SQL; any reference that might be to it counts); one in a column no check reads at all cannot change a verdict or an
 evidence and is counted equivalent with that reason, not run (printed as "equivalent").
 
 Equivalent mutants (cannot change behaviour) are listed in scripts/mutants-equivalent.toml
@@ -87,6 +86,7 @@ import argparse
 import concurrent.futures as cf
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -856,8 +856,10 @@ def bindir():
     sys.exit("no PostgreSQL server binaries (set PG_INTEGRITY_PG_BIN)")
 
 
+@functools.lru_cache(maxsize=None)
 def server_version(bin_dir):
-    """'18.1' from `postgres --version` in bin_dir."""
+    """'18.1' from `postgres --version` in bin_dir (asked once per directory: every
+    mutant --also-pg kills is labelled with it)."""
     r = subprocess.run([str(Path(bin_dir) / "postgres"), "--version"], capture_output=True, text=True)
     m = re.search(r"(\d+(?:\.\d+)?)", r.stdout)
     return m.group(1) if m else str(bin_dir)
