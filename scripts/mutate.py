@@ -44,8 +44,9 @@ check that uses the block (naming it in `uses` or through another block), in tur
 one kills it; they are counted in the block's own row, not in each check's. A block
 mutant inside one of the block's output columns runs only against the checks that read
 that column (directly, or through a column of another block they read: class Reads, from
-the parsed SQL; any reference that might be to it counts); one in a column no check reads at all cannot change a verdict or an
-evidence and is counted equivalent with that reason, not run (printed as "equivalent").
+the parsed SQL; any reference that might be to it counts); one in a column no check reads
+at all cannot change a verdict or an evidence and is counted equivalent with that reason,
+not run (printed as "equivalent").
 
 Equivalent mutants (cannot change behaviour) are listed in scripts/mutants-equivalent.toml
 with their stable id and a reason, and are not counted. They are not kept in the check's
